@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "eval": "evaluate",
     "perturb-grid": "perturb_grid",
     "info": "info",
+    "serve": "serve",
 }
 
 

@@ -10,3 +10,15 @@ PAD_SUFFIX = "_is_pad"
 def image_key(camera: str) -> str:
     """LeRobot feature key of the RGB stream of ``camera``."""
     return f"{OBS_IMAGES}.{camera}"
+ACTION_IS_PAD = ACTION + PAD_SUFFIX  # bool (H,): action steps past the episode end (masked out of the loss)
+
+# Future clip of the world model (target-encoder input only, never the student's).
+FUTURE_IMAGES = "future.images"  # prefix: one key per camera, e.g. "future.images.corner2", (T, 3, H, W)
+FUTURE_IS_PAD = "future_is_pad"  # bool (T,): clip frames past the episode end (left out of the loss)
+FUTURE_LATENTS = "future.latents"  # optional: frozen-target latents of the clip, precomputed (latent cache)
+FUTURE_FRAME_IDS = "future.frame_ids"  # int64 (T,): rows of the clip's frames in a latent cache
+
+
+def future_image_key(camera: str) -> str:
+    """Batch key of the future clip of ``camera``."""
+    return f"{FUTURE_IMAGES}.{camera}"

@@ -1,0 +1,132 @@
+"""``vlajepa eval``: evaluate a policy on MetaWorld tasks, in distribution and under perturbations."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from vlajepa.eval.policies import PolicySpec
+
+EPILOG = """\
+policies:
+  expert                 MetaWorld's scripted expert (privileged upper bound)
+  random                 uniform random actions (floor)
+  checkpoint:PATH        a trained policy saved with save_pretrained
+  remote:ws://HOST:PORT  a policy served by `vlajepa serve`
+
+examples:
+  vlajepa eval --policy expert --tasks mt10 --episodes 20 --out benchmarks/results/expert_mt10
+  vlajepa eval --policy checkpoint:outputs/run/checkpoints/last --settings id,all --perturbed-episodes 10
+"""
+
+
+def parse_policy(text: str, name: str | None = None) -> PolicySpec:
+    """Parse ``kind[:argument]`` into a :class:`PolicySpec`."""
+    kind, _, arg = text.partition(":")
+    if kind == "checkpoint":
+        if not arg:
+            raise argparse.ArgumentTypeError("checkpoint policy needs a path: checkpoint:PATH")
+        return PolicySpec("checkpoint", {"path": arg}, name)
+    if kind == "remote":
+        if not arg:
+            raise argparse.ArgumentTypeError("remote policy needs a URL: remote:ws://127.0.0.1:8000")
+        return PolicySpec("remote", {"url": arg}, name)
+    if kind == "random":
+        return PolicySpec("random", {"seed": int(arg or 0)}, name)
+    if kind == "expert" and not arg:
+        return PolicySpec("expert", {}, name)
+    raise argparse.ArgumentTypeError(f"unknown policy {text!r}; see `vlajepa eval --help`")
+
+
+def parse_tasks(text: str) -> tuple[str, ...]:
+    from vlajepa.envs import ALL_TASKS, MT10, resolve_task
+
+    if text.lower() == "mt10":
+        return tuple(MT10)
+    if text.lower() == "mt50":
+        return tuple(ALL_TASKS)
+    return tuple(resolve_task(t.strip()) for t in text.split(",") if t.strip())
+
+
+def parse_settings(text: str) -> tuple[str, ...]:
+    from vlajepa.envs import PERTURBATIONS
+
+    settings: list[str] = []
+    for item in (t.strip() for t in text.split(",") if t.strip()):
+        if item == "all":
+            settings.extend(PERTURBATIONS)
+        elif item == "id" or item in PERTURBATIONS:
+            settings.append(item)
+        else:
+            raise argparse.ArgumentTypeError(
+                f"unknown setting {item!r}; expected 'id', 'all' or one of {', '.join(PERTURBATIONS)}"
+            )
+    return tuple(dict.fromkeys(settings))
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="evaluate a policy on MetaWorld (success rates with 95%% intervals, videos, JSON/markdown/plot)",
+        description="Roll a policy out on MetaWorld tasks in worker processes and report success per task and per "
+        "perturbation with 95%% Wilson intervals. Writes <out>.json (shared results schema), <out>.md and <out>.png.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--policy", required=True, help="expert | random[:SEED] | checkpoint:PATH | remote:URL")
+    parser.add_argument("--name", default=None, help="method name in the result rows (default: the policy kind)")
+    parser.add_argument("--tasks", default="mt10", help="mt10, mt50 or a comma-separated list (default: mt10)")
+    parser.add_argument("--settings", default="id", help="comma-separated: id, all, or perturbation names")
+    parser.add_argument("--episodes", type=int, default=20, help="episodes per task in distribution (default 20)")
+    parser.add_argument("--perturbed-episodes", type=int, default=None, help="episodes per task per perturbation")
+    parser.add_argument("--severity", type=int, default=2, choices=(1, 2, 3), help="perturbation severity")
+    parser.add_argument("--image-size", type=int, default=96)
+    parser.add_argument("--camera", default=None, help="camera name (default: the environment's default)")
+    parser.add_argument("--n-action-steps", type=int, default=None, help="actions executed per predicted chunk")
+    parser.add_argument("--max-steps", type=int, default=None, help="override the per-task step limit")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=1_000_000, help="base evaluation seed")
+    parser.add_argument("--videos", type=int, default=1, help="rollout videos saved per (task, setting)")
+    parser.add_argument("--out", default="outputs/eval/results", help="output prefix for .json/.md/.png")
+    parser.add_argument(
+        "--video-dir", default=None, help="where videos go (default: outputs/videos/<name of --out>)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vlajepa.eval.report import build_report, markdown_table, rows_from_episodes, write_report
+    from vlajepa.eval.runner import EvalConfig, evaluate
+
+    policy = parse_policy(args.policy, args.name)
+    config = EvalConfig(
+        tasks=parse_tasks(args.tasks),
+        settings=parse_settings(args.settings),
+        episodes=args.episodes,
+        perturbed_episodes=args.perturbed_episodes,
+        severity=args.severity,
+        image_size=args.image_size,
+        camera=args.camera,
+        n_action_steps=args.n_action_steps,
+        max_steps=args.max_steps,
+        workers=args.workers,
+        seed=args.seed,
+        videos=args.videos,
+    )
+    video_dir = Path(args.video_dir or Path("outputs/videos") / Path(args.out).name) if args.videos > 0 else None
+    episodes, wall = evaluate(policy, config, video_dir=video_dir, progress=not args.no_progress)
+    rows = rows_from_episodes(policy.method, episodes, severity=config.severity)
+    report = build_report(
+        rows,
+        wall,
+        config=config,
+        policy={"kind": policy.kind, **policy.kwargs},
+        episodes_per_minute=round(60 * len(episodes) / wall, 2) if wall > 0 else None,
+        videos=sorted({e.video for e in episodes if e.video}),
+    )
+    paths = write_report(report, args.out, title=f"{policy.method} on {args.tasks}")
+    print(markdown_table(report, title=f"{policy.method} on {args.tasks}"))
+    print(json.dumps({k: str(v) for k, v in paths.items()}))
+    return 0

@@ -1,0 +1,63 @@
+"""``vlajepa info``: versions, rendering back-end, and a summary of a dataset or video set."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "info",
+        help="print versions and environment facts, or summarize a dataset",
+        description="Without arguments: library versions, CPU threads and the MuJoCo rendering back-end. With "
+        "--dataset: the LeRobot v3 dataset's features, episodes and tasks. With --videos: the video set's size.",
+    )
+    parser.add_argument("--dataset", default=None, help="path of a LeRobot v3 dataset")
+    parser.add_argument("--videos", default=None, help="path of an action-free video set")
+    parser.set_defaults(func=run)
+
+
+def _version(module: str) -> str | None:
+    try:
+        return __import__(module).__version__
+    except Exception:  # noqa: BLE001 - report any import failure as "not available"
+        return None
+
+
+def run(args: argparse.Namespace) -> int:
+    import vlajepa
+
+    if args.dataset:
+        from vlajepa.data.lerobot import LeRobotDatasetMetadata
+
+        meta = LeRobotDatasetMetadata(args.dataset)
+        info = {
+            "root": str(args.dataset),
+            "fps": meta.fps,
+            "total_episodes": meta.total_episodes,
+            "total_frames": meta.total_frames,
+            "features": {k: v.get("shape") for k, v in meta.features.items()},
+            "tasks": list(meta.tasks),
+        }
+    elif args.videos:
+        from vlajepa.data.videos import VideoSet
+
+        videos = VideoSet(args.videos)
+        info = {"root": str(args.videos), "videos": len(videos), "captions": sorted(set(videos.captions))[:20]}
+    else:
+        info = {
+            "vlajepa": vlajepa.__version__,
+            "python": platform.python_version(),
+            "torch": _version("torch"),
+            "numpy": _version("numpy"),
+            "mujoco": _version("mujoco"),
+            "metaworld": _version("metaworld"),
+            "av": _version("av"),
+            "cpus": os.cpu_count(),
+            "MUJOCO_GL": os.environ.get("MUJOCO_GL"),
+        }
+    print(json.dumps(info, indent=2, default=str))
+    return 0

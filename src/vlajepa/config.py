@@ -1,0 +1,279 @@
+"""Typed model configuration, saved as JSON with every checkpoint and loaded from YAML presets in
+``configs/``.
+
+Every config is a frozen dataclass, so a model built from a config cannot drift from what is written next to
+its weights. ``to_dict``/``from_dict`` round-trip through plain JSON types; ``from_dict`` rejects unknown
+fields (a typo in a preset must not be silently ignored) and, unless ``partial=True``, missing ones (a
+checkpoint's config must be complete). YAML presets hold the model config under a top-level ``model:`` key
+(other sections belong to other parts of the program) and may be partial: absent fields take the defaults
+below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+
+class ConfigError(ValueError):
+    """A config file or dict does not describe a valid config; the message names the field at fault."""
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    """Small ViT that turns one RGB frame into patch tokens."""
+
+    patch_size: int = 12  # side of a square patch in pixels; the image size must be a multiple of it
+    dim: int = 128  # token width
+    depth: int = 4  # transformer blocks
+    heads: int = 4  # attention heads; must divide dim
+    mlp_ratio: float = 4.0  # MLP hidden width as a multiple of dim
+
+
+@dataclass(frozen=True)
+class LanguageConfig:
+    """Instruction encoder: a trainable toy encoder for tests or the frozen all-MiniLM-L6-v2."""
+
+    kind: Literal["tiny", "minilm"] = "minilm"  # tiny: trainable hashed-word encoder; minilm: frozen MiniLM
+    dim: int = 64  # tiny only: token width (minilm's width is fixed by the checkpoint, 384)
+    depth: int = 1  # tiny only: transformer blocks
+    heads: int = 4  # tiny only: attention heads; must divide dim
+    vocab_size: int = 4096  # tiny only: hash buckets for words (collisions are harmless at this size)
+    max_tokens: int = 32  # tokens kept per instruction (words for tiny, word pieces for minilm)
+    model_dir: str | None = None  # minilm only: local transformers BERT folder; None = the PyPI package
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    """Fusion transformer over instruction, current-image and state tokens plus the learned action queries."""
+
+    dim: int = 128  # token width
+    depth: int = 4  # transformer blocks
+    heads: int = 4  # attention heads; must divide dim
+    mlp_ratio: float = 4.0  # MLP hidden width as a multiple of dim
+    use_state: bool = True  # add a state token (a learned placeholder stands in when a batch has none)
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """Target encoder that turns each future frame into the latents the world model predicts (no gradient)."""
+
+    kind: Literal["ema", "frozen"] = "ema"  # ema: moving average of the student's vision encoder; frozen
+    ema_momentum: float = 0.996  # ema only: target <- m * target + (1 - m) * student vision after each step
+    # frozen only: safetensors file of the encoder's weights, a reference never copied into the policy
+    # checkpoint; None: random weights drawn from `seed` (a random-feature baseline)
+    checkpoint: str | None = None
+    seed: int = 0  # frozen without checkpoint: seed of the random weights, so the reference reproduces them
+    vision: VisionConfig | None = None  # frozen only: the encoder's architecture; None = the student's
+
+
+@dataclass(frozen=True)
+class PredictorConfig:
+    """Block-causal latent world model: predicts frame t+1 latents from [conditions_t, frame-t latents]."""
+
+    dim: int = 128  # token width
+    depth: int = 3  # transformer blocks
+    heads: int = 4  # attention heads; must divide dim
+    mlp_ratio: float = 4.0  # MLP hidden width as a multiple of dim
+    loss: Literal["l1", "mse"] = "l1"  # distance between predicted and target latents (V-JEPA uses L1)
+    rollout_steps: int = 0  # also imagine this many steps from frame 0 (feeding predictions back); 0: off
+    rollout_weight: float = 1.0  # weight of the rollout loss relative to the teacher-forcing loss
+
+
+@dataclass(frozen=True)
+class ActionHeadConfig:
+    """Flow-matching DiT that denoises an action chunk while cross-attending the embodied-action tokens."""
+
+    dim: int = 128  # token width
+    depth: int = 3  # DiT blocks
+    heads: int = 4  # attention heads; must divide dim
+    mlp_ratio: float = 4.0  # MLP hidden width as a multiple of dim
+    use_state: bool = True  # add the proprioceptive state as one more token
+    num_inference_steps: int = 10  # Euler steps from noise (t=1) to actions (t=0)
+    time_beta_alpha: float = 1.5  # training time t ~ Beta(alpha, beta), as in pi0 (more weight on noisy t)
+    time_beta_beta: float = 1.0  # second Beta parameter
+    time_min: float = 0.001  # t is rescaled to [time_min, 1] so the velocity target stays informative
+
+
+@dataclass(frozen=True)
+class RegularizerConfig:
+    """Anti-collapse term R applied to the student's vision tokens (what an EMA target follows)."""
+
+    kind: Literal["none", "vicreg", "sigreg"] = "sigreg"  # vicreg: variance + covariance; sigreg: LeJEPA
+    num_slices: int = 64  # sigreg only: random 1-D projections per call
+    num_points: int = 17  # sigreg only: quadrature points of the Epps-Pulley integral on [0, 5]
+
+
+@dataclass(frozen=True)
+class VLAJEPAConfig:
+    """The whole VLA-JEPA model: the student, the action head and (optionally) the latent world model."""
+
+    cameras: tuple[str, ...] = ("corner2",)  # camera names; keys are observation.images.<camera>
+    image_size: int = 96  # square input resolution of every camera, in pixels
+    state_dim: int = 4  # proprioceptive state width (normalized)
+    action_dim: int = 4  # action width (normalized)
+    chunk_size: int = 8  # H: actions predicted per chunk
+    n_action_steps: int = 8  # actions of each chunk executed before predicting again (<= chunk_size)
+    clip_length: int = 4  # T: future clip frames t, t+s, ..., t+(T-1)s (the first is the current one)
+    frame_stride: int = 4  # s: environment steps between consecutive clip frames
+    num_latent_action_tokens: int = 2  # K: latent-action tokens per future step (K * (T-1) queries in all)
+    num_embodied_tokens: int = 4  # M: embodied-action queries read by the action head
+    use_world_model: bool = True  # False: plain behaviour cloning (student + action head only)
+    wm_weight: float = 1.0  # beta: weight of the world-model loss on robot batches (video batches: weight 1)
+    reg_weight: float = 0.0  # lambda: weight of the anti-collapse regularizer (0: off)
+    vision: VisionConfig = field(default_factory=VisionConfig)  # student vision encoder (and EMA target)
+    language: LanguageConfig = field(default_factory=LanguageConfig)  # instruction encoder
+    student: StudentConfig = field(default_factory=StudentConfig)  # fusion transformer
+    target: TargetConfig = field(default_factory=TargetConfig)  # target encoder of the world model
+    predictor: PredictorConfig = field(default_factory=PredictorConfig)  # latent world model
+    action_head: ActionHeadConfig = field(default_factory=ActionHeadConfig)  # flow-matching action head
+    regularizer: RegularizerConfig = field(default_factory=RegularizerConfig)  # anti-collapse term
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.cameras:
+            problems.append("cameras: at least one camera is required")
+        if len(set(self.cameras)) != len(self.cameras):
+            problems.append(f"cameras: duplicates in {self.cameras}")
+        for name, sub in (("vision", self.vision), ("target.vision", self.target.vision)):
+            if sub is not None and self.image_size % sub.patch_size:
+                problems.append(
+                    f"{name}.patch_size={sub.patch_size} does not divide image_size={self.image_size}"
+                )
+        for name in ("vision", "student", "predictor", "action_head"):
+            sub = getattr(self, name)
+            if sub.dim % sub.heads:
+                problems.append(f"{name}.heads={sub.heads} does not divide {name}.dim={sub.dim}")
+        if self.language.kind == "tiny" and self.language.dim % self.language.heads:
+            problems.append(f"language.heads={self.language.heads} does not divide language.dim")
+        if not 1 <= self.n_action_steps <= self.chunk_size:
+            problems.append(
+                f"n_action_steps={self.n_action_steps} must be in [1, chunk_size={self.chunk_size}]"
+            )
+        if self.use_world_model and self.clip_length < 2:
+            problems.append(f"clip_length={self.clip_length}: the world model needs at least 2 frames")
+        if self.predictor.rollout_steps > self.clip_length - 1:
+            problems.append(f"predictor.rollout_steps={self.predictor.rollout_steps} > clip_length - 1")
+        if self.target.kind == "ema" and self.target.vision is not None:
+            problems.append("target.vision must be null for an EMA target (it copies the student's encoder)")
+        for name in (
+            "chunk_size",
+            "state_dim",
+            "action_dim",
+            "frame_stride",
+            "num_latent_action_tokens",
+            "num_embodied_tokens",
+        ):
+            if getattr(self, name) < 1:
+                problems.append(f"{name}={getattr(self, name)} must be >= 1")
+        if self.wm_weight < 0 or self.reg_weight < 0:
+            problems.append("wm_weight and reg_weight must be >= 0")
+        if problems:
+            raise ConfigError("invalid VLAJEPAConfig: " + "; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-compatible dict (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, partial: bool = False) -> VLAJEPAConfig:
+        """Build from ``to_dict`` output; ``partial`` lets absent fields take their defaults."""
+        return _build(cls, data, "", partial)
+
+    def save_json(self, path: str | Path) -> None:
+        from vlajepa.io_utils import atomic_write_json
+
+        atomic_write_json(path, self.to_dict())
+
+    @classmethod
+    def load_json(cls, path: str | Path) -> VLAJEPAConfig:
+        return cls.from_dict(read_json_file(path))
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> VLAJEPAConfig:
+        """Load the ``model:`` section of a YAML preset (partial: absent fields take the defaults)."""
+        import yaml
+
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as err:
+            raise ConfigError(f"{path}: config file not found") from err
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML ({err})") from err
+        if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
+            raise ConfigError(f"{path}: expected a mapping with a 'model:' section")
+        try:
+            return cls.from_dict(data["model"], partial=True)
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from err
+
+    def replace(self, **changes: Any) -> VLAJEPAConfig:
+        """A copy with some top-level fields changed (sub-configs are replaced whole)."""
+        return dataclasses.replace(self, **changes)
+
+
+def read_json_file(path: str | Path) -> dict[str, Any]:
+    """A JSON object from ``path``; errors name the file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise ConfigError(f"{path}: config file not found") from err
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object")
+    return data
+
+
+def _build(cls: type, data: Any, prefix: str, partial: bool) -> Any:
+    """Build dataclass ``cls`` from ``data``, checking names and types; errors name the dotted field path."""
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{prefix.rstrip('.') or cls.__name__}: expected a mapping, got {type(data).__name__}"
+        )
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown field '{prefix}{unknown[0]}' in {cls.__name__}; known fields: {', '.join(fields)}"
+        )
+    missing = [name for name in fields if name not in data]
+    if missing and not partial:
+        raise ConfigError(f"missing field '{prefix}{missing[0]}' in {cls.__name__}")
+    values = {
+        name: _coerce(data[name], hints[name], f"{prefix}{name}", partial) for name in fields if name in data
+    }
+    return cls(**values)
+
+
+def _coerce(value: Any, hint: Any, path: str, partial: bool) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(value, inner, path, partial)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, f"{path}.", partial)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"field {path!r}: {value!r} is not one of {list(args)}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"field {path!r}: expected a list, got {value!r}")
+        return tuple(_coerce(v, args[0], f"{path}[{i}]", partial) for i, v in enumerate(value))
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, str, bool) and isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
+        return value
+    raise ConfigError(f"field {path!r}: expected {getattr(hint, '__name__', hint)}, got {value!r}")

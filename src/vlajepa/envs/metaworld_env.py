@@ -1,0 +1,291 @@
+"""A gymnasium environment over any of the 50 MetaWorld v3 tasks, shaped like a LeRobot dataset frame.
+
+Observations are ``{image_key(camera): uint8 [S, S, 3], OBS_STATE: float32 [4], TASK: str}``; actions are 4-D
+(Δxyz, gripper) in [-1, 1]. ``reset(seed)`` is deterministic: the same seed gives the same object and goal
+positions and the same pixels, including under a perturbation or domain shift (both are seeded per episode).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import string  # noqa: E402
+import warnings  # noqa: E402
+from typing import Any  # noqa: E402
+
+import gymnasium as gym  # noqa: E402
+import numpy as np  # noqa: E402
+from metaworld.env_dict import ALL_V3_ENVIRONMENTS  # noqa: E402
+from metaworld.policies import ENV_POLICY_MAP  # noqa: E402
+
+from vlajepa.constants import OBS_STATE, TASK, image_key  # noqa: E402
+from vlajepa.envs.domain_shift import DomainShift, DomainShiftPlan  # noqa: E402
+from vlajepa.envs.language import LANGUAGE, Split, instruction  # noqa: E402
+from vlajepa.envs.perturbations import EpisodePlan, Perturbation, shift_layout  # noqa: E402
+from vlajepa.envs.scene import (  # noqa: E402
+    DEFAULT_CAMERA,
+    CameraView,
+    FrameRenderer,
+    SceneEditor,
+    apply_fast_render_settings,
+    resolve_view,
+)
+from vlajepa.envs.tasks import max_steps as task_max_steps  # noqa: E402
+from vlajepa.envs.tasks import resolve_task  # noqa: E402
+
+# A perturbed hand start stays in this box (or the box widened to the task's own start) so the hand starts
+# above the table, in view and inside the reach of the mocap controller.
+_HAND_START_LOW = np.array([-0.35, 0.45, 0.1])
+_HAND_START_HIGH = np.array([0.35, 0.8, 0.35])
+_STATE_DIM = 4  # hand xyz + gripper opening
+
+
+class MetaWorldEnv(gym.Env):
+    """One MetaWorld v3 task with pixels, proprioception and a language instruction.
+
+    Args:
+        task: task name, with or without the ``-v3`` suffix.
+        image_size: side of the square RGB image in pixels.
+        camera: a view from ``scene.CAMERAS``; the default shows every MT10 object clearly at 96 px.
+        max_steps: episode step limit; None takes the per-task table in ``tasks.MAX_STEPS``.
+        perturbation: an optional robustness perturbation applied to every episode.
+        domain_shift: an optional "human video" appearance shift (arm hidden, moving camera, random scene).
+        instruction_split: "canonical", or a random "train" (or "heldout") paraphrase per episode; the
+            language perturbation overrides it with a held-out paraphrase.
+    """
+
+    metadata = {"render_modes": ["rgb_array"]}
+    render_mode = "rgb_array"
+
+    def __init__(
+        self,
+        task: str,
+        image_size: int = 96,
+        camera: str = DEFAULT_CAMERA,
+        max_steps: int | None = None,
+        perturbation: Perturbation | None = None,
+        domain_shift: DomainShift | None = None,
+        instruction_split: Split = "canonical",
+    ) -> None:
+        self._task = resolve_task(task)
+        if instruction_split not in ("canonical", "train", "heldout"):
+            raise ValueError(
+                f"instruction_split must be 'canonical', 'train' or 'heldout' (got {instruction_split!r})"
+            )
+        if image_size < 8 or image_size > 480:
+            raise ValueError(f"image_size must be in [8, 480] (the offscreen buffer), not {image_size}")
+        self._max_steps = int(max_steps) if max_steps is not None else task_max_steps(self._task)
+        if self._max_steps < 1:
+            raise ValueError(f"max_steps must be positive, got {max_steps}")
+        self._camera = camera
+        self._image_size = int(image_size)
+        self._perturbation = perturbation
+        self._domain_shift = domain_shift
+        self._instruction_split = instruction_split
+
+        self._mw = self._make_metaworld_env(self._task, self._max_steps)
+        self._sample_reset_vector = self._mw._get_state_rand_vec
+        self._mw._get_state_rand_vec = self._reset_vector  # the layout perturbation's hook, see _reset_vector
+        self._hand_start = np.array(self._mw.hand_init_pos, dtype=np.float64)
+        apply_fast_render_settings(self._mw.model)
+        self._renderer = FrameRenderer(self._mw.model, self._image_size)
+        self._editor = SceneEditor(self._mw.model, self._renderer)
+        self._base_view = resolve_view(self._mw.model, self._mw.data, camera)
+        self._expert = ENV_POLICY_MAP[self._task]()
+        self._closed = False
+
+        self._image_key = image_key(camera)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32)
+        size = self._image_size
+        self.observation_space = gym.spaces.Dict(
+            {
+                self._image_key: gym.spaces.Box(0, 255, shape=(size, size, 3), dtype=np.uint8),
+                OBS_STATE: gym.spaces.Box(-np.inf, np.inf, shape=(_STATE_DIM,), dtype=np.float32),
+                TASK: gym.spaces.Text(max_length=256, charset=string.printable),
+            }
+        )
+
+        self._plan: EpisodePlan | None = None
+        self._shift: DomainShiftPlan | None = None
+        self._raw_obs: np.ndarray | None = None
+        self._last_image: np.ndarray | None = None
+        self._steps = 0
+        self._episode_seed: int | None = None
+        self._instruction = LANGUAGE[self._task].canonical
+
+    @staticmethod
+    def _make_metaworld_env(task: str, max_steps: int) -> Any:
+        """The raw MetaWorld env with the goal observable (the scripted experts read it) and seeded resets."""
+        env = ALL_V3_ENVIRONMENTS[task]()
+        env._partially_observable = False
+        del env.sawyer_observation_space  # cached with the goal hidden; recomputed on next access
+        env._freeze_rand_vec = False
+        env.seeded_rand_vec = True  # object/goal positions come from env.np_random, seeded in reset
+        env._set_task_called = True
+        env.max_path_length = max_steps  # MetaWorld refuses to step past its own limit
+        return env
+
+    # -- properties
+    @property
+    def task(self) -> str:
+        return self._task
+
+    @property
+    def instruction(self) -> str:
+        """The current episode's instruction (the canonical one before the first reset)."""
+        return self._instruction
+
+    @property
+    def camera(self) -> str:
+        return self._camera
+
+    @property
+    def image_key(self) -> str:
+        return self._image_key
+
+    @property
+    def max_steps(self) -> int:
+        return self._max_steps
+
+    @property
+    def render_fps(self) -> int:
+        """Control steps per second of simulated time (MetaWorld: 5 physics steps of 2.5 ms = 80 Hz)."""
+        return round(1.0 / self._mw.dt)
+
+    @property
+    def episode_seed(self) -> int | None:
+        """The seed of the current episode (drawn from the env's generator when reset got none)."""
+        return self._episode_seed
+
+    @property
+    def perturbation(self) -> Perturbation | None:
+        """The robustness perturbation; assigning a new one takes effect at the next reset."""
+        return self._perturbation
+
+    @perturbation.setter
+    def perturbation(self, perturbation: Perturbation | None) -> None:
+        self._perturbation = perturbation
+
+    @property
+    def domain_shift(self) -> DomainShift | None:
+        """The "human video" domain shift; assigning a new one takes effect at the next reset."""
+        return self._domain_shift
+
+    @domain_shift.setter
+    def domain_shift(self, domain_shift: DomainShift | None) -> None:
+        self._domain_shift = domain_shift
+
+    @property
+    def view(self) -> CameraView:
+        """The unperturbed view of ``camera``."""
+        return self._base_view
+
+    # -- gym API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
+        super().reset(seed=seed)
+        episode_seed = int(seed) if seed is not None else int(self.np_random.integers(2**31))
+        self._episode_seed = episode_seed
+        self._steps = 0
+        self._plan = self._perturbation.plan(episode_seed) if self._perturbation else None
+        self._shift = self._domain_shift.plan(episode_seed, self._max_steps) if self._domain_shift else None
+        self._apply_scene_changes()
+        self._instruction = self._choose_instruction(episode_seed)
+
+        self._mw.seed(episode_seed)
+        raw, _ = self._mw.reset()
+        self._raw_obs = raw
+        return self._observation(), {"success": False, "episode_seed": episode_seed}
+
+    def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
+        if self._raw_obs is None:
+            raise RuntimeError("call reset() before step()")
+        action = np.clip(np.asarray(action, dtype=np.float32).reshape(4), -1.0, 1.0)
+        raw, reward, _, _, info = self._mw.step(action)
+        self._raw_obs = raw
+        self._steps += 1
+        success = bool(info["success"])
+        truncated = self._steps >= self._max_steps and not success
+        return self._observation(), float(reward), success, truncated, {**info, "success": success}
+
+    def render(self) -> np.ndarray | None:
+        """The last observed image."""
+        return self._last_image
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._renderer.close()
+        self._mw.close()
+
+    def expert_action(self) -> np.ndarray:
+        """The scripted ``metaworld.policies`` action for the current noise-free full state, float32 [4]."""
+        if self._raw_obs is None:
+            raise RuntimeError("call reset() before expert_action()")
+        with warnings.catch_warnings():
+            # metaworld.policies.move warns whenever its gain saturates; the action is clipped just below.
+            warnings.simplefilter("ignore")
+            action = self._expert.get_action(self._raw_obs)
+        return np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
+
+    # -- internals
+    def _apply_scene_changes(self) -> None:
+        """Undo the previous episode's model edits, then make this episode's."""
+        self._editor.restore()
+        self._mw.hand_init_pos = self._hand_start.copy()
+        for plan in (self._plan, self._shift):
+            if plan is None:
+                continue
+            if plan.lighting is not None:
+                self._editor.set_lighting(plan.lighting)
+            if plan.background is not None:
+                for surface, look in plan.background.items():
+                    self._editor.set_surface(surface, look)
+        if self._plan is not None and self._plan.hand_offset is not None:
+            low = np.minimum(_HAND_START_LOW, self._hand_start)
+            high = np.maximum(_HAND_START_HIGH, self._hand_start)
+            self._mw.hand_init_pos = np.clip(self._hand_start + np.asarray(self._plan.hand_offset), low, high)
+        if self._shift is not None and self._shift.arm == "hidden":
+            self._editor.hide_arm()
+        elif self._shift is not None and self._shift.arm == "recolored":
+            self._editor.recolor_arm(self._shift.arm_color)
+
+    def _choose_instruction(self, episode_seed: int) -> str:
+        if self._plan is not None and self._plan.heldout_instruction is not None:
+            heldout = LANGUAGE[self._task].heldout
+            return heldout[self._plan.heldout_instruction % len(heldout)]
+        if self._instruction_split == "canonical":
+            return LANGUAGE[self._task].canonical
+        rng = np.random.default_rng([0x1A46, episode_seed])
+        return instruction(self._task, self._instruction_split, rng=rng)
+
+    def _reset_vector(self) -> np.ndarray:
+        """MetaWorld's object/goal sample for this reset, moved out of range by the layout perturbation."""
+        sample = self._sample_reset_vector()
+        plan = self._plan
+        if plan is None or plan.layout_side is None:
+            return sample
+        space = self._mw._random_reset_space
+        shifted = shift_layout(sample, space.low, space.high, plan.layout_side, plan.layout_margin)
+        self._mw._last_rand_vec = shifted
+        return shifted
+
+    def _current_view(self) -> CameraView:
+        view = self._base_view
+        if self._plan is not None and self._plan.view is not None:
+            view = view.moved(self._plan.view)
+        if self._shift is not None:
+            view = view.moved(self._shift.view_at(self._steps))
+        return view
+
+    def _observation(self) -> dict[str, Any]:
+        raw = self._raw_obs
+        image = self._renderer.render(self._mw.data, self._current_view())
+        state = np.asarray(raw[:_STATE_DIM], dtype=np.float32)
+        if self._plan is not None and self._plan.noise is not None:
+            image = self._plan.noise.noisy_image(image, self._plan.rng)
+            state = self._plan.noise.noisy_state(state, self._plan.rng)
+        self._last_image = image
+        return {self._image_key: image, OBS_STATE: state, TASK: self._instruction}

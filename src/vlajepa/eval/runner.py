@@ -1,0 +1,217 @@
+"""Evaluation harness: roll a policy out on MetaWorld tasks, in distribution and under perturbations.
+
+Work is split into groups of episodes that share a (task, setting); each worker process builds one environment and
+one policy per group, so the cost of creating a simulator is paid once per group, not per episode. Every episode's
+seed is a function of the evaluation seed, the task and the episode number only — never of which worker ran it — so
+results are the same for any number of workers, and the perturbed settings replay the same initial conditions as
+the in-distribution one (paired comparison).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from vlajepa.eval.policies import PolicySpec, build_policy
+
+ID_SETTING = "id"  # in-distribution: no perturbation
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What to evaluate and how.
+
+    tasks: MetaWorld task names (``-v3``).
+    settings: ``"id"`` and/or perturbation names from ``vlajepa.envs.PERTURBATIONS``.
+    episodes: episodes per (task, setting) in distribution.
+    perturbed_episodes: episodes per (task, setting) for perturbed settings (``None``: same as ``episodes``).
+    severity: perturbation severity level used for every perturbed setting.
+    image_size: square camera resolution in pixels.
+    camera: camera name (``None``: the environment's default camera).
+    n_action_steps: actions executed from each predicted chunk before asking again (``None``: the whole chunk).
+    max_steps: episode step limit (``None``: the per-task table of ``vlajepa.envs``).
+    workers: worker processes (1 runs in this process, useful for debugging).
+    seed: base of the evaluation seeds; kept far from collection seeds so evaluation never replays training
+        initial conditions.
+    videos: rollouts saved as mp4 per (task, setting), the first episodes of each group.
+    group_size: episodes per work unit (smaller balances load better, larger builds fewer environments).
+    """
+
+    tasks: tuple[str, ...]
+    settings: tuple[str, ...] = (ID_SETTING,)
+    episodes: int = 20
+    perturbed_episodes: int | None = None
+    severity: int = 2
+    image_size: int = 96
+    camera: str | None = None
+    n_action_steps: int | None = None
+    max_steps: int | None = None
+    workers: int = 2
+    seed: int = 1_000_000
+    videos: int = 0
+    group_size: int = 5
+
+    def episodes_for(self, setting: str) -> int:
+        if setting == ID_SETTING or self.perturbed_episodes is None:
+            return self.episodes
+        return self.perturbed_episodes
+
+    def episode_seed(self, task_index: int, episode: int) -> int:
+        return self.seed + 10_000 * task_index + episode
+
+
+@dataclass(frozen=True)
+class EpisodeResult:
+    """Outcome of one episode."""
+
+    task: str
+    setting: str
+    seed: int
+    success: bool
+    length: int
+    instruction: str
+    video: str | None = None
+
+
+@dataclass(frozen=True)
+class _Group:
+    policy: PolicySpec
+    task: str
+    setting: str
+    seeds: tuple[int, ...]
+    record: tuple[bool, ...]
+    config: EvalConfig
+    video_dir: str | None = field(default=None)
+
+
+def _make_env(group: _Group):
+    from vlajepa.envs import MetaWorldEnv, Perturbation
+
+    perturbation = None
+    if group.setting != ID_SETTING:
+        perturbation = Perturbation(group.setting, severity=group.config.severity, seed=group.config.seed)
+    kwargs = {"image_size": group.config.image_size, "perturbation": perturbation}
+    if group.config.camera is not None:
+        kwargs["camera"] = group.config.camera
+    if group.config.max_steps is not None:
+        kwargs["max_steps"] = group.config.max_steps
+    return MetaWorldEnv(group.task, **kwargs)
+
+
+def _seed_everything(policy, seed: int) -> None:
+    np.random.seed(seed % 2**32)
+    try:
+        import torch
+
+        torch.manual_seed(seed)
+    except ImportError:  # pragma: no cover - torch is a hard dependency, but keep the harness importable
+        pass
+    if hasattr(policy, "reseed"):
+        policy.reseed(seed)
+
+
+def run_episode(env, policy, seed: int, n_action_steps: int | None, record: bool) -> tuple[bool, int, list]:
+    """Run one episode; return (success, steps taken, recorded frames)."""
+    obs, _ = env.reset(seed=seed)
+    _seed_everything(policy, seed)
+    policy.reset()
+    frames = [obs[env.image_key]] if record else []
+    steps, success = 0, False
+    done = False
+    while not done:
+        chunk = np.asarray(policy.predict_action_chunk(obs), dtype=np.float32)
+        if chunk.ndim != 2 or chunk.shape[1] != env.action_space.shape[0] or len(chunk) == 0:
+            raise ValueError(
+                f"policy returned an action chunk of shape {chunk.shape}; expected [H, {env.action_space.shape[0]}]"
+            )
+        if not np.isfinite(chunk).all():
+            raise ValueError(f"policy returned non-finite actions on task {env.task} (seed {seed})")
+        for action in chunk[: n_action_steps or len(chunk)]:
+            obs, _, terminated, truncated, info = env.step(action)
+            steps += 1
+            success = success or bool(info["success"])
+            if record:
+                frames.append(obs[env.image_key])
+            if terminated or truncated or success:
+                done = True
+                break
+    return success, steps, frames
+
+
+def _run_group(group: _Group) -> list[EpisodeResult]:
+    env = _make_env(group)
+    try:
+        policy = build_policy(group.policy, env)
+        results = []
+        for seed, record in zip(group.seeds, group.record, strict=True):
+            success, length, frames = run_episode(env, policy, seed, group.config.n_action_steps, record)
+            video = None
+            if record and group.video_dir is not None:
+                video = _save_video(frames, group, seed, env.render_fps)
+            results.append(EpisodeResult(group.task, group.setting, seed, success, length, env.instruction, video))
+        return results
+    finally:
+        env.close()
+
+
+def _save_video(frames: list, group: _Group, seed: int, fps: float) -> str:
+    from vlajepa.data.video_io import encode_video
+
+    path = Path(group.video_dir) / f"{group.policy.method}_{group.task}_{group.setting}_{seed}.mp4"
+    encode_video(np.stack(frames), path, fps=fps, codec="libx264")
+    return str(path)
+
+
+def _worker_init() -> None:
+    # One render thread and one torch thread per worker: the workers themselves use the cores.
+    os.environ["LP_NUM_THREADS"] = "1"
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def _groups(policy: PolicySpec, config: EvalConfig, video_dir: str | None) -> Iterator[_Group]:
+    for setting in config.settings:
+        for task_index, task in enumerate(config.tasks):
+            n = config.episodes_for(setting)
+            for start in range(0, n, config.group_size):
+                episodes = range(start, min(n, start + config.group_size))
+                seeds = tuple(config.episode_seed(task_index, e) for e in episodes)
+                record = tuple(e < config.videos for e in episodes)
+                yield _Group(policy, task, setting, seeds, record, config, video_dir)
+
+
+def evaluate(
+    policy: PolicySpec, config: EvalConfig, video_dir: str | Path | None = None, progress: bool = True
+) -> tuple[list[EpisodeResult], float]:
+    """Evaluate ``policy`` under ``config``; return the per-episode results (in a fixed order) and wall seconds."""
+    groups = list(_groups(policy, config, None if video_dir is None else str(video_dir)))
+    total = sum(len(g.seeds) for g in groups)
+    start = time.perf_counter()
+    results: list[EpisodeResult] = []
+    bar = tqdm(total=total, desc=f"eval {policy.method}", unit="ep", disable=not progress)
+    if config.workers <= 1:
+        for group in groups:
+            results.extend(_run_group(group))
+            bar.update(len(group.seeds))
+    else:
+        # Workers are spawned, not forked: a forked EGL context or torch thread pool is not safe to reuse.
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(config.workers, initializer=_worker_init, maxtasksperchild=None) as pool:
+            for group_results in pool.imap_unordered(_run_group, groups):
+                results.extend(group_results)
+                bar.update(len(group_results))
+    bar.close()
+    order = {(s, t): i for i, (s, t) in enumerate((s, t) for s in config.settings for t in config.tasks)}
+    results.sort(key=lambda r: (order[(r.setting, r.task)], r.seed))
+    return results, time.perf_counter() - start

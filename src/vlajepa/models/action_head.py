@@ -1,0 +1,179 @@
+"""Flow-matching action head: a small DiT that turns noise into an action chunk, reading the embodied tokens.
+
+Convention (as in pi0): ``x_t = t * noise + (1 - t) * actions`` with ``t = 1`` pure noise; the network
+predicts the velocity ``noise - actions``. Training draws ``t ~ Beta(alpha, beta)`` rescaled to
+``[time_min, 1]``; inference integrates from ``t = 1`` to ``t = 0`` with a configurable number of Euler steps.
+
+Tokens: ``H`` noisy action tokens (plus one optional state token); the flow time modulates every block
+(adaLN-Zero, as in DiT); every block cross-attends to the student's embodied-action tokens. Padded steps of a
+chunk (past the end of an episode) are zeroed before noising and masked out of the loss, so their values have
+no effect at all.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from vlajepa.config import ActionHeadConfig
+from vlajepa.models.transformer import MLP, Attention, init_weights, learned_embedding
+
+
+def timestep_features(time: Tensor, dim: int) -> Tensor:
+    """Sinusoidal features ``(b, dim)`` of flow times ``(b,)`` in ``[0, 1]``."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, device=time.device) / half)
+    args = 1000.0 * time[:, None].float() * freqs[None]  # scale [0, 1] to the usual diffusion-step range
+    return torch.cat([args.cos(), args.sin()], dim=-1)
+
+
+def _modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
+    return x * (1 + scale) + shift
+
+
+class DiTBlock(nn.Module):
+    """adaLN-Zero self-attention and MLP, plus cross-attention to the conditioning tokens."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, context_dim: int) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False)
+        self.attn = Attention(dim, heads)
+        self.norm_cross = nn.LayerNorm(dim)
+        self.cross = Attention(dim, heads, context_dim=context_dim)
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=False)
+        self.mlp = MLP(dim, mlp_ratio)
+        self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
+
+    def forward(
+        self, x: Tensor, context_keys_values: tuple[Tensor, Tensor], time_embedding: Tensor
+    ) -> Tensor:
+        """``context_keys_values``: ``self.cross.keys_values(context)``, computed once per chunk."""
+        mod = self.modulation(time_embedding)[:, None]  # (b, 1, 6d)
+        shift1, scale1, gate1, shift2, scale2, gate2 = mod.chunk(6, dim=-1)
+        x = x + gate1 * self.attn(_modulate(self.norm1(x), shift1, scale1))
+        x = x + self.cross(self.norm_cross(x), keys_values=context_keys_values)
+        return x + gate2 * self.mlp(_modulate(self.norm2(x), shift2, scale2))
+
+
+class FlowMatchingActionHead(nn.Module):
+    """DiT velocity field over action chunks ``(b, H, A)`` conditioned on embodied tokens ``(b, M, d_c)``."""
+
+    def __init__(
+        self, config: ActionHeadConfig, action_dim: int, chunk_size: int, state_dim: int, context_dim: int
+    ) -> None:
+        super().__init__()
+        dim = config.dim
+        self.config = config
+        self.chunk_size = chunk_size
+        self.action_dim = action_dim
+        self.action_in = nn.Linear(action_dim, dim)
+        self.action_pos = learned_embedding(chunk_size, dim)
+        if config.use_state:
+            self.state_in = nn.Linear(state_dim, dim)
+            self.missing_state = learned_embedding(dim)
+        self.time_mlp = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.context_norm = nn.LayerNorm(context_dim)
+        self.blocks = nn.ModuleList(
+            DiTBlock(dim, config.heads, config.mlp_ratio, context_dim) for _ in range(config.depth)
+        )
+        self.final_norm = nn.LayerNorm(dim, elementwise_affine=False)
+        self.final_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim))
+        self.action_out = nn.Linear(dim, action_dim)
+        self.apply(init_weights)
+        for block in self.blocks:  # adaLN-Zero: every residual branch starts closed
+            nn.init.zeros_(block.modulation[-1].weight)
+            nn.init.zeros_(block.modulation[-1].bias)
+        for layer in (self.final_modulation[-1], self.action_out):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def context_keys_values(self, context: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """Cross-attention keys and values of the embodied tokens ``(b, M, d_c)`` for every block."""
+        context = self.context_norm(context)
+        return [block.cross.keys_values(context) for block in self.blocks]
+
+    def velocity(
+        self,
+        noisy_actions: Tensor,
+        time: Tensor,
+        context: Tensor | list[tuple[Tensor, Tensor]],
+        state: Tensor | None = None,
+    ) -> Tensor:
+        """Predicted velocity ``(b, H, A)`` at flow time ``time`` ``(b,)``.
+
+        ``context``: the embodied tokens ``(b, M, d_c)`` or their :meth:`context_keys_values`.
+        """
+        if isinstance(context, Tensor):
+            context = self.context_keys_values(context)
+        b = noisy_actions.shape[0]
+        x = self.action_in(noisy_actions) + self.action_pos  # (b, H, d)
+        if self.config.use_state:
+            if state is None:
+                state_token = self.missing_state.expand(b, 1, -1)
+            else:
+                state_token = self.state_in(state)[:, None]  # (b, 1, d)
+            x = torch.cat([state_token, x], dim=1)  # (b, 1 + H, d)
+        time_embedding = self.time_mlp(timestep_features(time, x.shape[-1]))  # (b, d)
+        for block, keys_values in zip(self.blocks, context, strict=True):
+            x = block(x, keys_values, time_embedding)
+        shift, scale = self.final_modulation(time_embedding)[:, None].chunk(2, dim=-1)
+        x = _modulate(self.final_norm(x), shift, scale)[:, -self.chunk_size :]  # drop the state token
+        return self.action_out(x)
+
+    def sample_time(self, batch: int, device: torch.device) -> Tensor:
+        """Training flow times ``(b,)``: ``Beta(alpha, beta)`` rescaled to ``[time_min, 1]``."""
+        beta = torch.distributions.Beta(
+            torch.tensor(self.config.time_beta_alpha, device=device),
+            torch.tensor(self.config.time_beta_beta, device=device),
+        )
+        return beta.sample((batch,)) * (1.0 - self.config.time_min) + self.config.time_min
+
+    def loss(
+        self,
+        actions: Tensor,
+        context: Tensor,
+        state: Tensor | None = None,
+        action_is_pad: Tensor | None = None,
+        noise: Tensor | None = None,
+        time: Tensor | None = None,
+    ) -> Tensor:
+        """Flow-matching MSE over the real (non-padded) steps of ``actions`` ``(b, H, A)``.
+
+        ``noise`` and ``time`` default to fresh samples; pass them to make the loss deterministic.
+        """
+        if action_is_pad is not None:
+            actions = actions.masked_fill(action_is_pad[..., None], 0.0)
+        noise = torch.randn_like(actions) if noise is None else noise
+        time = self.sample_time(actions.shape[0], actions.device) if time is None else time
+        t = time[:, None, None]
+        noisy = t * noise + (1.0 - t) * actions
+        error = (self.velocity(noisy, time, context, state) - (noise - actions)).square()  # (b, H, A)
+        if action_is_pad is None:
+            return error.mean()
+        valid = (~action_is_pad)[..., None].to(error.dtype)  # (b, H, 1)
+        return (error * valid).sum() / (valid.sum() * self.action_dim).clamp_min(1.0)
+
+    def sample(
+        self,
+        context: Tensor,
+        state: Tensor | None = None,
+        num_steps: int | None = None,
+        noise: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Integrate the flow from noise (``t = 1``) to an action chunk (``t = 0``) with Euler steps."""
+        steps = num_steps or self.config.num_inference_steps
+        b = context.shape[0]
+        if noise is None:
+            noise = torch.randn(
+                b, self.chunk_size, self.action_dim, generator=generator, device=context.device
+            )
+        keys_values = self.context_keys_values(context)
+        x = noise
+        dt = 1.0 / steps
+        for i in range(steps):
+            time = torch.full((b,), 1.0 - i * dt, device=context.device)
+            x = x - dt * self.velocity(x, time, keys_values, state)
+        return x

@@ -1,0 +1,78 @@
+"""Load a checkpoint for serving and derive what the server announces and checks from the policy's config.
+
+The server never trusts a request to match the model: it checks each one against a :class:`PolicySpec` built
+here from the checkpoint's config (cameras, image size, state and action widths, chunk length). A policy that
+is not a ``VLAJEPAPolicy`` can still be served by giving it a ``serving_spec() -> PolicySpec`` method.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vlajepa.constants import image_key
+from vlajepa.serve.spec import ImageSpec, PolicySpec
+
+
+@dataclass(frozen=True)
+class LoadedPolicy:
+    """A policy ready to serve and its spec."""
+
+    policy: Any  # implements reset() / predict_action_chunk(obs) (vlajepa.eval.policy.Policy)
+    spec: PolicySpec
+
+
+def _parameter_count(policy: Any) -> int | None:
+    module = getattr(policy, "model", policy)  # VLAJEPAPolicy wraps its nn.Module as .model
+    parameters = getattr(module, "parameters", None)
+    if not callable(parameters):
+        return None
+    return int(sum(p.numel() for p in parameters()))
+
+
+def spec_from_policy(policy: Any, checkpoint: str | Path | None = None) -> PolicySpec:
+    """The spec of ``policy``: its own ``serving_spec()`` if it has one, else built from ``policy.config``."""
+    serving_spec = getattr(policy, "serving_spec", None)
+    if callable(serving_spec):
+        return serving_spec()
+    config = getattr(policy, "config", None)
+    if config is None:
+        raise TypeError(f"{type(policy).__name__} has neither serving_spec() nor a config to build a spec")
+    size = int(config.image_size)
+    cls = type(policy)
+    model: dict[str, Any] = {"name": cls.__name__, "class": f"{cls.__module__}.{cls.__qualname__}"}
+    count = _parameter_count(policy)
+    if count is not None:
+        model["parameters"] = count
+    if checkpoint is not None:
+        model["checkpoint"] = str(checkpoint)
+    to_dict = getattr(config, "to_dict", None)
+    if callable(to_dict):
+        model["config"] = to_dict()
+    # VLAJEPAPolicy answers with the first n_action_steps of the model's chunk_size actions.
+    chunk_length = int(getattr(policy, "n_action_steps", None) or config.chunk_size)
+    model["chunk_size"] = int(config.chunk_size)
+    uses_state = config.student.use_state or config.action_head.use_state
+    return PolicySpec(
+        action_dim=int(config.action_dim),
+        chunk_length=chunk_length,
+        state_dim=int(config.state_dim) if uses_state else 0,
+        # VLAJEPAPolicy resizes every camera image to image_size itself (the harness renders at its own size).
+        images=tuple(ImageSpec(image_key(camera), size, size, any_size=True) for camera in config.cameras),
+        n_action_steps=chunk_length,
+        model=model,
+    )
+
+
+def load_policy(checkpoint_path: str | Path) -> LoadedPolicy:
+    """Load a ``VLAJEPAPolicy`` checkpoint directory (``from_pretrained``) in eval mode, with its spec."""
+    from vlajepa.policy import VLAJEPAPolicy  # lazy: importing the model pulls in torch and the networks
+
+    path = Path(checkpoint_path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    policy = VLAJEPAPolicy.from_pretrained(path)
+    if callable(getattr(policy, "eval", None)):
+        policy.eval()
+    return LoadedPolicy(policy, spec_from_policy(policy, checkpoint=path))

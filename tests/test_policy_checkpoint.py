@@ -1,0 +1,183 @@
+"""``VLAJEPAPolicy``: the evaluation interface, un-normalization, and save/load with clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from vlajepa.checkpoint import CONFIG_FILE, NORMALIZATION_FILE, WEIGHTS_FILE, CheckpointError
+from vlajepa.config import TargetConfig
+from vlajepa.constants import ACTION, OBS_STATE, TASK, image_key
+from vlajepa.eval.policy import Policy
+from vlajepa.models.target import save_encoder
+from vlajepa.models.testing import single_thread, tiny_config
+from vlajepa.models.vla_jepa import VLAJEPA
+from vlajepa.normalize import Normalizer
+from vlajepa.policy import VLAJEPAPolicy
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    with single_thread():
+        yield
+
+
+def make_policy(n_action_steps: int | None = None, **changes) -> VLAJEPAPolicy:
+    torch.manual_seed(0)
+    model = VLAJEPA(tiny_config(**changes))
+    with torch.no_grad():  # leave the zero-initialised output layers so actions depend on the weights
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    stats = {
+        ACTION: {"min": [-2.0, 0.0, 0.0, 5.0], "max": [2.0, 10.0, 1.0, 7.0]},
+        OBS_STATE: {"mean": [0.5, 0.0, 0.2, 1.0], "std": [0.1, 1.0, 0.2, 3.0]},
+    }
+    normalizer = Normalizer.from_stats(stats, {ACTION: "min_max", OBS_STATE: "mean_std"})
+    return VLAJEPAPolicy(model, normalizer, n_action_steps=n_action_steps, seed=0)
+
+
+def observation(size: int = 32, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    return {
+        image_key("corner2"): rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8),
+        OBS_STATE: rng.normal(size=4).astype(np.float32),
+        TASK: "open the drawer",
+    }
+
+
+def test_policy_implements_the_harness_interface():
+    policy = make_policy()
+    assert isinstance(policy, Policy)
+    policy.reset()
+    chunk = policy.predict_action_chunk(observation())
+    assert chunk.shape == (4, 4) and chunk.dtype == np.float32 and np.isfinite(chunk).all()
+    assert make_policy(n_action_steps=2).predict_action_chunk(observation()).shape == (2, 4)
+
+
+def test_actions_are_unnormalized_with_the_saved_statistics():
+    policy = make_policy()
+    obs = observation()
+    chunk = policy.predict_action_chunk(obs)
+    policy.reseed(0)
+    state = (obs[OBS_STATE] - np.array([0.5, 0.0, 0.2, 1.0])) / np.array([0.1, 1.0, 0.2, 3.0])
+    batch = {
+        image_key("corner2"): torch.from_numpy(obs[image_key("corner2")]).permute(2, 0, 1)[None].float()
+        / 255,
+        OBS_STATE: torch.tensor(state, dtype=torch.float32)[None],
+        TASK: [obs[TASK]],
+    }
+    normalized = (
+        policy.model.predict_action(batch, generator=torch.Generator().manual_seed(0))[0].double().numpy()
+    )
+    low, high = np.array([-2.0, 0.0, 0.0, 5.0]), np.array([2.0, 10.0, 1.0, 7.0])
+    np.testing.assert_allclose(chunk, (normalized + 1) / 2 * (high - low) + low, rtol=1e-4, atol=1e-4)
+
+
+def test_reseed_reproduces_and_images_of_another_size_are_resized():
+    policy = make_policy()
+    policy.reseed(3)
+    first = policy.predict_action_chunk(observation(size=48))
+    policy.reseed(3)
+    assert np.array_equal(first, policy.predict_action_chunk(observation(size=48)))
+    assert not np.array_equal(first, policy.predict_action_chunk(observation(size=48)))
+
+
+def test_batched_prediction_matches_single_observations_and_rng_state_round_trips():
+    policy = make_policy()
+    observations = [observation(seed=i) for i in range(3)]
+    state = policy.get_rng_state()
+    batched = policy.predict_action_chunk_batch(observations)
+    assert batched.shape == (3, 4, 4) and batched.dtype == np.float32
+    policy.set_rng_state(state)
+    assert np.array_equal(policy.predict_action_chunk_batch(observations), batched)
+    policy.reseed(5)
+    first = policy.predict_action_chunk(observations[0])
+    policy.reseed(5)
+    assert np.array_equal(policy.predict_action_chunk_batch(observations[:1])[0], first)
+
+
+def test_select_action_hands_out_a_chunk_step_by_step():
+    policy = make_policy(n_action_steps=2)
+    policy.reseed(0)
+    chunk = policy.predict_action_chunk(observation())
+    policy.reseed(0)
+    policy.reset()
+    assert np.array_equal(policy.select_action(observation()), chunk[0])
+    assert np.array_equal(policy.select_action(observation()), chunk[1])
+
+
+def test_bad_observations_get_clear_errors():
+    policy = make_policy()
+    obs = observation()
+    with pytest.raises(KeyError, match="task"):
+        policy.predict_action_chunk({k: v for k, v in obs.items() if k != TASK})
+    with pytest.raises(KeyError, match="observation.images.corner2"):
+        policy.predict_action_chunk({k: v for k, v in obs.items() if k != image_key("corner2")})
+    with pytest.raises(ValueError, match="HWC"):
+        policy.predict_action_chunk(dict(obs, **{image_key("corner2"): np.zeros((3, 32, 32), np.uint8)}))
+
+
+def test_save_load_round_trip_gives_identical_actions(tmp_path):
+    policy = make_policy()
+    policy.save_pretrained(tmp_path / "ckpt")
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == sorted(
+        [CONFIG_FILE, WEIGHTS_FILE, NORMALIZATION_FILE]
+    )  # no temporary files left behind
+    loaded = VLAJEPAPolicy.from_pretrained(tmp_path / "ckpt", seed=0)
+    assert loaded.config == policy.config
+    for seed in (0, 1):
+        policy.reseed(seed)
+        loaded.reseed(seed)
+        obs = observation(seed=seed)
+        assert np.array_equal(policy.predict_action_chunk(obs), loaded.predict_action_chunk(obs))
+
+
+def test_frozen_target_is_referenced_not_saved(tmp_path):
+    encoder_model = VLAJEPA(tiny_config())
+    save_encoder(encoder_model.student.vision, tmp_path / "encoder.safetensors")
+    policy = make_policy(target=TargetConfig(kind="frozen", checkpoint=str(tmp_path / "encoder.safetensors")))
+    policy.save_pretrained(tmp_path / "ckpt")
+    assert not any(k.startswith("target.") for k in load_file(tmp_path / "ckpt" / WEIGHTS_FILE))
+    loaded = VLAJEPAPolicy.from_pretrained(tmp_path / "ckpt")
+    for a, b in zip(loaded.model.target.parameters(), encoder_model.student.vision.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_truncated_or_corrupt_weights_name_the_file(tmp_path):
+    make_policy().save_pretrained(tmp_path / "ckpt")
+    weights = tmp_path / "ckpt" / WEIGHTS_FILE
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=r"model\.safetensors.*(corrupt|truncated)"):
+        VLAJEPAPolicy.from_pretrained(tmp_path / "ckpt")
+    weights.write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(CheckpointError, match=r"model\.safetensors"):
+        VLAJEPAPolicy.from_pretrained(tmp_path / "ckpt")
+    weights.unlink()
+    with pytest.raises(CheckpointError, match=r"model\.safetensors.*missing"):
+        VLAJEPAPolicy.from_pretrained(tmp_path / "ckpt")
+
+
+def test_missing_or_broken_config_and_normalization_name_the_file(tmp_path):
+    make_policy().save_pretrained(tmp_path / "ckpt")
+    (tmp_path / "ckpt" / NORMALIZATION_FILE).write_text("{not json")
+    with pytest.raises(CheckpointError, match=r"normalization\.json"):
+        VLAJEPAPolicy.from_pretrained(tmp_path / "ckpt")
+    (tmp_path / "ckpt" / CONFIG_FILE).write_text('{"model_type": "vla_jepa", "image_size": 32}')
+    with pytest.raises(CheckpointError, match=r"config\.json.*missing field"):
+        VLAJEPAPolicy.from_pretrained(tmp_path / "ckpt")
+    (tmp_path / "ckpt" / CONFIG_FILE).unlink()
+    with pytest.raises(CheckpointError, match=r"config\.json.*missing"):
+        VLAJEPAPolicy.from_pretrained(tmp_path / "ckpt")
+
+
+def test_weights_that_do_not_fit_the_config_name_the_file(tmp_path):
+    make_policy().save_pretrained(tmp_path / "ckpt")
+    other = make_policy(num_embodied_tokens=3)
+    (tmp_path / "other").mkdir()
+    other.save_pretrained(tmp_path / "other")
+    (tmp_path / "other" / WEIGHTS_FILE).replace(tmp_path / "ckpt" / WEIGHTS_FILE)
+    with pytest.raises(CheckpointError, match=r"model\.safetensors.*wrong shape"):
+        VLAJEPAPolicy.from_pretrained(tmp_path / "ckpt")
