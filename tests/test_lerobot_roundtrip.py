@@ -190,3 +190,27 @@ def test_writer_aborts_on_exception_and_refuses_existing_root(tmp_path: Path) ->
     root.mkdir()
     with pytest.raises(FileExistsError, match=str(root)):
         LeRobotDatasetWriter(root, FPS, FEATURES)
+
+
+def test_scalar_and_boolean_features_without_video(tmp_path: Path) -> None:
+    """Shape [1] features are scalar columns (as LeRobot stores them); datasets may have no camera at all."""
+    root = tmp_path / "no_video"
+    features = {
+        OBS_STATE: {"dtype": "float32", "shape": [2]},
+        "next.reward": {"dtype": "float32", "shape": [1]},
+        "next.done": {"dtype": "bool", "shape": [1]},
+    }
+    with LeRobotDatasetWriter(root, FPS, features) as writer:
+        for length in (3, 4):
+            done = np.zeros(length, dtype=bool)
+            done[-1] = True
+            reward = np.linspace(0, 1, length)  # float64 input is stored as float32
+            frames = {OBS_STATE: np.ones((length, 2)), "next.reward": reward, "next.done": done}
+            writer.add_episode(frames, task="t")
+    meta = LeRobotDatasetMetadata(root)
+    assert meta.camera_keys == [] and meta.video_path is None
+    dataset = LeRobotDataset(root, delta_timestamps={"next.reward": [0.0, 0.1]})
+    item = dataset[2]
+    assert item["next.done"].dtype == torch.bool and item["next.done"].item() is True
+    assert item["next.reward"].tolist() == [1.0, 1.0] and item["next.reward_is_pad"].tolist() == [False, True]
+    assert dataset[3][OBS_STATE].dtype == torch.float32

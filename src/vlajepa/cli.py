@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # command name -> module under vlajepa.commands
@@ -58,7 +59,15 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError) as err:
+        # Bad input (unknown task, corrupt video, missing file, bad config field): the messages name the culprit,
+        # so show them without a traceback. VLAJEPA_DEBUG=1 shows the traceback too.
+        if os.environ.get("VLAJEPA_DEBUG") == "1":
+            raise
+        print(f"vlajepa {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

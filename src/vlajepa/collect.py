@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing as mp
+import multiprocessing.util as mp_util
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -82,51 +83,71 @@ class Episode:
     fps: float
 
 
-def run_attempt(attempt: Attempt) -> Episode:
-    """Roll the scripted expert out once and record every step (observation at t, action taken at t)."""
-    from vlajepa.envs import DomainShift, MetaWorldEnv, instruction
+# One environment per (task, rendering options) per process, reused across attempts: creating a MetaWorld env
+# costs about as much as a whole demonstration, and reset(seed) fully determines an episode.
+_ENVS: dict[tuple, object] = {}
+
+
+def _env_for(attempt: Attempt):
+    from vlajepa.envs import DomainShift, MetaWorldEnv
 
     config = attempt.config
-    kwargs = {"image_size": config.image_size}
-    if config.camera is not None:
-        kwargs["camera"] = config.camera
-    if config.domain_shift:
-        kwargs["domain_shift"] = DomainShift(seed=attempt.seed)
-    env = MetaWorldEnv(attempt.task, **kwargs)
-    try:
-        obs, _ = env.reset(seed=attempt.seed)
-        images, states, actions = [], [], []
-        success = False
-        for _ in range(env.max_steps):
-            action = env.expert_action()
-            images.append(obs[env.image_key])
-            states.append(obs[OBS_STATE])
-            actions.append(action)
-            obs, _, terminated, truncated, info = env.step(action)
-            if info["success"]:
-                success = True
-                break
-            if terminated or truncated:
-                break
-        text = env.instruction
-        if config.paraphrases:
-            text = instruction(attempt.task, "train", rng=np.random.default_rng(attempt.seed))
-        return Episode(
-            attempt=attempt,
-            success=success,
-            images=np.stack(images),
-            state=np.stack(states).astype(np.float32),
-            action=np.clip(np.stack(actions), -1.0, 1.0).astype(np.float32),
-            instruction=text,
-            image_key=env.image_key,
-            fps=env.render_fps,
-        )
-    finally:
+    key = (attempt.task, config.image_size, config.camera, config.domain_shift, config.seed)
+    if key not in _ENVS:
+        kwargs = {"image_size": config.image_size}
+        if config.camera is not None:
+            kwargs["camera"] = config.camera
+        if config.domain_shift:
+            kwargs["domain_shift"] = DomainShift(seed=config.seed)  # each episode draws its own look from its seed
+        _ENVS[key] = MetaWorldEnv(attempt.task, **kwargs)
+    return _ENVS[key]
+
+
+def close_envs() -> None:
+    """Close this process's cached environments (EGL complains at exit otherwise)."""
+    while _ENVS:
+        _, env = _ENVS.popitem()
         env.close()
+
+
+def run_attempt(attempt: Attempt) -> Episode:
+    """Roll the scripted expert out once and record every step (observation at t, action taken at t)."""
+    from vlajepa.envs import instruction
+
+    env = _env_for(attempt)
+    obs, _ = env.reset(seed=attempt.seed)
+    images, states, actions = [], [], []
+    success = False
+    for _ in range(env.max_steps):
+        action = env.expert_action()
+        images.append(obs[env.image_key])
+        states.append(obs[OBS_STATE])
+        actions.append(action)
+        obs, _, terminated, truncated, info = env.step(action)
+        if info["success"]:
+            success = True
+            break
+        if terminated or truncated:
+            break
+    text = env.instruction
+    if attempt.config.paraphrases:
+        text = instruction(attempt.task, "train", rng=np.random.default_rng(attempt.seed))
+    return Episode(
+        attempt=attempt,
+        success=success,
+        images=np.stack(images),
+        state=np.stack(states).astype(np.float32),
+        action=np.clip(np.stack(actions), -1.0, 1.0).astype(np.float32),
+        instruction=text,
+        image_key=env.image_key,
+        fps=env.render_fps,
+    )
 
 
 def _worker_init() -> None:
     os.environ["LP_NUM_THREADS"] = "1"
+    # Runs when the worker exits normally (pool.close + join), closing its simulators cleanly.
+    mp_util.Finalize(None, close_envs, exitpriority=10)
 
 
 def _attempts(config: CollectConfig, task_index: int, start: int, count: int) -> list[Attempt]:
@@ -193,59 +214,75 @@ def iter_successful_episodes(config: CollectConfig, progress: bool = True) -> It
                 kept[episode.attempt.task] += 1
                 bar.update(1)
                 yield episode
+    except BaseException:
+        if pool is not None:
+            pool.terminate()  # an error or Ctrl-C: stop the workers now, the .partial output is discarded
+        raise
+    else:
+        if pool is not None:
+            pool.close()  # a clean exit lets each worker close its simulators
+            pool.join()
     finally:
         bar.close()
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+        if pool is None:
+            close_envs()
     yield CollectSummary(kept, dropped, time.perf_counter() - start_time)
+
+
+def _write_episodes(config: CollectConfig, open_writer, add, progress: bool) -> CollectSummary:
+    """Stream kept episodes into a writer made from the first one; abort it (no output) on any error."""
+    writer = None
+    try:
+        for item in iter_successful_episodes(config, progress):
+            if isinstance(item, CollectSummary):
+                if writer is None:
+                    raise RuntimeError("no episodes were collected")
+                writer.finalize()
+                return item
+            writer = writer or open_writer(item)
+            add(writer, item)
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    raise AssertionError("iter_successful_episodes ended without a summary")
 
 
 def collect_robot_dataset(config: CollectConfig, root: str | Path, progress: bool = True) -> CollectSummary:
     """Collect scripted-expert demonstrations into a LeRobot v3 dataset at ``root``."""
     from vlajepa.data.lerobot_writer import LeRobotDatasetWriter
 
-    writer = None
-    summary = None
-    for item in iter_successful_episodes(config, progress):
-        if isinstance(item, CollectSummary):
-            summary = item
-            break
-        if writer is None:
-            writer = LeRobotDatasetWriter(
-                root,
-                fps=item.fps,
-                features=robot_features(item.image_key, item.images.shape[1:], item.state.shape[1:],
-                                        item.action.shape[1:]),
-                robot_type="sawyer",
-            )
-        writer.add_episode({item.image_key: item.images, OBS_STATE: item.state, ACTION: item.action},
-                           task=item.instruction)
-    assert summary is not None and writer is not None
-    writer.finalize()
-    return summary
+    def open_writer(first: Episode) -> LeRobotDatasetWriter:
+        features = robot_features(
+            first.image_key, first.images.shape[1:], first.state.shape[1:], first.action.shape[1:]
+        )
+        return LeRobotDatasetWriter(root, fps=first.fps, features=features, robot_type="sawyer")
+
+    def add(writer: LeRobotDatasetWriter, episode: Episode) -> None:
+        frames = {episode.image_key: episode.images, OBS_STATE: episode.state, ACTION: episode.action}
+        writer.add_episode(frames, task=episode.instruction)
+
+    return _write_episodes(config, open_writer, add, progress)
 
 
 def collect_video_set(config: CollectConfig, root: str | Path, progress: bool = True) -> CollectSummary:
     """Collect an action-free, domain-shifted video set (mp4 + captions CSV) at ``root``."""
     from vlajepa.data.videos import VideoSetWriter
 
-    writer = None
-    summary = None
-    for item in iter_successful_episodes(config, progress):
-        if isinstance(item, CollectSummary):
-            summary = item
-            break
-        if writer is None:
-            writer = VideoSetWriter(root, fps=item.fps)
-        writer.add_video(item.images, text=item.instruction, task=item.attempt.task)
-    assert summary is not None and writer is not None
-    writer.finalize()
-    return summary
+    def open_writer(first: Episode) -> VideoSetWriter:
+        return VideoSetWriter(
+            root, fps=first.fps, provenance={"domain_shift": "vlajepa.envs.DomainShift()", "seed": config.seed}
+        )
+
+    def add(writer: VideoSetWriter, episode: Episode) -> None:
+        writer.add_video(episode.images, text=episode.instruction, task=episode.attempt.task)
+
+    return _write_episodes(config, open_writer, add, progress)
 
 
-def robot_features(image_key: str, image_shape: Sequence[int], state_shape: Sequence[int],
-                   action_shape: Sequence[int]) -> dict:
+def robot_features(
+    image_key: str, image_shape: Sequence[int], state_shape: Sequence[int], action_shape: Sequence[int]
+) -> dict:
     """LeRobot ``features`` for one camera, the 4-D state and the 4-D action."""
     return {
         image_key: {"dtype": "video", "shape": list(image_shape), "names": ["height", "width", "channels"]},

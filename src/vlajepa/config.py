@@ -113,7 +113,7 @@ class RegularizerConfig:
 class VLAJEPAConfig:
     """The whole VLA-JEPA model: the student, the action head and (optionally) the latent world model."""
 
-    cameras: tuple[str, ...] = ("corner2",)  # camera names; keys are observation.images.<camera>
+    cameras: tuple[str, ...] = ("workspace_oblique",)  # vlajepa.envs.CAMERAS names; keys observation.images.<cam>
     image_size: int = 96  # square input resolution of every camera, in pixels
     state_dim: int = 4  # proprioceptive state width (normalized)
     action_dim: int = 4  # action width (normalized)

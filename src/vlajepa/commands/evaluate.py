@@ -74,16 +74,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--policy", required=True, help="expert | random[:SEED] | checkpoint:PATH | remote:URL")
-    parser.add_argument("--name", default=None, help="method name in the result rows (default: the policy kind)")
-    parser.add_argument("--tasks", default="mt10", help="mt10, mt50 or a comma-separated list (default: mt10)")
+    parser.add_argument(
+        "--policy", required=True, help="expert | random[:SEED] | checkpoint:PATH | remote:URL"
+    )
+    parser.add_argument(
+        "--name", default=None, help="method name in the result rows (default: the policy kind)"
+    )
+    parser.add_argument(
+        "--tasks", default="mt10", help="mt10, mt50 or a comma-separated list (default: mt10)"
+    )
     parser.add_argument("--settings", default="id", help="comma-separated: id, all, or perturbation names")
-    parser.add_argument("--episodes", type=int, default=20, help="episodes per task in distribution (default 20)")
-    parser.add_argument("--perturbed-episodes", type=int, default=None, help="episodes per task per perturbation")
+    parser.add_argument(
+        "--episodes", type=int, default=20, help="episodes per task in distribution (default 20)"
+    )
+    parser.add_argument(
+        "--perturbed-episodes", type=int, default=None, help="episodes per task per perturbation"
+    )
     parser.add_argument("--severity", type=int, default=2, choices=(1, 2, 3), help="perturbation severity")
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--camera", default=None, help="camera name (default: the environment's default)")
-    parser.add_argument("--n-action-steps", type=int, default=None, help="actions executed per predicted chunk")
+    parser.add_argument(
+        "--n-action-steps", type=int, default=None, help="actions executed per predicted chunk"
+    )
     parser.add_argument("--max-steps", type=int, default=None, help="override the per-task step limit")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1_000_000, help="base evaluation seed")
@@ -101,6 +113,12 @@ def run(args: argparse.Namespace) -> int:
     from vlajepa.eval.runner import EvalConfig, evaluate
 
     policy = parse_policy(args.policy, args.name)
+    camera = args.camera
+    if policy.kind == "checkpoint" and camera is None:
+        from vlajepa.checkpoint import load_config
+
+        # A trained policy reads the camera it was trained on; render that one.
+        camera = load_config(policy.kwargs["path"]).cameras[0]
     config = EvalConfig(
         tasks=parse_tasks(args.tasks),
         settings=parse_settings(args.settings),
@@ -108,14 +126,16 @@ def run(args: argparse.Namespace) -> int:
         perturbed_episodes=args.perturbed_episodes,
         severity=args.severity,
         image_size=args.image_size,
-        camera=args.camera,
+        camera=camera,
         n_action_steps=args.n_action_steps,
         max_steps=args.max_steps,
         workers=args.workers,
         seed=args.seed,
         videos=args.videos,
     )
-    video_dir = Path(args.video_dir or Path("outputs/videos") / Path(args.out).name) if args.videos > 0 else None
+    video_dir = (
+        Path(args.video_dir or Path("outputs/videos") / Path(args.out).name) if args.videos > 0 else None
+    )
     episodes, wall = evaluate(policy, config, video_dir=video_dir, progress=not args.no_progress)
     rows = rows_from_episodes(policy.method, episodes, severity=config.severity)
     report = build_report(

@@ -46,7 +46,11 @@ def run(args: argparse.Namespace) -> int:
         from vlajepa.data.videos import VideoSet
 
         videos = VideoSet(args.videos)
-        info = {"root": str(args.videos), "videos": len(videos), "captions": sorted(set(videos.captions))[:20]}
+        info = {
+            "root": str(args.videos),
+            "videos": len(videos),
+            "captions": sorted(set(videos.captions))[:20],
+        }
     else:
         info = {
             "vlajepa": vlajepa.__version__,

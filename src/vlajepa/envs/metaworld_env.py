@@ -121,6 +121,13 @@ class MetaWorldEnv(gym.Env):
         env = ALL_V3_ENVIRONMENTS[task]()
         env._partially_observable = False
         del env.sawyer_observation_space  # cached with the goal hidden; recomputed on next access
+        # MetaWorld clips every observation to this space, whose goal bounds are the in-distribution goal range:
+        # unbounded, so the expert sees the true goal when the layout perturbation moves it out of that range.
+        space = env.sawyer_observation_space
+        unbounded_goal = np.full(3, np.inf)
+        env.sawyer_observation_space = gym.spaces.Box(
+            np.hstack((space.low[:-3], -unbounded_goal)), np.hstack((space.high[:-3], unbounded_goal)), dtype=np.float64
+        )
         env._freeze_rand_vec = False
         env.seeded_rand_vec = True  # object/goal positions come from env.np_random, seeded in reset
         env._set_task_called = True

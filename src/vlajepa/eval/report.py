@@ -23,7 +23,9 @@ from vlajepa.io_utils import atomic_write, atomic_write_json, atomic_write_text
 ROW_FIELDS = ("method", "task", "setting", "episodes", "successes", "success_rate", "ci_low", "ci_high")
 
 
-def make_row(method: str, task: str, setting: str, successes: int, episodes: int, **extra: Any) -> dict[str, Any]:
+def make_row(
+    method: str, task: str, setting: str, successes: int, episodes: int, **extra: Any
+) -> dict[str, Any]:
     """One result row of the shared schema."""
     low, high = wilson_interval(successes, episodes)
     row = {
@@ -84,7 +86,9 @@ def current_command() -> str:
 
 def git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=5
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
@@ -143,7 +147,12 @@ def markdown_table(report: dict[str, Any], title: str = "Evaluation") -> str:
                 else f"{_pct(row['success_rate'])} [{_pct(row['ci_low'])}, {_pct(row['ci_high'])}] ({row['episodes']})"
             )
         lines.append(f"| {method} | {task} | " + " | ".join(cells) + " |")
-    lines += ["", "Pooled over tasks:", "", "| method | setting | success % [95 % CI] | episodes | mean of task rates |"]
+    lines += [
+        "",
+        "Pooled over tasks:",
+        "",
+        "| method | setting | success % [95 % CI] | episodes | mean of task rates |",
+    ]
     lines.append("|---|---|---|---|---|")
     for s in report["summary"]:
         lines.append(
@@ -177,8 +186,14 @@ def plot_report(report: dict[str, Any], path: str | Path, title: str = "Success 
             low_err.append(100 * (rate - row["ci_low"]) if row else 0)
             high_err.append(100 * (row["ci_high"] - rate) if row else 0)
         label = method if len({s for _, s in series}) == 1 else f"{method} / {setting}"
-        ax.bar(x + (i - (len(series) - 1) / 2) * width, rates, width, yerr=[low_err, high_err], capsize=2,
-               label=label)
+        ax.bar(
+            x + (i - (len(series) - 1) / 2) * width,
+            rates,
+            width,
+            yerr=[low_err, high_err],
+            capsize=2,
+            label=label,
+        )
     ax.set_xticks(x, [t.removesuffix("-v3") for t in tasks], rotation=35, ha="right", fontsize=8)
     ax.set_ylabel("success %")
     ax.set_ylim(0, 105)
@@ -194,7 +209,9 @@ def plot_report(report: dict[str, Any], path: str | Path, title: str = "Success 
     return Path(path)
 
 
-def write_report(report: dict[str, Any], out_prefix: str | Path, title: str = "Evaluation") -> dict[str, Path]:
+def write_report(
+    report: dict[str, Any], out_prefix: str | Path, title: str = "Evaluation"
+) -> dict[str, Path]:
     """Write ``<prefix>.json``, ``<prefix>.md`` and ``<prefix>.png``; return their paths."""
     prefix = str(out_prefix)
     return {

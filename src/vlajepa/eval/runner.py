@@ -77,6 +77,7 @@ class EpisodeResult:
     success: bool
     length: int
     instruction: str
+    total_reward: float = 0.0  # MetaWorld's dense reward summed over the episode: a fingerprint of the trajectory
     video: str | None = None
 
 
@@ -117,13 +118,15 @@ def _seed_everything(policy, seed: int) -> None:
         policy.reseed(seed)
 
 
-def run_episode(env, policy, seed: int, n_action_steps: int | None, record: bool) -> tuple[bool, int, list]:
-    """Run one episode; return (success, steps taken, recorded frames)."""
+def run_episode(
+    env, policy, seed: int, n_action_steps: int | None, record: bool
+) -> tuple[bool, int, float, list]:
+    """Run one episode; return (success, steps taken, summed reward, recorded frames)."""
     obs, _ = env.reset(seed=seed)
     _seed_everything(policy, seed)
     policy.reset()
     frames = [obs[env.image_key]] if record else []
-    steps, success = 0, False
+    steps, success, total_reward = 0, False, 0.0
     done = False
     while not done:
         chunk = np.asarray(policy.predict_action_chunk(obs), dtype=np.float32)
@@ -134,15 +137,16 @@ def run_episode(env, policy, seed: int, n_action_steps: int | None, record: bool
         if not np.isfinite(chunk).all():
             raise ValueError(f"policy returned non-finite actions on task {env.task} (seed {seed})")
         for action in chunk[: n_action_steps or len(chunk)]:
-            obs, _, terminated, truncated, info = env.step(action)
+            obs, reward, terminated, truncated, info = env.step(action)
             steps += 1
+            total_reward += float(reward)
             success = success or bool(info["success"])
             if record:
                 frames.append(obs[env.image_key])
             if terminated or truncated or success:
                 done = True
                 break
-    return success, steps, frames
+    return success, steps, total_reward, frames
 
 
 def _run_group(group: _Group) -> list[EpisodeResult]:
@@ -151,11 +155,13 @@ def _run_group(group: _Group) -> list[EpisodeResult]:
         policy = build_policy(group.policy, env)
         results = []
         for seed, record in zip(group.seeds, group.record, strict=True):
-            success, length, frames = run_episode(env, policy, seed, group.config.n_action_steps, record)
+            success, length, total_reward, frames = run_episode(env, policy, seed, group.config.n_action_steps, record)
             video = None
             if record and group.video_dir is not None:
                 video = _save_video(frames, group, seed, env.render_fps)
-            results.append(EpisodeResult(group.task, group.setting, seed, success, length, env.instruction, video))
+            results.append(
+                EpisodeResult(group.task, group.setting, seed, success, length, env.instruction, total_reward, video)
+            )
         return results
     finally:
         env.close()

@@ -1,0 +1,80 @@
+"""Small synthetic datasets for trainer tests and benchmarks: written in seconds, no simulator needed.
+
+Frames show a coloured square moving over a gradient background (so consecutive frames differ and a world model
+has something to predict); states and actions follow the square. Content is a function of the seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from vlajepa.constants import ACTION, OBS_STATE, image_key
+
+TASKS = ("push the block to the goal", "open the drawer", "press the button")
+FPS = 10
+
+
+def moving_square_frames(length: int, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """RGB ``uint8 (length, size, size, 3)`` frames and the square's ``(length, 2)`` positions in ``[0, 1]``."""
+    start, velocity = rng.uniform(0.2, 0.8, 2), rng.uniform(-0.04, 0.04, 2)
+    positions = np.clip(start + velocity * np.arange(length)[:, None], 0.05, 0.95)
+    ys, xs = np.mgrid[0:size, 0:size] / size
+    background = np.stack([ys, xs, 1 - ys], axis=-1) * 0.5
+    colour = rng.uniform(0.5, 1.0, 3)
+    frames = np.repeat(background[None], length, axis=0)
+    half = max(1, size // 8)
+    for t, (y, x) in enumerate((positions * size).astype(int)):
+        frames[t, max(0, y - half) : y + half, max(0, x - half) : x + half] = colour
+    return (frames * 255).round().astype(np.uint8), positions
+
+
+def write_robot_dataset(
+    root: str | Path,
+    lengths: Sequence[int] = (12, 9, 15),
+    *,
+    size: int = 32,
+    camera: str = "corner2",
+    seed: int = 0,
+    codec: str = "libx264",
+) -> Path:
+    """A LeRobot v3 dataset with one camera, a 4-D state and a 4-D action, one episode per length."""
+    from vlajepa.data.lerobot_writer import LeRobotDatasetWriter
+
+    rng = np.random.default_rng(seed)
+    features = {
+        image_key(camera): {"dtype": "video", "shape": [size, size, 3]},
+        OBS_STATE: {"dtype": "float32", "shape": [4]},
+        ACTION: {"dtype": "float32", "shape": [4]},
+    }
+    with LeRobotDatasetWriter(root, FPS, features, codec=codec) as writer:
+        for episode, length in enumerate(lengths):
+            frames, positions = moving_square_frames(length, size, rng)
+            state = np.concatenate([positions, rng.uniform(0, 1, (length, 2))], axis=1).astype(np.float32)
+            action = np.concatenate([np.diff(positions, axis=0, append=positions[-1:]) * 10, state[:, 2:]], axis=1)
+            writer.add_episode(
+                {image_key(camera): frames, OBS_STATE: state, ACTION: action.astype(np.float32)},
+                task=TASKS[episode % len(TASKS)],
+            )
+    return Path(root)
+
+
+def write_video_set(
+    root: str | Path,
+    lengths: Sequence[int] = (10, 14),
+    *,
+    size: int = 32,
+    seed: int = 1,
+    codec: str = "libx264",
+) -> Path:
+    """An action-free video set, one clip per length, captioned with the task texts."""
+    from vlajepa.data.videos import VideoSetWriter
+
+    rng = np.random.default_rng(seed)
+    with VideoSetWriter(root, FPS, codec=codec) as writer:
+        for clip, length in enumerate(lengths):
+            frames, _ = moving_square_frames(length, size, rng)
+            writer.add_video(frames, TASKS[clip % len(TASKS)])
+    return Path(root)

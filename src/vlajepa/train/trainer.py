@@ -1,0 +1,450 @@
+"""One trainer for every recipe: behaviour cloning, robot + video co-training, world-model pretraining on video
+(optionally with robot data), and fine-tuning from a pretrained checkpoint.
+
+A recipe is data + config: ``TrainConfig.robot`` / ``video`` and their ratio, ``robot_actions`` (False: robot
+windows train the world model only), ``init_from`` (fine-tuning), and the model config (``use_world_model=False``
+is BC). Each optimizer step averages the loss of ``batches_per_step`` homogeneous batches from the mixture, then:
+gradient clipping, one AdamW step, ONE scheduler step (however robot and video batches alternate), one EMA update
+of the target encoder.
+
+Multi-process training goes through Hugging Face ``accelerate`` (DDP; gloo on CPU): launch the same command with
+``accelerate launch --num_processes N [--cpu] -m vlajepa.cli train ...``. Each process takes its own slice of
+every global batch; every process draws the same source for a given step, so the same sub-networks receive
+gradients everywhere.
+
+Checkpoints (:mod:`vlajepa.train.checkpoints`) resume exactly: model, optimizer, scheduler, every process's RNG
+states and the data-stream position are restored, and a resumed run reproduces the uninterrupted loss sequence.
+A non-finite loss or gradient stops training before the optimizer step with :class:`NonFiniteLossError` naming
+the step; the last checkpoint is left as it was.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import shutil
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from vlajepa.checkpoint import CheckpointError, load_config, load_normalizer, load_weights, save_model_files
+from vlajepa.config import ConfigError, VLAJEPAConfig
+from vlajepa.constants import FUTURE_FRAME_IDS, TASK
+from vlajepa.data.latent_cache import LatentCache, build_latent_cache
+from vlajepa.data.video_io import DecodeCache
+from vlajepa.data.windows import MixtureLoader, RobotWindows, VideoWindows
+from vlajepa.io_utils import atomic_write_json
+from vlajepa.models.vla_jepa import VLAJEPA
+from vlajepa.normalize import Normalizer
+from vlajepa.train import checkpoints as ckpt
+from vlajepa.train.config import TrainConfig
+from vlajepa.train.metrics import MetricsLogger
+from vlajepa.train.optim import build_optimizer, build_scheduler
+
+ROBOT, VIDEO = "robot", "video"
+LATENT_CACHE_DIR = "latent_cache"
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss or the gradient norm became NaN or infinite; the message names the step and the last checkpoint."""
+
+
+@dataclass
+class TrainResult:
+    """What a call to :meth:`Trainer.train` did."""
+
+    step: int  # optimizer steps done in all (including those before a resume)
+    checkpoint: Path  # the final checkpoint
+    losses: list[float] = field(default_factory=list)  # loss of each step run by this call (mean over processes)
+    wall_time_s: float = 0.0  # seconds spent in this call's training loop
+    samples_per_s: float = 0.0  # windows per second over all processes in this call
+
+
+class StepModule(nn.Module):
+    """The unit DDP wraps: one forward over every batch of an optimizer step, returning their mean loss.
+
+    One forward per step (instead of one per batch) lets robot and video batches share a single gradient
+    synchronisation, and DDP's unused-parameter search covers the action head on video-only steps.
+    """
+
+    def __init__(self, model: VLAJEPA) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batches: list[dict[str, Any]]) -> tuple[Tensor, list[dict[str, float]]]:
+        results = [self.model(batch) for batch in batches]
+        loss = torch.stack([loss for loss, _ in results]).mean()
+        return loss, [logs for _, logs in results]
+
+
+def make_accelerator(precision: str):
+    """An ``accelerate.Accelerator`` for CPU/GPU, single- or multi-process, with DDP's unused-parameter search."""
+    from accelerate import Accelerator, DistributedDataParallelKwargs
+    from accelerate.state import AcceleratorState, PartialState
+
+    kwargs = {
+        "mixed_precision": "bf16" if precision == "bf16" else "no",
+        # Video batches leave the action head unused; DDP must not wait for its gradients.
+        "kwargs_handlers": [DistributedDataParallelKwargs(find_unused_parameters=True)],
+    }
+    try:
+        return Accelerator(**kwargs)
+    except ValueError:
+        # A previous Trainer in this (single) process fixed another precision; it may be changed here.
+        if PartialState().num_processes > 1:
+            raise
+        AcceleratorState._reset_state()
+        return Accelerator(**kwargs)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (1 << 32))
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """Train a :class:`VLAJEPA` on robot and/or video windows; see the module docstring.
+
+    Args:
+        model_config: the model to train (saved as ``config.json`` in every checkpoint).
+        train_config: data, recipe and optimization (saved as ``train_config.json``).
+        out: run folder: ``checkpoints/``, ``metrics.jsonl``, ``tensorboard/``, ``latent_cache/``.
+        resume: continue from ``<out>/checkpoints/last`` (the configs must be the checkpoint's, except ``steps``).
+        progress: show a progress bar (main process only).
+    """
+
+    def __init__(
+        self,
+        model_config: VLAJEPAConfig,
+        train_config: TrainConfig,
+        out: str | Path,
+        *,
+        resume: bool = False,
+        progress: bool = True,
+    ) -> None:
+        self.config = model_config
+        self.train_config = train_config
+        self.out = Path(out)
+        self.progress = progress
+        self.accelerator = make_accelerator(train_config.precision)
+        self.rank = self.accelerator.process_index
+        self.world_size = self.accelerator.num_processes
+        self.is_main = self.accelerator.is_main_process
+        self.step = 0
+        self.samples_seen = 0
+        self.init_report: dict[str, Any] | None = None  # what init_from loaded
+        self._check_recipe()
+
+        resume_from = self._resume_checkpoint() if resume else None
+        seed_everything(train_config.seed)  # same initialization on every process
+        self.use_cache = (
+            model_config.use_world_model and model_config.target.kind == "frozen" and train_config.latent_cache != "off"
+        )
+        self.windows = self._build_windows(resume_from)
+        self.normalizer = self._normalizer(resume_from)
+        self.model = VLAJEPA(model_config)
+        if train_config.init_from and resume_from is None:
+            self._init_from(Path(train_config.init_from))
+        self.model.to(self.accelerator.device)
+        self.caches = self._build_caches() if self.use_cache else {}
+
+        self.optimizer = build_optimizer(self.model, train_config)
+        self.scheduler = build_scheduler(self.optimizer, train_config)  # stepped by hand: once per optimizer step
+        self.step_module, self.optimizer = self.accelerator.prepare(StepModule(self.model), self.optimizer)
+        self.trainable = [p for group in self.optimizer.param_groups for p in group["params"]]
+        self.loader = MixtureLoader(
+            self.windows,
+            {ROBOT: train_config.robot_weight, VIDEO: train_config.video_weight},
+            {ROBOT: train_config.batch_size, VIDEO: train_config.video_batch},
+            train_config.seed,
+            num_workers=train_config.num_workers,
+            rank=self.rank,
+            world_size=self.world_size,
+        )
+        # Training noise (flow matching, SIGReg slices) differs per process and does not depend on setup work.
+        seed_everything(train_config.seed * 1000 + 1 + self.rank)
+        if resume_from is not None:
+            self._restore(resume_from)
+
+    # ------------------------------------------------------------------ setup
+
+    def _check_recipe(self) -> None:
+        cfg, model = self.train_config, self.config
+        if not cfg.robot and not cfg.video:
+            raise ConfigError("no training data: give a robot dataset (train.robot) and/or a video set (train.video)")
+        if not model.use_world_model:
+            if cfg.video:
+                raise ConfigError("video needs the world model, but use_world_model is false (behaviour cloning)")
+            if not cfg.robot_actions:
+                raise ConfigError("robot_actions=false trains the world model only, but use_world_model is false")
+        if cfg.robot and cfg.robot_weight == 0 and (not cfg.video or cfg.video_weight == 0):
+            raise ConfigError("robot_weight and video_weight are both 0 for the data given")
+
+    def _resume_checkpoint(self) -> Path:
+        found = ckpt.last_checkpoint(self.out)
+        if found is None:
+            raise CheckpointError(f"{ckpt.checkpoints_root(self.out) / ckpt.LAST}: no checkpoint to resume from")
+        saved = load_config(found)
+        if saved != self.config:
+            raise ConfigError(f"{found}: the model config differs from the checkpoint's; resume with its config.json")
+        saved_train = TrainConfig.load_json(found / ckpt.TRAIN_CONFIG_FILE)
+        if saved_train.replace(steps=self.train_config.steps) != self.train_config:
+            raise ConfigError(
+                f"{found}: the training config differs from the checkpoint's (only 'steps' may change on resume)"
+            )
+        return found
+
+    def _build_windows(self, resume_from: Path | None) -> dict[str, Any]:
+        cfg, model = self.train_config, self.config
+        future_images = model.use_world_model and not self.use_cache
+        cache_bytes = int(cfg.decode_cache_gb * (1 << 30))
+        windows: dict[str, Any] = {}
+        if cfg.robot:
+            windows[ROBOT] = RobotWindows(
+                cfg.robot,
+                model,
+                normalizer=load_normalizer(resume_from) if resume_from is not None else None,
+                state_mode=cfg.state_norm,
+                action_mode=cfg.action_norm,
+                future_images=future_images,
+                with_actions=cfg.robot_actions,
+                decode_cache=DecodeCache(max_bytes=cache_bytes),
+            )
+        if cfg.video:
+            windows[VIDEO] = VideoWindows(
+                cfg.video, model, future_images=future_images, decode_cache=DecodeCache(max_bytes=cache_bytes)
+            )
+        return windows
+
+    def _normalizer(self, resume_from: Path | None) -> Normalizer:
+        """The robot data's normalization; else the resumed or initial checkpoint's; else none (video only)."""
+        if ROBOT in self.windows:
+            return self.windows[ROBOT].normalizer
+        for source in (resume_from, self.train_config.init_from):
+            if source is not None:
+                return load_normalizer(source)
+        return Normalizer({})
+
+    def _init_from(self, path: Path) -> None:
+        """Load the weights of a pretrained checkpoint that fit this model (e.g. all but a BC model's world model).
+
+        Weights present in both with different shapes are an error; so is a checkpoint sharing no student weight.
+        """
+        state = load_weights(path)
+        own = self.model.checkpoint_state_dict()
+        wrong_shape = sorted(k for k in own.keys() & state.keys() if own[k].shape != state[k].shape)
+        if wrong_shape:
+            raise CheckpointError(f"{path}: {len(wrong_shape)} weights have other shapes (e.g. {wrong_shape[0]!r})")
+        shared = own.keys() & state.keys()
+        if not any(k.startswith("student.") for k in shared):
+            raise CheckpointError(f"{path}: no student weights fit this model; not a VLA-JEPA checkpoint of it")
+        self.model.load_state_dict({k: state[k] for k in shared}, strict=False)
+        self.init_report = {"loaded": len(shared), "not_in_checkpoint": sorted(own.keys() - state.keys())}
+
+    def _build_caches(self) -> dict[str, LatentCache]:
+        cfg = self.train_config
+        directory = None
+        if cfg.latent_cache == "disk":
+            directory = Path(cfg.latent_cache_dir) if cfg.latent_cache_dir else self.out / LATENT_CACHE_DIR
+        caches = {}
+        assert self.model.target is not None
+        for name, windows in self.windows.items():
+            if directory is None:
+                caches[name] = build_latent_cache(
+                    self.model.target, windows, name=name, dtype=cfg.latent_cache_dtype, progress=self._show_bar
+                )
+                continue
+            with self.accelerator.main_process_first():  # the main process builds, the others then reuse it
+                caches[name] = build_latent_cache(
+                    self.model.target,
+                    windows,
+                    name=name,
+                    directory=directory,
+                    dtype=cfg.latent_cache_dtype,
+                    progress=self._show_bar,
+                )
+        return caches
+
+    @property
+    def _show_bar(self) -> bool:
+        return self.progress and self.is_main
+
+    # ------------------------------------------------------------------ resume
+
+    def _restore(self, path: Path) -> None:
+        state = ckpt.read_json(path / ckpt.TRAINING_STATE_FILE)
+        if state.get("world_size") != self.world_size:
+            raise CheckpointError(
+                f"{path}: written by {state.get('world_size')} process(es), resumed with {self.world_size}; "
+                "an exact resume needs the same number of processes"
+            )
+        try:
+            self.model.load_checkpoint_state_dict(load_weights(path))
+        except ValueError as err:
+            raise CheckpointError(f"{path}: {err}") from err
+        self.optimizer.load_state_dict(ckpt.load_torch(path / ckpt.OPTIMIZER_FILE))
+        self.scheduler.load_state_dict(ckpt.load_torch(path / ckpt.SCHEDULER_FILE))
+        self.loader.load_state_dict(state["data"])
+        ckpt.set_rng_state(ckpt.load_torch(path / ckpt.rng_file(self.rank)))
+        self.step = int(state["step"])
+        self.samples_seen = int(state["samples_seen"])
+
+    # ------------------------------------------------------------------ training
+
+    def _prepare(self, source: str, batch: dict[str, Any]) -> dict[str, Any]:
+        """Move a batch to the device and swap future frame ids for cached latents (or drop them)."""
+        if source in self.caches:
+            batch = self.caches[source].attach(batch, self.config.cameras)
+        else:
+            batch = {k: v for k, v in batch.items() if k != FUTURE_FRAME_IDS}
+        device = self.accelerator.device
+        return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
+
+    def _global_mean(self, value: Tensor) -> float:
+        """Mean over processes (NaN anywhere makes it NaN everywhere, so every process stops together)."""
+        return float(self.accelerator.reduce(value.detach().float().reshape(1), reduction="mean").item())
+
+    def _non_finite(self, what: str, value: float, logs: list[dict[str, float]]) -> NonFiniteLossError:
+        last = ckpt.last_checkpoint(self.out)
+        where = f"the last good checkpoint is {last} (left untouched)" if last else "no checkpoint was written yet"
+        return NonFiniteLossError(
+            f"step {self.step + 1}: {what} is {value} (not finite); training stopped before the optimizer step; "
+            f"{where}. Loss parts on process {self.rank}: {logs}"
+        )
+
+    def train_step(self) -> dict[str, Any]:
+        """One optimizer step; returns the step's metrics (loss averaged over processes)."""
+        cfg = self.train_config
+        named = [next(self.loader) for _ in range(cfg.batches_per_step)]
+        batches = [self._prepare(source, batch) for source, batch in named]
+        self.step_module.train()
+        loss, logs = self.step_module(batches)
+        mean_loss = self._global_mean(loss)
+        if not math.isfinite(mean_loss):
+            raise self._non_finite("the loss", mean_loss, logs)
+        self.accelerator.backward(loss)
+        grad_norm = float(self.accelerator.clip_grad_norm_(self.trainable, cfg.grad_clip or math.inf))
+        if not math.isfinite(grad_norm):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise self._non_finite("the gradient norm", grad_norm, logs)
+        learning_rates = {f"lr/{g['name']}": g["lr"] for g in self.optimizer.param_groups if "/" not in g["name"]}
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.model.update_target()
+        self.step += 1
+        samples = sum(len(batch[TASK]) for batch in batches) * self.world_size
+        self.samples_seen += samples
+        metrics: dict[str, Any] = {"loss": mean_loss, "grad_norm": grad_norm, "samples": samples, **learning_rates}
+        for (source, _), parts in zip(named, logs, strict=True):
+            metrics[f"batches/{source}"] = metrics.get(f"batches/{source}", 0) + 1
+            for key, value in parts.items():
+                metrics.setdefault(f"{source}/{key}", []).append(value)
+        return {k: float(np.mean(v)) if isinstance(v, list) else v for k, v in metrics.items()}
+
+    def train(self, until: int | None = None) -> TrainResult:
+        """Run to ``train_config.steps`` (or stop early after step ``until``, as a kill would, with a checkpoint);
+        checkpoint every ``checkpoint_every`` steps and at the end.
+        """
+        cfg = self.train_config
+        stop = cfg.steps if until is None else min(until, cfg.steps)
+        logger = MetricsLogger(self.out, resume_step=self.step, tensorboard=cfg.tensorboard) if self.is_main else None
+        bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step", disable=not self._show_bar)
+        losses: list[float] = []
+        window: dict[str, list[float]] = defaultdict(list)
+        samples_start, started = self.samples_seen, time.perf_counter()
+        window_start = started
+        try:
+            while self.step < stop:
+                metrics = self.train_step()
+                losses.append(metrics["loss"])
+                for key, value in metrics.items():
+                    window[key].append(value)
+                bar.update(1)
+                bar.set_postfix(loss=f"{metrics['loss']:.4f}")
+                if self.step % cfg.log_every == 0 or self.step == stop:
+                    now = time.perf_counter()
+                    record = {k: float(np.sum(v)) if k.startswith(("batches/", "samples")) else float(np.mean(v))
+                              for k, v in window.items()}
+                    record["samples_per_s"] = record["samples"] / max(now - window_start, 1e-9)
+                    if logger is not None:
+                        logger.log(self.step, record)
+                    window.clear()
+                    window_start = now
+                if self.step % cfg.checkpoint_every == 0 or self.step == stop:
+                    self.save_checkpoint()
+        finally:
+            bar.close()
+            if logger is not None:
+                logger.close()
+            self.loader.close()
+        elapsed = time.perf_counter() - started
+        return TrainResult(
+            step=self.step,
+            checkpoint=self.out / ckpt.CHECKPOINTS_DIR / ckpt.step_name(self.step),
+            losses=losses,
+            wall_time_s=elapsed,
+            samples_per_s=(self.samples_seen - samples_start) / max(elapsed, 1e-9),
+        )
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save_checkpoint(self) -> Path:
+        """Write the checkpoint of the current step atomically (every process writes its RNG state)."""
+        accelerator = self.accelerator
+        tmp = ckpt.temporary_dir(self.out, self.step)
+        accelerator.wait_for_everyone()
+        if self.is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        accelerator.wait_for_everyone()
+        ckpt.save_torch(tmp / ckpt.rng_file(self.rank), ckpt.get_rng_state())
+        accelerator.wait_for_everyone()
+        final = ckpt.checkpoints_root(self.out) / ckpt.step_name(self.step)
+        if self.is_main:
+            save_model_files(tmp, self.model, self.normalizer)
+            ckpt.save_torch(tmp / ckpt.OPTIMIZER_FILE, self.optimizer.state_dict())
+            ckpt.save_torch(tmp / ckpt.SCHEDULER_FILE, self.scheduler.state_dict())
+            self.train_config.save_json(tmp / ckpt.TRAIN_CONFIG_FILE)
+            atomic_write_json(tmp / ckpt.TRAINING_STATE_FILE, self._training_state())
+            ckpt.publish(self.out, self.step, self.train_config.keep_checkpoints)
+        accelerator.wait_for_everyone()
+        return final
+
+    def _training_state(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "samples_seen": self.samples_seen,
+            "world_size": self.world_size,
+            "data": self.loader.state_dict(),
+            "latent_caches": {name: cache.key for name, cache in self.caches.items()},
+            "frozen_target": self._frozen_target_reference(),
+        }
+
+    def _frozen_target_reference(self) -> Mapping[str, Any] | None:
+        """A frozen target is not copied into checkpoints: the config references its weights file or seed."""
+        target = self.config.target
+        if not self.config.use_world_model or target.kind != "frozen":
+            return None
+        return {"checkpoint": target.checkpoint, "seed": target.seed if target.checkpoint is None else None}
+
+    @classmethod
+    def resume(cls, out: str | Path, *, steps: int | None = None, progress: bool = True) -> Trainer:
+        """A trainer continuing ``<out>/checkpoints/last`` with its saved configs (``steps`` may be raised)."""
+        found = ckpt.last_checkpoint(out)
+        if found is None:
+            raise CheckpointError(f"{ckpt.checkpoints_root(out) / ckpt.LAST}: no checkpoint to resume from")
+        model_config = load_config(found)
+        train_config = TrainConfig.load_json(found / ckpt.TRAIN_CONFIG_FILE)
+        if steps is not None:
+            train_config = train_config.replace(steps=steps)
+        return cls(model_config, train_config, out, resume=True, progress=progress)
