@@ -165,9 +165,15 @@ def test_perturbation_seed_matters(env):
     assert not np.array_equal(a, b)
 
 
-def test_unknown_camera_is_rejected():
+def test_cameras():
     with pytest.raises(ValueError, match="unknown camera 'gripperPOV'"):
         MetaWorldEnv("reach", camera="gripperPOV")
+    env = MetaWorldEnv("reach", image_size=32, camera="corner3")
+    try:
+        obs, _ = env.reset(seed=SEED)
+        assert set(obs) == {image_key("corner3"), OBS_STATE, TASK} and obs[image_key("corner3")].shape == (32, 32, 3)
+    finally:
+        env.close()
 
 
 @pytest.mark.parametrize("task", ["reach-v3", "drawer-close-v3"])

@@ -15,6 +15,8 @@ import sys
 # command name -> module under vlajepa.commands
 COMMANDS: dict[str, str] = {
     "collect": "collect",
+    "pretrain": "pretrain",
+    "train": "train",
     "eval": "evaluate",
     "perturb-grid": "perturb_grid",
     "info": "info",

@@ -113,6 +113,6 @@ def render_perturbation_grid(
     fig.tight_layout(rect=(0.0, 0.0, 1.0, 0.985))
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=80)
     plt.close(fig)
     return GridResult(path=out, differences=differences, instructions=instructions)

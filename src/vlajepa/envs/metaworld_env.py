@@ -25,6 +25,7 @@ from vlajepa.envs.domain_shift import DomainShift, DomainShiftPlan  # noqa: E402
 from vlajepa.envs.language import LANGUAGE, Split, instruction  # noqa: E402
 from vlajepa.envs.perturbations import EpisodePlan, Perturbation, shift_layout  # noqa: E402
 from vlajepa.envs.scene import (  # noqa: E402
+    CAMERAS,
     DEFAULT_CAMERA,
     CameraView,
     FrameRenderer,
@@ -74,6 +75,8 @@ class MetaWorldEnv(gym.Env):
             raise ValueError(
                 f"instruction_split must be 'canonical', 'train' or 'heldout' (got {instruction_split!r})"
             )
+        if camera not in CAMERAS:
+            raise ValueError(f"unknown camera {camera!r}; expected one of {', '.join(CAMERAS)}")
         if image_size < 8 or image_size > 480:
             raise ValueError(f"image_size must be in [8, 480] (the offscreen buffer), not {image_size}")
         self._max_steps = int(max_steps) if max_steps is not None else task_max_steps(self._task)
@@ -258,6 +261,7 @@ class MetaWorldEnv(gym.Env):
             self._editor.hide_arm()
         elif self._shift is not None and self._shift.arm == "recolored":
             self._editor.recolor_arm(self._shift.arm_color)
+        self._editor.flush()
 
     def _choose_instruction(self, episode_seed: int) -> str:
         if self._plan is not None and self._plan.heldout_instruction is not None:
@@ -275,7 +279,7 @@ class MetaWorldEnv(gym.Env):
         if plan is None or plan.layout_side is None:
             return sample
         space = self._mw._random_reset_space
-        shifted = shift_layout(sample, space.low, space.high, plan.layout_side, plan.layout_margin)
+        shifted = shift_layout(sample, space.low, space.high, plan.layout_side, plan.layout_margin, self._task)
         self._mw._last_rand_vec = shifted
         return shifted
 

@@ -200,31 +200,38 @@ def _texture_id(model: mujoco.MjModel, surface: str) -> int | None:
 
 
 def paint_pattern(height: int, width: int, look: SurfaceLook) -> np.ndarray:
-    """uint8 [height, width, 3] procedural texture for ``look.pattern``."""
-    color_a = np.asarray(look.colors[0], dtype=np.float32)
-    color_b = np.asarray(look.colors[1], dtype=np.float32)
-    rows = np.arange(height)[:, None] * look.cells // height
-    cols = np.arange(width)[None, :] * look.cells // width
+    """uint8 [height, width, 3] procedural texture for ``look.pattern``.
+
+    Every pattern is constant over a ``cells`` x ``cells`` grid, so colours are mixed per cell and then
+    expanded to texture size by indexing (a 1024² texture takes a few milliseconds).
+    """
+    cells = max(1, int(look.cells))
+    cell_row, cell_col = np.indices((cells, cells))
     if look.pattern == "solid":
-        mix = np.zeros((height, width), dtype=np.float32)
+        mix = np.zeros((cells, cells), dtype=np.float32)
     elif look.pattern == "checker":
-        mix = ((rows + cols) % 2).astype(np.float32)
+        mix = ((cell_row + cell_col) % 2).astype(np.float32)
     elif look.pattern == "stripes":
-        mix = np.broadcast_to((cols % 2).astype(np.float32), (height, width))
+        mix = (cell_col % 2).astype(np.float32)
     elif look.pattern == "blotches":
-        coarse = np.random.default_rng(look.pattern_seed).random((look.cells, look.cells), dtype=np.float32)
-        mix = coarse[rows, np.broadcast_to(cols, (height, width))]
+        mix = np.random.default_rng(look.pattern_seed).random((cells, cells), dtype=np.float32)
     else:
         raise ValueError(f"unknown texture pattern {look.pattern!r}")
-    image = color_a + mix[..., None] * (color_b - color_a)
-    return (np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
+    color_a = np.asarray(look.colors[0], dtype=np.float32)
+    color_b = np.asarray(look.colors[1], dtype=np.float32)
+    cell_colors = np.clip(color_a + mix[..., None] * (color_b - color_a), 0.0, 1.0)
+    cell_colors = (cell_colors * 255).astype(np.uint8)  # (cells, cells, 3)
+    row_repeats = np.bincount(np.arange(height) * cells // height, minlength=cells)
+    col_repeats = np.bincount(np.arange(width) * cells // width, minlength=cells)
+    return np.repeat(np.repeat(cell_colors, row_repeats, axis=0), col_repeats, axis=1)  # (height, width, 3)
 
 
 class SceneEditor:
     """Appearance edits to one model, all undone by :meth:`restore`.
 
     Takes a snapshot of the model's original lights, material and geom colours at construction; textures are
-    copied the first time they are repainted.
+    copied the first time they are repainted. Texture changes reach the renderer in :meth:`flush`, so a texture
+    repainted in every episode is uploaded once per episode, not once to restore it and once to repaint it.
     """
 
     def __init__(self, model: mujoco.MjModel, renderer: FrameRenderer) -> None:
@@ -242,11 +249,13 @@ class SceneEditor:
         self._mat_rgba = model.mat_rgba.copy()
         self._geom_rgba = model.geom_rgba.copy()
         self._original_textures: dict[int, np.ndarray] = {}
-        self._edited_textures: set[int] = set()
+        self._edited_textures: set[int] = set()  # repainted since the last restore
+        self._to_restore: set[int] = set()  # repainted before the last restore, original not yet written back
+        self._to_upload: set[int] = set()
         self.arm_geoms = arm_geom_ids(model)
 
     def restore(self) -> None:
-        """Undo every edit since construction."""
+        """Undo every edit since construction (textures are written back by the next :meth:`flush`)."""
         model = self._model
         model.light_dir[:] = self._light["dir"]
         model.light_pos[:] = self._light["pos"]
@@ -258,10 +267,18 @@ class SceneEditor:
         )
         model.mat_rgba[:] = self._mat_rgba
         model.geom_rgba[:] = self._geom_rgba
-        for texture in self._edited_textures:
+        self._to_restore |= self._edited_textures
+        self._edited_textures = set()
+
+    def flush(self) -> None:
+        """Write back textures that were restored and not repainted, and upload every changed texture."""
+        for texture in self._to_restore:
             self._texture_pixels(texture)[:] = self._original_textures[texture]
+            self._to_upload.add(texture)
+        self._to_restore.clear()
+        for texture in self._to_upload:
             self._renderer.upload_texture(texture)
-        self._edited_textures.clear()
+        self._to_upload.clear()
 
     def set_lighting(self, change: LightingChange) -> None:
         model = self._model
@@ -298,7 +315,8 @@ class SceneEditor:
             self._original_textures[texture] = pixels.copy()
         pixels[:] = paint_pattern(pixels.shape[0], pixels.shape[1], look)
         self._edited_textures.add(texture)
-        self._renderer.upload_texture(texture)
+        self._to_restore.discard(texture)
+        self._to_upload.add(texture)
 
     def hide_arm(self) -> None:
         """Make the arm fully transparent so only the gripper is drawn."""

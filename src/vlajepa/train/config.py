@@ -13,6 +13,18 @@ from typing import Any, Literal
 from vlajepa.config import ConfigError, _build, read_json_file
 
 NormalizationMode = Literal["min_max", "quantile", "mean_std", "identity"]
+# Fields a resumed run may change: they do not alter the sequence of losses (``steps`` changes the cosine schedule
+# from the resumed step on, which is what extending a run means).
+RUNTIME_FIELDS = (
+    "steps",
+    "num_workers",
+    "log_every",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "tensorboard",
+    "decode_cache_gb",
+    "latent_cache_dir",
+)
 
 
 @dataclass(frozen=True)

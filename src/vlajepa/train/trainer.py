@@ -45,7 +45,7 @@ from vlajepa.io_utils import atomic_write_json
 from vlajepa.models.vla_jepa import VLAJEPA
 from vlajepa.normalize import Normalizer
 from vlajepa.train import checkpoints as ckpt
-from vlajepa.train.config import TrainConfig
+from vlajepa.train.config import RUNTIME_FIELDS, TrainConfig
 from vlajepa.train.metrics import MetricsLogger
 from vlajepa.train.optim import build_optimizer, build_scheduler
 
@@ -91,6 +91,9 @@ def make_accelerator(precision: str):
     from accelerate.state import AcceleratorState, PartialState
 
     kwargs = {
+        # On a machine without CUDA, processes started by torchrun / `accelerate launch --multi_gpu` form a
+        # multi-CPU (gloo) group only when accelerate is told to use the CPU.
+        "cpu": not torch.cuda.is_available(),
         "mixed_precision": "bf16" if precision == "bf16" else "no",
         # Video batches leave the action head unused; DDP must not wait for its gradients.
         "kwargs_handlers": [DistributedDataParallelKwargs(find_unused_parameters=True)],
@@ -118,7 +121,8 @@ class Trainer:
         model_config: the model to train (saved as ``config.json`` in every checkpoint).
         train_config: data, recipe and optimization (saved as ``train_config.json``).
         out: run folder: ``checkpoints/``, ``metrics.jsonl``, ``tensorboard/``, ``latent_cache/``.
-        resume: continue from ``<out>/checkpoints/last`` (the configs must be the checkpoint's, except ``steps``).
+        resume: continue from ``<out>/checkpoints/last``; the configs must be the checkpoint's, except for
+            :data:`~vlajepa.train.config.RUNTIME_FIELDS`.
         progress: show a progress bar (main process only).
     """
 
@@ -144,6 +148,8 @@ class Trainer:
         self.init_report: dict[str, Any] | None = None  # what init_from loaded
         self._check_recipe()
 
+        if not resume and ckpt.last_checkpoint(self.out) is not None:
+            raise ConfigError(f"{self.out} already holds a run (checkpoints/last); resume it or choose another folder")
         resume_from = self._resume_checkpoint() if resume else None
         seed_everything(train_config.seed)  # same initialization on every process
         self.use_cache = (
@@ -197,9 +203,16 @@ class Trainer:
         if saved != self.config:
             raise ConfigError(f"{found}: the model config differs from the checkpoint's; resume with its config.json")
         saved_train = TrainConfig.load_json(found / ckpt.TRAIN_CONFIG_FILE)
-        if saved_train.replace(steps=self.train_config.steps) != self.train_config:
+        runtime = {name: getattr(self.train_config, name) for name in RUNTIME_FIELDS}
+        if saved_train.replace(**runtime) != self.train_config:
+            changed = [
+                name
+                for name, value in self.train_config.to_dict().items()
+                if saved_train.to_dict()[name] != value and name not in RUNTIME_FIELDS
+            ]
             raise ConfigError(
-                f"{found}: the training config differs from the checkpoint's (only 'steps' may change on resume)"
+                f"{found}: the training config differs from the checkpoint's in {changed}; a resumed run may only "
+                f"change {', '.join(RUNTIME_FIELDS)}"
             )
         return found
 
@@ -438,13 +451,17 @@ class Trainer:
         return {"checkpoint": target.checkpoint, "seed": target.seed if target.checkpoint is None else None}
 
     @classmethod
-    def resume(cls, out: str | Path, *, steps: int | None = None, progress: bool = True) -> Trainer:
-        """A trainer continuing ``<out>/checkpoints/last`` with its saved configs (``steps`` may be raised)."""
+    def resume(cls, out: str | Path, *, progress: bool = True, **changes: Any) -> Trainer:
+        """A trainer continuing ``<out>/checkpoints/last`` with its saved configs; ``changes`` may set the
+        :data:`~vlajepa.train.config.RUNTIME_FIELDS` (e.g. ``steps=...`` to extend the run).
+        """
         found = ckpt.last_checkpoint(out)
         if found is None:
             raise CheckpointError(f"{ckpt.checkpoints_root(out) / ckpt.LAST}: no checkpoint to resume from")
+        not_runtime = sorted(set(changes) - set(RUNTIME_FIELDS))
+        if not_runtime:
+            raise ConfigError(f"cannot change {not_runtime} when resuming; only {', '.join(RUNTIME_FIELDS)}")
         model_config = load_config(found)
         train_config = TrainConfig.load_json(found / ckpt.TRAIN_CONFIG_FILE)
-        if steps is not None:
-            train_config = train_config.replace(steps=steps)
+        train_config = train_config.replace(**{k: v for k, v in changes.items() if v is not None})
         return cls(model_config, train_config, out, resume=True, progress=progress)

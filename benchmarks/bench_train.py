@@ -1,0 +1,211 @@
+"""Training throughput: samples/s of the default configuration, and of a frozen target with and without the
+latent cache, plus peak memory.
+
+Each configuration runs in a fresh child process (so its peak RSS is its own): build the trainer (data windows,
+model, latent cache if any), run ``--warmup`` optimizer steps untimed, then time ``--steps`` optimizer steps of
+the robot:video 1:1 mixture with the default ``train:`` settings (batch 32). Data: synthetic 96x96 LeRobot and
+video sets written on the fly (the model's cost does not depend on pixel content), or ``--robot``/``--video``.
+
+Configurations:
+- ``default``: ``configs/default.yaml`` as is (EMA target, frozen MiniLM instructions);
+- ``default-1-worker``: the same with one DataLoader worker process (loading overlaps compute);
+- ``frozen-no-cache``: a frozen target encoder that encodes every future frame at every step;
+- ``frozen-cache``: the same frozen target with its latents precomputed once (``latent_cache: disk``).
+
+Writes ``benchmarks/results/train_perf.json`` and ``.md`` (with the exact command and the machine's load).
+
+    python benchmarks/bench_train.py              # ~3-5 min on 2 cores
+    python benchmarks/bench_train.py --quick      # 1 timed step per configuration (smoke test)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+CONFIG = ROOT / "configs" / "default.yaml"
+CONFIGURATIONS = {
+    "default": {"target": "ema", "latent_cache": "off", "workers": 0},
+    "default-1-worker": {"target": "ema", "latent_cache": "off", "workers": 1},
+    "frozen-no-cache": {"target": "frozen", "latent_cache": "off", "workers": 0},
+    "frozen-cache": {"target": "frozen", "latent_cache": "disk", "workers": 0},
+}
+
+
+def child(args: argparse.Namespace) -> None:
+    """One configuration: print a JSON line with setup time, throughput and peak memory."""
+    import torch
+
+    from vlajepa.config import TargetConfig, VLAJEPAConfig
+    from vlajepa.train.config import TrainConfig
+    from vlajepa.train.trainer import Trainer
+
+    torch.set_num_threads(args.threads)
+    spec = CONFIGURATIONS[args.child]
+    model_config = VLAJEPAConfig.from_yaml(CONFIG)
+    if spec["target"] == "frozen":
+        model_config = model_config.replace(target=TargetConfig(kind="frozen", seed=0))
+    train_config = TrainConfig.from_yaml(CONFIG).replace(
+        robot=args.robot,
+        video=args.video,
+        tensorboard=False,
+        num_workers=spec["workers"],
+        latent_cache=spec["latent_cache"],
+        latent_cache_dir=str(Path(args.work) / "latent_cache"),
+    )
+    started = time.perf_counter()
+    trainer = Trainer(model_config, train_config, Path(args.work) / args.child, progress=False)
+    setup_s = time.perf_counter() - started
+    for _ in range(args.warmup):
+        trainer.train_step()
+    samples, step_times = 0, []
+    for _ in range(args.steps):
+        step_start = time.perf_counter()
+        samples += trainer.train_step()["samples"]
+        step_times.append(time.perf_counter() - step_start)
+    trainer.loader.close()
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    result = {
+        "configuration": args.child,
+        **spec,
+        "setup_s": round(setup_s, 2),
+        "timed_steps": args.steps,
+        "samples": int(samples),
+        "samples_per_s": round(samples / sum(step_times), 2),
+        "step_s_median": round(sorted(step_times)[len(step_times) // 2], 3),
+        "peak_rss_mb": round(own, 1),
+        "peak_rss_worker_mb": round(workers, 1) if spec["workers"] else None,
+        "latent_cache_frames": sum(len(cache) for cache in trainer.caches.values()) or None,
+    }
+    print(json.dumps(result), flush=True)
+
+
+def write_data(work: Path) -> tuple[str, str]:
+    """Synthetic 96x96 robot (10 x 80 frames) and video (20 x 80 frames) sets for the default camera."""
+    from vlajepa.config import VLAJEPAConfig
+    from vlajepa.train.testing import write_robot_dataset, write_video_set
+
+    config = VLAJEPAConfig.from_yaml(CONFIG)
+    size, camera = config.image_size, config.cameras[0]
+    robot = write_robot_dataset(work / "robot", [80] * 10, size=size, camera=camera)
+    video = write_video_set(work / "video", [80] * 20, size=size)
+    return str(robot), str(video)
+
+
+def markdown(report: dict) -> str:
+    lines = [
+        "# Training throughput",
+        "",
+        f"Command: `{report['command']}`",
+        "",
+        f"Machine: {report['machine']['cpus']} CPUs, torch {report['machine']['torch']}, "
+        f"{report['threads']} torch thread(s) per process; load average before / after: "
+        f"{report['load_before']} / {report['load_after']} (other work on the machine slows every number).",
+        f"Model: `configs/default.yaml` ({report['image_size']} px, T={report['clip_length']}); "
+        f"batch {report['batch_size']} per optimizer step, robot:video 1:1 alternating; "
+        f"{report['warmup']} warm-up + {report['steps']} timed steps per configuration. Data: {report['data']}.",
+        "",
+        "| configuration | target | latent cache | workers | samples/s | median step (s) | setup (s) | peak RSS (MB) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["results"]:
+        rss = f"{r['peak_rss_mb']}" + (f" (+{r['peak_rss_worker_mb']} worker)" if r["peak_rss_worker_mb"] else "")
+        lines.append(
+            f"| {r['configuration']} | {r['target']} | {r['latent_cache']} | {r['workers']} | {r['samples_per_s']} "
+            f"| {r['step_s_median']} | {r['setup_s']} | {rss} |"
+        )
+    speedup = report.get("latent_cache_speedup")
+    if speedup:
+        lines += ["", f"Latent cache speed-up (frozen target): x{speedup} samples/s; setup includes building it."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--robot", default=None, help="LeRobot dataset (default: synthetic)")
+    parser.add_argument("--video", default=None, help="video set (default: synthetic)")
+    parser.add_argument("--steps", type=int, default=8, help="timed optimizer steps per configuration")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed optimizer steps first")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    parser.add_argument("--configurations", default=",".join(CONFIGURATIONS), help="comma-separated subset")
+    parser.add_argument("--quick", action="store_true", help="1 warm-up and 1 timed step (smoke test)")
+    parser.add_argument("--out", default=str(RESULTS), help="results folder")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--work", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.quick:
+        args.steps, args.warmup = 1, 1
+    if args.child:
+        child(args)
+        return
+
+    import torch
+
+    from vlajepa.io_utils import atomic_write_json, atomic_write_text
+    from vlajepa.train.config import TrainConfig
+
+    command = shlex.join([sys.executable.rsplit("/", 1)[-1], *sys.argv])
+    with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
+        work = Path(tmp)
+        synthetic = args.robot is None or args.video is None
+        robot, video = write_data(work) if synthetic else (args.robot, args.video)
+        load_before = [round(x, 2) for x in os.getloadavg()]
+        results = []
+        for name in args.configurations.split(","):
+            child_command = [
+                sys.executable, __file__, "--child", name, "--robot", robot, "--video", video, "--work", tmp,
+                "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads),
+            ]  # fmt: skip
+            env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+            done = subprocess.run(child_command, capture_output=True, text=True, env=env, timeout=900)
+            if done.returncode != 0:
+                raise SystemExit(f"configuration {name} failed:\n{done.stderr[-4000:]}")
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            print(json.dumps(result))
+            results.append(result)
+        load_after = [round(x, 2) for x in os.getloadavg()]
+
+    from vlajepa.config import VLAJEPAConfig
+
+    model = VLAJEPAConfig.from_yaml(CONFIG)
+    by_name = {r["configuration"]: r for r in results}
+    report = {
+        "command": command,
+        "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version()},
+        "threads": args.threads,
+        "load_before": load_before,
+        "load_after": load_after,
+        "batch_size": TrainConfig.from_yaml(CONFIG).batch_size,
+        "image_size": model.image_size,
+        "clip_length": model.clip_length,
+        "warmup": args.warmup,
+        "steps": args.steps,
+        "data": "synthetic: robot 10 episodes x 80 frames, video 20 clips x 80 frames"
+        if synthetic
+        else f"robot {args.robot}, video {args.video}",
+        "results": results,
+    }
+    if "frozen-cache" in by_name and "frozen-no-cache" in by_name:
+        report["latent_cache_speedup"] = round(
+            by_name["frozen-cache"]["samples_per_s"] / by_name["frozen-no-cache"]["samples_per_s"], 2
+        )
+    out = Path(args.out)
+    atomic_write_json(out / "train_perf.json", report)
+    atomic_write_text(out / "train_perf.md", markdown(report))
+    print(markdown(report))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,242 @@
+"""``vlajepa train``: behaviour cloning, robot + video co-training, or fine-tuning from a pretrained checkpoint.
+
+The options shared with ``vlajepa pretrain`` live here too (:func:`add_training_arguments`, :func:`run_training`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+EPILOG = """\
+recipes:
+  co-training (robot + action-free video, from scratch):
+    vlajepa train --robot data/mt10_robot --video data/mt10_video --out outputs/cotrain
+  behaviour cloning (no world model, robot data only):
+    vlajepa train --method bc --robot data/mt10_robot --out outputs/bc
+  fine-tuning a pretrained world model (see `vlajepa pretrain`):
+    vlajepa train --init-from outputs/pretrain/checkpoints/last --robot data/mt10_robot --out outputs/finetune
+  resume an interrupted run exactly (configs come from its last checkpoint; --steps may extend it, and
+  --workers, --log-every, --checkpoint-every may change; other options are ignored):
+    vlajepa train --out outputs/cotrain --resume
+  several processes (DDP through accelerate; on a machine without CUDA they are CPU processes over gloo, and
+  `--multi_gpu` is still the flag that starts them: `--cpu` alone starts one process unless MPI is set up):
+    accelerate launch --multi_gpu --num_processes 2 -m vlajepa.cli train --robot ... --out ...
+
+files in --out: checkpoints/<step>/ and checkpoints/last (config.json, model.safetensors, normalization.json,
+optimizer.pt, scheduler.pt, rng_state_<rank>.pt, training_state.json, train_config.json; load one with
+VLAJEPAPolicy.from_pretrained), metrics.jsonl, tensorboard/, latent_cache/ (frozen target only).
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a policy: co-training on robot + video, behaviour cloning, or fine-tuning a pretrained model",
+        description="Train VLA-JEPA on a LeRobot v3 robot dataset, optionally mixed with an action-free video set "
+        "(robot batches: L_action + beta * L_wm; video batches: L_wm). --method bc trains the student and action "
+        "head alone. --init-from starts from a checkpoint of `vlajepa pretrain`. Checkpoints resume exactly.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_training_arguments(parser)
+    parser.add_argument(
+        "--init-from", default=None, metavar="CKPT", help="initialize from this checkpoint's weights (fine-tuning)"
+    )
+    parser.set_defaults(func=lambda args: run_training(args, pretrain=False))
+
+
+def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options common to ``train`` and ``pretrain``."""
+    data = parser.add_argument_group("data and output")
+    data.add_argument("--robot", default=None, help="LeRobot v3 dataset with actions")
+    data.add_argument("--video", default=None, help="action-free video set (mp4 + captions.csv)")
+    data.add_argument("--out", required=True, help="run folder (checkpoints, metrics, caches)")
+    data.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last")
+    data.add_argument("--overwrite", action="store_true", help="start over in an --out that has checkpoints")
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--config",
+        default="configs/default.yaml",
+        help="YAML preset with a model: and an optional train: section; a file, or a preset name of the "
+        "repository's configs/ folder such as 'default' or 'tiny' (default: configs/default.yaml)",
+    )
+    model.add_argument(
+        "--method", choices=("vla-jepa", "bc"), default=None, help="vla-jepa: with the world model; bc: without"
+    )
+    model.add_argument("--target", choices=("ema", "frozen"), default=None, help="target encoder kind")
+    model.add_argument(
+        "--target-checkpoint", default=None, help="frozen target encoder weights (safetensors); implies --target frozen"
+    )
+    run = parser.add_argument_group("training")
+    run.add_argument("--steps", type=int, default=None, help="optimizer steps")
+    run.add_argument("--batch-size", type=int, default=None, help="windows per batch per process")
+    run.add_argument("--lr", type=float, default=None, help="peak learning rate")
+    run.add_argument("--mix", default=None, metavar="R:V", help="robot:video batch ratio, e.g. 1:1 or 3:1")
+    run.add_argument("--batches-per-step", type=int, default=None, help="batches averaged per optimizer step")
+    run.add_argument("--seed", type=int, default=None)
+    run.add_argument("--checkpoint-every", type=int, default=None, help="optimizer steps between checkpoints")
+    run.add_argument("--log-every", type=int, default=None, help="optimizer steps between metric lines")
+    run.add_argument("--workers", type=int, default=None, help="DataLoader worker processes per process")
+    run.add_argument("--bf16", action="store_true", help="bf16 autocast (mixed precision)")
+    run.add_argument(
+        "--latent-cache", choices=("off", "memory", "disk"), default=None, help="frozen target: cache its latents"
+    )
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config field, e.g. --set model.wm_weight=0.5 --set train.warmup_steps=20 (repeatable)",
+    )
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads per process (default: torch's); on a machine busy with other work 1 can be "
+        "several times faster than 2, which then contend for the cores",
+    )
+
+
+def resolve_config_path(name: str) -> Path:
+    """A config file path, or a preset of the repository's ``configs/`` folder (``default``, ``tiny.yaml``)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    repo_configs = Path(__file__).resolve().parents[3] / "configs"
+    for candidate in (repo_configs / path.name, repo_configs / f"{path.name}.yaml"):
+        if candidate.is_file():
+            return candidate
+    raise SystemExit(f"config {name!r} not found (neither a file nor a preset in {repo_configs})")
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = data
+    for key in keys[:-1]:
+        if not isinstance(node.get(key), dict):
+            raise SystemExit(f"--set {dotted}: {key!r} is not a config section")
+        node = node[key]
+    if keys[-1] not in node:
+        raise SystemExit(f"--set {dotted}: unknown field {keys[-1]!r}; known: {', '.join(node)}")
+    node[keys[-1]] = value
+
+
+def build_configs(args: argparse.Namespace, *, pretrain: bool):
+    """Model and training configs from the preset, the named options and ``--set`` overrides."""
+    import yaml
+
+    from vlajepa.config import VLAJEPAConfig
+    from vlajepa.train.config import TrainConfig
+
+    path = resolve_config_path(args.config)
+    model = VLAJEPAConfig.from_yaml(path).to_dict()
+    train = TrainConfig.from_yaml(path).to_dict()
+    if args.method is not None:
+        model["use_world_model"] = args.method == "vla-jepa"
+    if args.target is not None:
+        model["target"]["kind"] = args.target
+    if args.target_checkpoint is not None:
+        model["target"] |= {"kind": "frozen", "checkpoint": str(Path(args.target_checkpoint).resolve())}
+    if model["target"]["kind"] == "ema":
+        model["target"]["vision"] = None
+    named = {
+        "robot": args.robot and str(Path(args.robot).resolve()),
+        "video": args.video and str(Path(args.video).resolve()),
+        "init_from": getattr(args, "init_from", None) and str(Path(args.init_from).resolve()),
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "batches_per_step": args.batches_per_step,
+        "seed": args.seed,
+        "checkpoint_every": args.checkpoint_every,
+        "log_every": args.log_every,
+        "num_workers": args.workers,
+        "latent_cache": args.latent_cache,
+        "precision": "bf16" if args.bf16 else None,
+    }
+    train |= {key: value for key, value in named.items() if value is not None}
+    if pretrain:
+        train["robot_actions"] = bool(args.robot_actions)
+    if args.mix is not None:
+        try:
+            robot_weight, video_weight = (float(x) for x in args.mix.split(":"))
+        except ValueError:
+            raise SystemExit(f"--mix {args.mix!r}: expected ROBOT:VIDEO, e.g. 1:1") from None
+        train |= {"robot_weight": robot_weight, "video_weight": video_weight}
+    for item in args.set:
+        key, sep, raw = item.partition("=")
+        section, _, field = key.partition(".")
+        if not sep or section not in ("model", "train") or not field:
+            raise SystemExit(f"--set {item!r}: expected model.FIELD=VALUE or train.FIELD=VALUE")
+        _set_dotted(model if section == "model" else train, field, yaml.safe_load(raw))
+    return VLAJEPAConfig.from_dict(model), TrainConfig.from_dict(train)
+
+
+def _prepare_out(out: Path, *, resume: bool, overwrite: bool) -> None:
+    from vlajepa.train.checkpoints import CHECKPOINTS_DIR
+    from vlajepa.train.metrics import METRICS_FILE, TENSORBOARD_DIR
+
+    has_run = (out / CHECKPOINTS_DIR).exists()
+    if resume or not has_run:
+        return
+    if not overwrite:
+        raise SystemExit(f"{out} already holds a run (checkpoints/); pass --resume to continue it or --overwrite")
+    shutil.rmtree(out / CHECKPOINTS_DIR)
+    shutil.rmtree(out / TENSORBOARD_DIR, ignore_errors=True)
+    (out / METRICS_FILE).unlink(missing_ok=True)
+
+
+def run_training(args: argparse.Namespace, *, pretrain: bool) -> int:
+    """Build the trainer from the options (or resume one) and train; prints a JSON summary."""
+    import torch
+
+    from vlajepa.checkpoint import CheckpointError
+    from vlajepa.config import ConfigError
+    from vlajepa.data.errors import DatasetError
+    from vlajepa.train.trainer import NonFiniteLossError, Trainer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    progress = not args.no_progress
+    try:
+        if args.resume:
+            trainer = Trainer.resume(
+                out,
+                progress=progress,
+                steps=args.steps,
+                num_workers=args.workers,
+                log_every=args.log_every,
+                checkpoint_every=args.checkpoint_every,
+            )
+        else:
+            _prepare_out(out, resume=False, overwrite=args.overwrite)
+            model_config, train_config = build_configs(args, pretrain=pretrain)
+            if pretrain and not train_config.video:
+                raise SystemExit("vlajepa pretrain: --video is required (world-model pretraining on video)")
+            trainer = Trainer(model_config, train_config, out, progress=progress)
+        result = trainer.train()
+    except NonFiniteLossError as err:
+        print(f"vlajepa: training stopped: {err}", file=sys.stderr)
+        return 1
+    except (ConfigError, CheckpointError, DatasetError, FileNotFoundError) as err:
+        print(f"vlajepa: {err}", file=sys.stderr)
+        return 2
+    if trainer.is_main:
+        summary = {
+            "out": str(out),
+            "checkpoint": str(result.checkpoint),
+            "step": result.step,
+            "final_loss": result.losses[-1] if result.losses else None,
+            "wall_time_s": round(result.wall_time_s, 2),
+            "samples_per_s": round(result.samples_per_s, 2),
+            "processes": trainer.world_size,
+        }
+        print(json.dumps(summary, indent=2))
+    return 0

@@ -1,0 +1,298 @@
+"""The trainer on tiny synthetic data: schedule stepping, frozen parts, exact resume, NaN stop, latent cache, CLI."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from vlajepa.checkpoint import CheckpointError
+from vlajepa.config import ConfigError, TargetConfig
+from vlajepa.constants import FUTURE_FRAME_IDS, future_image_key
+from vlajepa.data.latent_cache import build_latent_cache, cache_key
+from vlajepa.data.windows import RobotWindows, VideoWindows, collate_windows
+from vlajepa.models.testing import single_thread, tiny_config
+from vlajepa.models.vla_jepa import VLAJEPA
+from vlajepa.policy import VLAJEPAPolicy
+from vlajepa.train import checkpoints as ckpt
+from vlajepa.train.config import LearningRateScales, TrainConfig
+from vlajepa.train.metrics import read_metrics
+from vlajepa.train.optim import lr_factor
+from vlajepa.train.testing import write_robot_dataset, write_video_set
+from vlajepa.train.trainer import NonFiniteLossError, Trainer
+
+FROZEN = TargetConfig(kind="frozen", seed=5)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    with single_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("trainer_data")
+    return {
+        "robot": str(write_robot_dataset(root / "robot", (12, 9, 15))),
+        "video": str(write_video_set(root / "video", (10, 14))),
+    }
+
+
+def train_config(data: dict[str, str], **changes) -> TrainConfig:
+    base = TrainConfig(
+        robot=data["robot"],
+        video=data["video"],
+        steps=6,
+        batch_size=3,
+        warmup_steps=2,
+        checkpoint_every=3,
+        log_every=1,
+        tensorboard=False,
+    )
+    return base.replace(**changes)
+
+
+def losses(out: Path) -> list[float]:
+    return [record["loss"] for record in read_metrics(out)]
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# ---------------------------------------------------------------------------- schedule and optimizer
+
+
+@pytest.mark.parametrize("batches_per_step", [1, 2], ids=["alternating", "robot+video per step"])
+def test_scheduler_steps_once_per_optimizer_step(data, tmp_path, batches_per_step):
+    config = train_config(data, steps=4, batches_per_step=batches_per_step, checkpoint_every=10)
+    trainer = Trainer(tiny_config(), config, tmp_path, progress=False)
+    calls = []
+    original_step = trainer.optimizer.step
+    trainer.optimizer.step = lambda *a, **k: calls.append(1) or original_step(*a, **k)
+    trainer.train()
+    assert len(calls) == 4
+    assert trainer.scheduler.last_epoch == 4
+    records = read_metrics(tmp_path)
+    for step, record in enumerate(records):  # the lr each step used, whatever mix of batches it had
+        assert record["lr/student"] == pytest.approx(config.lr * lr_factor(step, config))
+    if batches_per_step == 2:
+        assert all(r["batches/robot"] == 1 and r["batches/video"] == 1 for r in records)
+    else:
+        assert [("batches/robot" in r, "batches/video" in r) for r in records] == [(True, False), (False, True)] * 2
+
+
+def test_lr_schedule_warms_up_then_decays_to_the_floor():
+    config = TrainConfig(steps=100, warmup_steps=10, min_lr_ratio=0.1)
+    factors = [lr_factor(step, config) for step in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(factors[9:], factors[10:], strict=False))
+    assert lr_factor(100, config) == pytest.approx(0.1)
+
+
+def test_frozen_parts_are_neither_optimized_nor_saved(data, tmp_path):
+    config = train_config(data, steps=2, lr_scales=LearningRateScales(language=0.0))
+    trainer = Trainer(tiny_config(target=FROZEN), config, tmp_path, progress=False)
+    model = trainer.model
+    optimized = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    frozen = list(model.target.parameters()) + list(model.student.language.parameters())
+    assert not optimized & {id(p) for p in frozen}
+    language_before = {k: v.clone() for k, v in model.student.language.state_dict().items()}
+    trainer.train()
+    assert all(torch.equal(v, model.student.language.state_dict()[k]) for k, v in language_before.items())
+
+    last = ckpt.last_checkpoint(tmp_path)
+    weights = load_file(str(last / "model.safetensors"))
+    assert not any(k.startswith("target.") for k in weights)  # referenced by config.json, not copied
+    optimizer_state = torch.load(last / ckpt.OPTIMIZER_FILE, weights_only=True)
+    assert sum(len(group["params"]) for group in optimizer_state["param_groups"]) == len(optimized)
+    state = json.loads((last / ckpt.TRAINING_STATE_FILE).read_text())
+    assert state["frozen_target"] == {"checkpoint": None, "seed": 5}
+    policy = VLAJEPAPolicy.from_pretrained(last)  # the checkpoint is a loadable policy; the target is rebuilt
+    for name, value in VLAJEPA(tiny_config(target=FROZEN)).target.state_dict().items():
+        assert torch.equal(policy.model.target.state_dict()[name], value)
+
+
+# ---------------------------------------------------------------------------- resume and failures
+
+
+def test_killed_run_resumes_with_the_uninterrupted_loss_sequence(data, tmp_path):
+    config = train_config(data, steps=8, keep_checkpoints=2, num_workers=1)
+    model_config = tiny_config()
+    Trainer(model_config, config, tmp_path / "a", progress=False).train()
+
+    interrupted = Trainer(model_config, config, tmp_path / "b", progress=False)
+    original = interrupted.train_step
+
+    def killed_after_four_steps():
+        if interrupted.step == 4:
+            raise KeyboardInterrupt
+        return original()
+
+    interrupted.train_step = killed_after_four_steps
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.train()
+    assert ckpt.last_checkpoint(tmp_path / "b").name == ckpt.step_name(3)  # step 4 was never saved
+    assert len(read_metrics(tmp_path / "b")) == 4
+
+    resumed = Trainer.resume(tmp_path / "b", progress=False)
+    assert resumed.step == 3
+    resumed.train()
+    assert losses(tmp_path / "b") == losses(tmp_path / "a")  # bitwise: steps 4..8 replayed exactly
+    assert [r["step"] for r in read_metrics(tmp_path / "b")] == list(range(1, 9))
+    final_a = load_file(str(ckpt.last_checkpoint(tmp_path / "a") / "model.safetensors"))
+    final_b = load_file(str(ckpt.last_checkpoint(tmp_path / "b") / "model.safetensors"))
+    assert final_a.keys() == final_b.keys()
+    assert all(torch.equal(final_a[k], final_b[k]) for k in final_a)
+    kept = sorted(p.name for p in ckpt.checkpoints_root(tmp_path / "b").iterdir() if p.name.isdigit())
+    assert kept == [ckpt.step_name(6), ckpt.step_name(8)]
+    assert not list(ckpt.checkpoints_root(tmp_path / "b").glob(".tmp-*"))
+
+
+def test_resume_refuses_changed_configs(data, tmp_path):
+    config = train_config(data, steps=3)
+    Trainer(tiny_config(), config, tmp_path, progress=False).train()
+    with pytest.raises(ConfigError, match="training config"):
+        Trainer(tiny_config(), config.replace(lr=1e-3), tmp_path, resume=True, progress=False)
+    with pytest.raises(ConfigError, match="model config"):
+        Trainer(tiny_config(wm_weight=0.5), config, tmp_path, resume=True, progress=False)
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(data, tmp_path, monkeypatch):
+    trainer = Trainer(tiny_config(), train_config(data, steps=8), tmp_path, progress=False)
+    forward = VLAJEPA.forward
+
+    def poisoned(model, batch):
+        loss, logs = forward(model, batch)
+        return (loss * float("nan"), logs) if trainer.step == 4 else (loss, logs)
+
+    monkeypatch.setattr(VLAJEPA, "forward", poisoned)
+    last = ckpt.checkpoints_root(tmp_path) / ckpt.step_name(3)
+    with pytest.raises(NonFiniteLossError, match=r"step 5: the loss is nan") as error:
+        trainer.train()
+    assert str(last) in str(error.value)
+    assert ckpt.last_checkpoint(tmp_path) == last.resolve()
+    before = {p.name: digest(p) for p in last.iterdir()}
+    assert before == {p.name: digest(p) for p in ckpt.last_checkpoint(tmp_path).iterdir()}
+    assert sorted(p.name for p in ckpt.checkpoints_root(tmp_path).iterdir()) == [ckpt.step_name(3), "last"]
+
+
+def test_damaged_checkpoint_files_are_named_on_resume(data, tmp_path):
+    Trainer(tiny_config(), train_config(data, steps=2), tmp_path, progress=False).train()
+    optimizer_file = ckpt.last_checkpoint(tmp_path) / ckpt.OPTIMIZER_FILE
+    optimizer_file.write_bytes(optimizer_file.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match=str(optimizer_file)):
+        Trainer.resume(tmp_path, steps=4, progress=False)
+    with pytest.raises(ConfigError, match="cannot change"):
+        Trainer.resume(tmp_path, lr=1.0)
+
+
+def test_bf16_autocast_trains(data, tmp_path):
+    result = Trainer(tiny_config(), train_config(data, steps=2, precision="bf16"), tmp_path, progress=False).train()
+    assert len(result.losses) == 2 and all(torch.isfinite(torch.tensor(result.losses)))
+
+
+def test_recipe_errors_are_clear(data, tmp_path):
+    with pytest.raises(ConfigError, match="no training data"):
+        Trainer(tiny_config(), TrainConfig(), tmp_path)
+    with pytest.raises(ConfigError, match="behaviour cloning"):
+        Trainer(tiny_config(use_world_model=False), train_config(data), tmp_path)
+
+
+# ---------------------------------------------------------------------------- latent cache
+
+
+def test_latent_cache_equals_the_target_latents_computed_on_the_fly(data, tmp_path):
+    model = VLAJEPA(tiny_config(target=FROZEN)).eval()
+    for windows in (RobotWindows(data["robot"], model.config), VideoWindows(data["video"], model.config)):
+        cache = build_latent_cache(model.target, windows, name="x", directory=tmp_path, batch_size=5)
+        batch = collate_windows([windows[i] for i in range(len(windows))])  # every window, padded ones included
+        expected = model.target([batch[future_image_key("corner2")]])
+        assert torch.allclose(cache.lookup(batch[FUTURE_FRAME_IDS]), expected, atol=1e-6)
+        reused = build_latent_cache(model.target, windows, name="x", directory=tmp_path)
+        assert reused.path == cache.path and isinstance(reused.latents, type(cache.latents))
+    other_target = VLAJEPA(tiny_config(target=TargetConfig(kind="frozen", seed=6))).target
+    windows = RobotWindows(data["robot"], model.config)
+    assert cache_key(other_target, windows, "float32")[0] != cache_key(model.target, windows, "float32")[0]
+    assert cache_key(model.target, windows, "float16")[0] != cache_key(model.target, windows, "float32")[0]
+
+
+def test_training_with_the_cache_matches_training_without(data, tmp_path):
+    model_config = tiny_config(target=FROZEN)
+    results = {}
+    for mode in ("off", "disk"):
+        config = train_config(data, steps=3, latent_cache=mode)
+        results[mode] = Trainer(model_config, config, tmp_path / mode, progress=False).train().losses
+    assert results["disk"] == pytest.approx(results["off"], abs=1e-6)
+    assert len(list((tmp_path / "disk" / "latent_cache").iterdir())) == 2  # robot and video
+
+
+# ---------------------------------------------------------------------------- CLI and recipes
+
+
+def cli(*argv: str) -> int:
+    from vlajepa.commands import pretrain, train
+
+    parser = argparse.ArgumentParser(prog="vlajepa")
+    subparsers = parser.add_subparsers()
+    train.register(subparsers)
+    pretrain.register(subparsers)
+    args = parser.parse_args(list(argv))
+    return args.func(args)
+
+
+def test_cli_pretrain_then_fine_tune_then_resume(data, tmp_path, capsys):
+    common = ("--config", "tiny", "--steps", "2", "--batch-size", "2", "--no-progress")
+    common += ("--set", "train.tensorboard=false")
+    pretrain_data = ("--video", data["video"], "--robot", data["robot"])
+    assert cli("pretrain", *pretrain_data, "--out", str(tmp_path / "pre"), *common) == 0
+    pre = ckpt.last_checkpoint(tmp_path / "pre")
+    saved = TrainConfig.load_json(pre / ckpt.TRAIN_CONFIG_FILE)
+    assert saved.robot_actions is False and saved.steps == 2
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["step"] == 2 and summary["checkpoint"] == str(tmp_path / "pre" / "checkpoints" / ckpt.step_name(2))
+
+    fine = tmp_path / "fine"
+    assert cli("train", "--init-from", str(pre), "--robot", data["robot"], "--out", str(fine), *common) == 0
+    assert TrainConfig.load_json(ckpt.last_checkpoint(fine) / ckpt.TRAIN_CONFIG_FILE).init_from == str(pre)
+    capsys.readouterr()
+    with pytest.raises(SystemExit, match="--resume"):
+        cli("train", "--robot", data["robot"], "--out", str(fine), *common)
+    assert cli("train", "--out", str(fine), "--resume", "--steps", "3", "--no-progress") == 0
+    assert json.loads(capsys.readouterr().out)["step"] == 3
+    policy = VLAJEPAPolicy.from_pretrained(ckpt.last_checkpoint(fine))
+    assert policy.normalizer.features  # actions can be un-normalized
+
+
+def test_cli_bc_method_and_overrides(data, tmp_path, capsys):
+    out = tmp_path / "bc"
+    code = cli(
+        "train", "--method", "bc", "--robot", data["robot"], "--out", str(out), "--config", "tiny", "--steps", "1",
+        "--set", "model.chunk_size=6", "--set", "train.tensorboard=false", "--no-progress",
+    )  # fmt: skip
+    assert code == 0
+    config = json.loads((ckpt.last_checkpoint(out) / "config.json").read_text())
+    assert config["use_world_model"] is False and config["chunk_size"] == 6
+    with pytest.raises(SystemExit, match="unknown field"):
+        cli("train", "--robot", data["robot"], "--out", str(tmp_path / "x"), "--set", "model.nope=1")
+    assert cli("train", "--method", "bc", "--robot", data["robot"], "--video", data["video"], "--out",
+               str(tmp_path / "y"), "--config", "tiny", "--no-progress") == 2
+    assert "needs the world model" in capsys.readouterr().err
+
+
+def test_cli_help_explains_the_recipes(capsys):
+    with pytest.raises(SystemExit):
+        cli("train", "--help")
+    text = capsys.readouterr().out
+    for option in ("--robot", "--video", "--init-from", "--resume", "--method", "--set", "accelerate launch"):
+        assert option in text
+    with pytest.raises(SystemExit):
+        cli("pretrain", "--help")
+    text = capsys.readouterr().out
+    assert "--robot-actions" in text and "--video" in text and "train --init-from" in text
