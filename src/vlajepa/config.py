@@ -24,6 +24,66 @@ class ConfigError(ValueError):
     """A config file or dict does not describe a valid config; the message names the field at fault."""
 
 
+class JsonConfig:
+    """JSON/YAML (de)serialization shared by the top-level configs (mixed into frozen dataclasses).
+
+    ``YAML_SECTION`` names the preset section a subclass reads; ``YAML_SECTION_REQUIRED`` says whether a preset
+    without that section is an error or means "all defaults". Every error names the file and the dotted field.
+    """
+
+    YAML_SECTION: typing.ClassVar[str]
+    YAML_SECTION_REQUIRED: typing.ClassVar[bool] = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-compatible dict (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, partial: bool = False) -> typing.Self:
+        """Build from ``to_dict`` output; ``partial`` lets absent fields take their defaults."""
+        return _build(cls, data, "", partial)
+
+    def save_json(self, path: str | Path) -> None:
+        from vlajepa.io_utils import atomic_write_json
+
+        atomic_write_json(path, self.to_dict())
+
+    @classmethod
+    def load_json(cls, path: str | Path) -> typing.Self:
+        path = Path(path)
+        try:
+            return cls.from_dict(read_json_file(path))
+        except ConfigError as err:
+            message = str(err)
+            raise ConfigError(message if message.startswith(str(path)) else f"{path}: {message}") from err
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> typing.Self:
+        """Load this config's section of a YAML preset (partial: absent fields take the defaults)."""
+        import yaml
+
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as err:
+            raise ConfigError(f"{path}: config file not found") from err
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML ({err})") from err
+        section = data.get(cls.YAML_SECTION) if isinstance(data, dict) else None
+        if section is None and not cls.YAML_SECTION_REQUIRED:
+            return cls()
+        if not isinstance(section, dict):
+            raise ConfigError(f"{path}: expected a mapping with a '{cls.YAML_SECTION}:' section")
+        try:
+            return cls.from_dict(section, partial=True)
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from err
+
+    def replace(self, **changes: Any) -> typing.Self:
+        """A copy with some top-level fields changed (sub-configs are replaced whole)."""
+        return dataclasses.replace(self, **changes)
+
+
 @dataclass(frozen=True)
 class VisionConfig:
     """Small ViT that turns one RGB frame into patch tokens."""
@@ -110,8 +170,10 @@ class RegularizerConfig:
 
 
 @dataclass(frozen=True)
-class VLAJEPAConfig:
+class VLAJEPAConfig(JsonConfig):
     """The whole VLA-JEPA model: the student, the action head and (optionally) the latent world model."""
+
+    YAML_SECTION = "model"
 
     cameras: tuple[str, ...] = ("workspace_oblique",)  # vlajepa.envs.CAMERAS names; keys observation.images.<cam>
     image_size: int = 96  # square input resolution of every camera, in pixels
@@ -175,47 +237,6 @@ class VLAJEPAConfig:
             problems.append("wm_weight and reg_weight must be >= 0")
         if problems:
             raise ConfigError("invalid VLAJEPAConfig: " + "; ".join(problems))
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-compatible dict (tuples become lists)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], *, partial: bool = False) -> VLAJEPAConfig:
-        """Build from ``to_dict`` output; ``partial`` lets absent fields take their defaults."""
-        return _build(cls, data, "", partial)
-
-    def save_json(self, path: str | Path) -> None:
-        from vlajepa.io_utils import atomic_write_json
-
-        atomic_write_json(path, self.to_dict())
-
-    @classmethod
-    def load_json(cls, path: str | Path) -> VLAJEPAConfig:
-        return cls.from_dict(read_json_file(path))
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> VLAJEPAConfig:
-        """Load the ``model:`` section of a YAML preset (partial: absent fields take the defaults)."""
-        import yaml
-
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError as err:
-            raise ConfigError(f"{path}: config file not found") from err
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML ({err})") from err
-        if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
-            raise ConfigError(f"{path}: expected a mapping with a 'model:' section")
-        try:
-            return cls.from_dict(data["model"], partial=True)
-        except ConfigError as err:
-            raise ConfigError(f"{path}: {err}") from err
-
-    def replace(self, **changes: Any) -> VLAJEPAConfig:
-        """A copy with some top-level fields changed (sub-configs are replaced whole)."""
-        return dataclasses.replace(self, **changes)
 
 
 def read_json_file(path: str | Path) -> dict[str, Any]:

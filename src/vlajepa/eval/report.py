@@ -81,6 +81,8 @@ def current_command() -> str:
     argv = list(sys.argv)
     if argv and argv[0].endswith(("vlajepa", "__main__.py", "cli.py")):
         argv[0] = "vlajepa"
+    elif argv and argv[0].endswith(".py"):
+        argv.insert(0, "python")
     return shlex.join(argv)
 
 

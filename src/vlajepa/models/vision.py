@@ -7,7 +7,8 @@ future frame.
 
 from __future__ import annotations
 
-from einops import rearrange
+import torch
+from einops import rearrange, repeat
 from torch import Tensor, nn
 
 from vlajepa.config import VisionConfig
@@ -29,11 +30,18 @@ class VisionEncoder(nn.Module):
         self.transformer = Transformer(config.dim, config.depth, config.heads, config.mlp_ratio)
         self.apply(init_weights)
 
-    def forward(self, images: Tensor) -> Tensor:
+    def forward(self, images: Tensor, keep: Tensor | None = None) -> Tensor:
+        """Patch tokens ``(b, N, d)``; with ``keep`` ``(b, n_keep)`` patch indices, only those ``(b, n_keep, d)``.
+
+        ``keep`` drops the other patches *before* the transformer (masked-context encoding for
+        :mod:`vlajepa.models.encoder_pretrain`), so the kept tokens never see the dropped ones.
+        """
         if images.shape[-3:] != (3, self.image_size, self.image_size):
             raise ValueError(
                 f"expected images (b, 3, {self.image_size}, {self.image_size}), got {tuple(images.shape)}"
             )
         x = self.patch_embed(images * 2.0 - 1.0)  # (b, d, h', w'); [0, 1] -> [-1, 1]
         x = rearrange(x, "b d h w -> b (h w) d") + self.pos_embed
+        if keep is not None:
+            x = torch.gather(x, 1, repeat(keep, "b n -> b n d", d=x.shape[-1]))  # (b, n_keep, d)
         return self.transformer(x)

@@ -5,12 +5,10 @@ checkpoint (with the model's ``config.json``), so a run can be resumed or reprod
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from vlajepa.config import ConfigError, _build, read_json_file
+from vlajepa.config import ConfigError, JsonConfig
 
 NormalizationMode = Literal["min_max", "quantile", "mean_std", "identity"]
 # Fields a resumed run may change: they do not alter the sequence of losses (``steps`` changes the cosine schedule
@@ -39,8 +37,11 @@ class LearningRateScales:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(JsonConfig):
     """One training run: data, recipe, optimizer, schedule, checkpoints and logging."""
+
+    YAML_SECTION = "train"
+    YAML_SECTION_REQUIRED = False  # a preset without a train: section means the defaults
 
     robot: str | None = None  # LeRobot v3 dataset with actions (None: no robot data)
     video: str | None = None  # action-free video set (None: no video)
@@ -100,48 +101,3 @@ class TrainConfig:
     def video_batch(self) -> int:
         return self.video_batch_size or self.batch_size
 
-    def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], *, partial: bool = False) -> TrainConfig:
-        return _build(cls, data, "", partial)
-
-    def save_json(self, path: str | Path) -> None:
-        from vlajepa.io_utils import atomic_write_json
-
-        atomic_write_json(path, self.to_dict())
-
-    @classmethod
-    def load_json(cls, path: str | Path) -> TrainConfig:
-        path = Path(path)
-        try:
-            return cls.from_dict(read_json_file(path))
-        except ConfigError as err:
-            message = str(err)
-            raise ConfigError(message if message.startswith(str(path)) else f"{path}: {message}") from err
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> TrainConfig:
-        """The ``train:`` section of a YAML preset (partial; absent section or fields take the defaults)."""
-        import yaml
-
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError as err:
-            raise ConfigError(f"{path}: config file not found") from err
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML ({err})") from err
-        section = (data or {}).get("train") if isinstance(data, dict) else None
-        if section is None:
-            return cls()
-        if not isinstance(section, dict):
-            raise ConfigError(f"{path}: the 'train:' section must be a mapping")
-        try:
-            return cls.from_dict(section, partial=True)
-        except ConfigError as err:
-            raise ConfigError(f"{path}: {err}") from err
-
-    def replace(self, **changes: Any) -> TrainConfig:
-        return dataclasses.replace(self, **changes)

@@ -1,0 +1,73 @@
+"""``vlajepa pretrain-encoder``: a self-supervised frozen target encoder from the action-free video set."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+EPILOG = """\
+examples:
+  vlajepa pretrain-encoder --video data/mt10_video --out outputs/encoder
+  vlajepa train --robot data/mt10_robot --video data/mt10_video \\
+      --target-checkpoint outputs/encoder/encoder.safetensors --out outputs/cotrain_frozen
+
+The encoder's architecture is the --config preset's model.vision (and image_size), so the checkpoint fits that
+preset's `target: {kind: frozen}` as is. outputs/encoder/encoder_config.json holds the exact target section.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "pretrain-encoder",
+        help="pretrain a frozen target encoder on action-free video (V-JEPA-style masked latent prediction)",
+        description="A context encoder sees a masked subset of each frame's patches; a small predictor predicts "
+        "an EMA target encoder's latents of the hidden patches (L1). The EMA target is saved as "
+        "<out>/encoder.safetensors, loadable with `--target-checkpoint` / `target.checkpoint`.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--video", required=True, help="action-free video set (mp4 + captions.csv)")
+    parser.add_argument("--out", required=True, help="output folder (encoder.safetensors, encoder_config.json)")
+    parser.add_argument("--config", default="configs/default.yaml", help="preset whose model.vision is trained")
+    parser.add_argument("--steps", type=int, default=None, help="optimizer steps (default 1000)")
+    parser.add_argument("--batch-size", type=int, default=None, help="frames per step (default 64)")
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default 1e-3)")
+    parser.add_argument("--mask-ratio", type=float, default=None, help="fraction of patches hidden (default 0.6)")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from vlajepa.commands.train import resolve_config_path
+    from vlajepa.config import VLAJEPAConfig
+    from vlajepa.models.encoder_pretrain import EncoderPretrainConfig, pretrain_encoder
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model_config = VLAJEPAConfig.from_yaml(resolve_config_path(args.config))
+    vision = model_config.target.vision or model_config.vision
+    overrides = {
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "mask_ratio": args.mask_ratio,
+        "seed": args.seed,
+    }
+    config = EncoderPretrainConfig(image_size=model_config.image_size, vision=vision)
+    config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    result = pretrain_encoder(config, args.video, args.out)
+    summary = {
+        "encoder": str(result.encoder_path),
+        "frames": result.frames,
+        "steps": config.steps,
+        "first_loss": round(result.losses[0], 4) if result.losses else None,
+        "last_loss": round(sum(result.losses[-20:]) / max(1, len(result.losses[-20:])), 4) if result.losses else None,
+        "wall_time_s": round(result.wall_time_s, 1),
+        "use_with": f"--target-checkpoint {result.encoder_path}",
+    }
+    print(json.dumps(summary, indent=2))
+    return 0
