@@ -185,8 +185,8 @@ def plot_report(report: dict[str, Any], path: str | Path, title: str = "Success 
             row = by_key.get((method, setting, task))
             rate = row["success_rate"] if row else np.nan
             rates.append(100 * rate)
-            low_err.append(100 * (rate - row["ci_low"]) if row else 0)
-            high_err.append(100 * (row["ci_high"] - rate) if row else 0)
+            low_err.append(max(0.0, 100 * (rate - row["ci_low"])) if row else 0)
+            high_err.append(max(0.0, 100 * (row["ci_high"] - rate)) if row else 0)
         label = method if len({s for _, s in series}) == 1 else f"{method} / {setting}"
         ax.bar(
             x + (i - (len(series) - 1) / 2) * width,

@@ -18,4 +18,5 @@ def wilson_interval(successes: int, episodes: int, z: float = Z_95) -> tuple[flo
     denom = 1.0 + z2 / episodes
     centre = (p + z2 / (2 * episodes)) / denom
     half = z * math.sqrt(p * (1 - p) / episodes + z2 / (4 * episodes * episodes)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # Rounding can put the bounds a hair past p at 0 % or 100 %; the interval always contains p.
+    return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))
