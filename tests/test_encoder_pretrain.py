@@ -53,6 +53,8 @@ def test_loss_decreases_and_the_encoder_loads_as_a_frozen_target(tmp_path):
     assert result.frames == 36 and len(result.losses) == 60
     first, last = sum(result.losses[:10]) / 10, sum(result.losses[-10:]) / 10
     assert last < 0.8 * first, (first, last)
+    records = [json.loads(line) for line in (tmp_path / "encoder" / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["target_std"] > 0.5 * records[0]["target_std"]  # the loss fell without a collapse
     snippet = json.loads((tmp_path / "encoder" / "encoder_config.json").read_text())["target"]
     assert snippet["checkpoint"] == str(result.encoder_path)
 

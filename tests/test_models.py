@@ -12,6 +12,7 @@ import torch
 
 from vlajepa.config import ConfigError, LanguageConfig, TargetConfig, VLAJEPAConfig
 from vlajepa.constants import ACTION, OBS_STATE
+from vlajepa.models.predictor import pool_latents
 from vlajepa.models.regularizers import sigreg, vicreg, vicreg_covariance, vicreg_variance
 from vlajepa.models.target import TargetEncoderError, save_encoder
 from vlajepa.models.testing import random_batch, single_thread, tiny_config
@@ -228,6 +229,28 @@ def test_rollout_first_step_equals_teacher_forcing():
     imagined = model.predictor.rollout(latents[:, 0], out.latent_action_tokens)
     assert imagined.shape == forced.shape
     assert torch.allclose(imagined[:, 0], forced[:, 0], atol=1e-6)
+    reused = model.predictor.rollout(latents[:, 0], out.latent_action_tokens, first_prediction=forced[:, 0])
+    assert torch.allclose(reused, imagined, atol=1e-5)
+
+
+def test_pooled_latents_keep_frames_and_views_apart():
+    latents = torch.randn(2, 3, 2 * 16, 5)  # (b, t, v*N, d): 2 views of a 4x4 grid
+    pooled = pool_latents(latents, views=2, pool=2)
+    assert pooled.shape == (2, 3, 2 * 4, 5)
+    assert torch.allclose(pooled[0, 1, 4], latents[0, 1, [16, 17, 20, 21]].mean(0))  # view 1, top-left square
+    changed = latents.clone()
+    changed[:, 2] += 1.0  # a later frame changes: earlier pooled frames do not
+    assert torch.equal(pool_latents(changed, 2, 2)[:, :2], pooled[:, :2])
+
+
+def test_pooled_world_model_trains():
+    model = build(clip_length=4, predictor=dataclasses.replace(tiny_config().predictor, latent_pool=2, rollout_steps=2))
+    assert model.predictor.tokens_per_frame == 4  # 32 px / 8 px patches = 4x4 grid, pooled 2x2
+    loss, logs = model(random_batch(model.config))
+    loss.backward()
+    assert {"loss/wm", "loss/wm_rollout"} <= set(logs)
+    with pytest.raises(ConfigError, match="latent_pool"):
+        tiny_config(predictor=dataclasses.replace(tiny_config().predictor, latent_pool=3))
 
 
 # ---------------------------------------------------------------------------- target encoders

@@ -16,6 +16,7 @@ import sys
 COMMANDS: dict[str, str] = {
     "collect": "collect",
     "pretrain": "pretrain",
+    "pretrain-encoder": "pretrain_encoder",
     "train": "train",
     "eval": "evaluate",
     "perturb-grid": "perturb_grid",

@@ -143,6 +143,9 @@ class PredictorConfig:
     loss: Literal["l1", "mse"] = "l1"  # distance between predicted and target latents (V-JEPA uses L1)
     rollout_steps: int = 0  # also imagine this many steps from frame 0 (feeding predictions back); 0: off
     rollout_weight: float = 1.0  # weight of the rollout loss relative to the teacher-forcing loss
+    # average-pool each view's target latents over latent_pool x latent_pool patch squares before the predictor
+    # (inputs and targets alike): latent_pool**2 times fewer predictor tokens; 1: every patch token
+    latent_pool: int = 1
 
 
 @dataclass(frozen=True)
@@ -221,6 +224,12 @@ class VLAJEPAConfig(JsonConfig):
             problems.append(f"clip_length={self.clip_length}: the world model needs at least 2 frames")
         if self.predictor.rollout_steps > self.clip_length - 1:
             problems.append(f"predictor.rollout_steps={self.predictor.rollout_steps} > clip_length - 1")
+        target_patch = (self.target.vision or self.vision).patch_size
+        if self.predictor.latent_pool < 1 or (self.image_size // target_patch) % self.predictor.latent_pool:
+            problems.append(
+                f"predictor.latent_pool={self.predictor.latent_pool} must be >= 1 and divide the target's patch "
+                f"grid side {self.image_size // target_patch}"
+            )
         if self.target.kind == "ema" and self.target.vision is not None:
             problems.append("target.vision must be null for an EMA target (it copies the student's encoder)")
         for name in (

@@ -76,7 +76,7 @@ class VLAJEPAPolicy:
         """Un-normalized actions ``[n_action_steps, A]`` (float32) for one observation."""
         return self.predict_action_chunk_batch([observation])[0]
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict_action_chunk_batch(self, observations: list[dict[str, Any]]) -> np.ndarray:
         """Un-normalized actions ``[B, n_action_steps, A]`` for several observations in one forward pass."""
         parts = [self._to_batch(observation) for observation in observations]

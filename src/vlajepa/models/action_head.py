@@ -46,12 +46,10 @@ class DiTBlock(nn.Module):
         self.mlp = MLP(dim, mlp_ratio)
         self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
 
-    def forward(
-        self, x: Tensor, context_keys_values: tuple[Tensor, Tensor], time_embedding: Tensor
-    ) -> Tensor:
-        """``context_keys_values``: ``self.cross.keys_values(context)``, computed once per chunk."""
-        mod = self.modulation(time_embedding)[:, None]  # (b, 1, 6d)
-        shift1, scale1, gate1, shift2, scale2, gate2 = mod.chunk(6, dim=-1)
+    def forward(self, x: Tensor, context_keys_values: tuple[Tensor, Tensor], modulation: Tensor) -> Tensor:
+        """``context_keys_values``: ``self.cross.keys_values(context)``, computed once per chunk;
+        ``modulation``: ``self.modulation(time_embedding)[:, None]`` ``(b or 1, 1, 6d)``."""
+        shift1, scale1, gate1, shift2, scale2, gate2 = modulation.chunk(6, dim=-1)
         x = x + gate1 * self.attn(_modulate(self.norm1(x), shift1, scale1))
         x = x + self.cross(self.norm_cross(x), keys_values=context_keys_values)
         return x + gate2 * self.mlp(_modulate(self.norm2(x), shift2, scale2))
@@ -94,31 +92,43 @@ class FlowMatchingActionHead(nn.Module):
         context = self.context_norm(context)
         return [block.cross.keys_values(context) for block in self.blocks]
 
+    def time_conditioning(self, time: Tensor) -> tuple[list[Tensor], Tensor]:
+        """adaLN modulations for flow times ``time`` ``(n,)``: per block ``(n, 1, 6d)``, final ``(n, 1, 2d)``."""
+        time_embedding = self.time_mlp(timestep_features(time, self.config.dim))  # (n, d)
+        blocks = [block.modulation(time_embedding)[:, None] for block in self.blocks]
+        return blocks, self.final_modulation(time_embedding)[:, None]
+
+    def state_token(self, state: Tensor | None, batch: int) -> Tensor:
+        """The state token ``(b, 1, d)`` (the learned placeholder when ``state`` is None)."""
+        if state is None:
+            return self.missing_state.expand(batch, 1, -1)
+        return self.state_in(state)[:, None]
+
     def velocity(
         self,
         noisy_actions: Tensor,
-        time: Tensor,
+        time: Tensor | tuple[list[Tensor], Tensor],
         context: Tensor | list[tuple[Tensor, Tensor]],
         state: Tensor | None = None,
+        state_token: Tensor | None = None,
     ) -> Tensor:
         """Predicted velocity ``(b, H, A)`` at flow time ``time`` ``(b,)``.
 
-        ``context``: the embodied tokens ``(b, M, d_c)`` or their :meth:`context_keys_values`.
+        ``time`` may be its :meth:`time_conditioning` instead, ``context`` the embodied tokens ``(b, M, d_c)`` or
+        their :meth:`context_keys_values`, and ``state_token`` the :meth:`state_token` of ``state``: the sampler
+        computes all three once per chunk rather than once per Euler step.
         """
         if isinstance(context, Tensor):
             context = self.context_keys_values(context)
         b = noisy_actions.shape[0]
         x = self.action_in(noisy_actions) + self.action_pos  # (b, H, d)
         if self.config.use_state:
-            if state is None:
-                state_token = self.missing_state.expand(b, 1, -1)
-            else:
-                state_token = self.state_in(state)[:, None]  # (b, 1, d)
-            x = torch.cat([state_token, x], dim=1)  # (b, 1 + H, d)
-        time_embedding = self.time_mlp(timestep_features(time, x.shape[-1]))  # (b, d)
-        for block, keys_values in zip(self.blocks, context, strict=True):
-            x = block(x, keys_values, time_embedding)
-        shift, scale = self.final_modulation(time_embedding)[:, None].chunk(2, dim=-1)
+            token = self.state_token(state, b) if state_token is None else state_token
+            x = torch.cat([token, x], dim=1)  # (b, 1 + H, d)
+        modulations, final = self.time_conditioning(time) if isinstance(time, Tensor) else time
+        for block, keys_values, modulation in zip(self.blocks, context, modulations, strict=True):
+            x = block(x, keys_values, modulation)
+        shift, scale = final.chunk(2, dim=-1)
         x = _modulate(self.final_norm(x), shift, scale)[:, -self.chunk_size :]  # drop the state token
         return self.action_out(x)
 
@@ -170,10 +180,14 @@ class FlowMatchingActionHead(nn.Module):
             noise = torch.randn(
                 b, self.chunk_size, self.action_dim, generator=generator, device=context.device
             )
+        # Everything but the noisy actions is fixed over the Euler steps: compute it once per chunk.
         keys_values = self.context_keys_values(context)
-        x = noise
+        token = self.state_token(state, b) if self.config.use_state else None
         dt = 1.0 / steps
+        times = 1.0 - torch.arange(steps, device=context.device) * dt  # (steps,)
+        modulations, final = self.time_conditioning(times)  # (steps, 1, 6d) per block, (steps, 1, 2d)
+        x = noise
         for i in range(steps):
-            time = torch.full((b,), 1.0 - i * dt, device=context.device)
-            x = x - dt * self.velocity(x, time, keys_values, state)
+            conditioning = ([m[i : i + 1] for m in modulations], final[i : i + 1])  # broadcast over the batch
+            x = x - dt * self.velocity(x, conditioning, keys_values, state_token=token)
         return x

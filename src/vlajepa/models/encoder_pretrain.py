@@ -109,8 +109,12 @@ class MaskedLatentModel(nn.Module):
         for module in (self.predictor_in, self.predictor, self.predictor_out):
             module.apply(init_weights)
 
-    def forward(self, frames: Tensor, generator: torch.Generator) -> Tensor:
-        """L1 between predicted and target latents of the hidden patches; ``frames`` ``(b, 3, H, W)`` in [0, 1]."""
+    def forward(self, frames: Tensor, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        """L1 between predicted and target latents of the hidden patches; ``frames`` ``(b, 3, H, W)`` in [0, 1].
+
+        The logs hold ``target_std``, the target latents' standard deviation over frames and patches averaged
+        over channels: a value falling towards 0 means the encoder collapses to a constant.
+        """
         cfg = self.config
         b, n = frames.shape[0], self.encoder.num_patches
         hidden = block_masks(b, self.grid, self.num_masked, cfg.mask_blocks, cfg.mask_block_scale, generator)
@@ -125,7 +129,8 @@ class MaskedLatentModel(nn.Module):
         queries = self.mask_token + torch.gather(pos, 1, repeat(hidden, "b k -> b k d", d=d_p))  # (b, k, d_p)
         x = self.predictor(torch.cat([context, queries], dim=1))  # (b, n, d_p)
         predicted = self.predictor_out(x[:, -self.num_masked :])  # (b, k, d)
-        return F.l1_loss(predicted, target)
+        target_std = target.flatten(0, 1).std(dim=0).mean().item()
+        return F.l1_loss(predicted, target), {"target_std": target_std}
 
     @torch.no_grad()
     def update_target(self, momentum: float) -> None:
@@ -197,13 +202,14 @@ def pretrain_encoder(
     )
     metrics = open(out / METRICS_FILE, "w", encoding="utf-8")  # noqa: SIM115 - closed in finally
     losses: list[float] = []
+    target_stds: list[float] = []
     try:
         for step in range(config.steps):
             index = torch.randint(0, len(pool), (config.batch_size,), generator=generator)
             batch = pool[index].float().div_(255.0)
             if torch.rand((), generator=generator) < 0.5:  # horizontal flip: cheap augmentation
                 batch = batch.flip(-1)
-            loss = model(batch, generator)
+            loss, logs = model(batch, generator)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"non-finite loss {loss.item()} at step {step}; last save is {encoder_path}")
             optimizer.zero_grad(set_to_none=True)
@@ -213,10 +219,16 @@ def pretrain_encoder(
             scheduler.step()
             model.update_target(config.ema_momentum)
             losses.append(loss.item())
+            target_stds.append(logs["target_std"])
             done = step + 1
             if done % config.log_every == 0 or done == config.steps:
-                line = {"step": done, "loss": float(np.mean(losses[-config.log_every :])),
-                        "lr": scheduler.get_last_lr()[0], "elapsed_s": round(time.perf_counter() - start, 2)}
+                line = {
+                    "step": done,
+                    "loss": float(np.mean(losses[-config.log_every :])),
+                    "target_std": float(np.mean(target_stds[-config.log_every :])),
+                    "lr": scheduler.get_last_lr()[0],
+                    "elapsed_s": round(time.perf_counter() - start, 2),
+                }
                 metrics.write(json.dumps(line) + "\n")
                 metrics.flush()
                 if on_log is not None:

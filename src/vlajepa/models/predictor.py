@@ -13,7 +13,10 @@ imagination.
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
@@ -25,6 +28,19 @@ def block_causal_mask(num_blocks: int, block_size: int, device: torch.device | N
     """``(n, n)`` boolean mask, ``n = num_blocks * block_size``: True where block(query) >= block(key)."""
     block = torch.arange(num_blocks, device=device).repeat_interleave(block_size)
     return block[:, None] >= block[None, :]
+
+
+def pool_latents(latents: Tensor, views: int, pool: int) -> Tensor:
+    """Average-pool each view's square patch grid by ``pool``: ``(b, t, v*N, d) -> (b, t, v*N/pool^2, d)``.
+
+    Per frame and per view, so pooling never mixes time steps (the leakage rule) or cameras.
+    """
+    if pool == 1:
+        return latents
+    side = math.isqrt(latents.shape[2] // views)
+    grid = rearrange(latents, "b t (v h w) d -> (b t v) d h w", v=views, h=side)
+    pooled = F.avg_pool2d(grid, pool)  # ((b t v), d, h/p, w/p)
+    return rearrange(pooled, "(b t v) d h w -> b t (v h w) d", b=latents.shape[0], v=views)
 
 
 class Predictor(nn.Module):
@@ -75,13 +91,17 @@ class Predictor(nn.Module):
         x = rearrange(x, "b (s m) d -> b s m d", s=steps)
         return self.latent_out(x[:, :, c:])  # (b, s, n, d_z)
 
-    def rollout(self, first: Tensor, conditions: Tensor) -> Tensor:
+    def rollout(self, first: Tensor, conditions: Tensor, first_prediction: Tensor | None = None) -> Tensor:
         """Imagine ``s`` steps from frame-0 latents ``first`` ``(b, n, d_z)``, feeding predictions back.
 
+        ``first_prediction``: this predictor's output for frame 1 from ``first`` and ``conditions[:, :1]`` when
+        the caller already has it (teacher forcing computes it: the mask makes step 0 see frame 0 only).
         Returns ``(b, s, n, d_z)``, the predicted latents of frames ``1..s``.
         """
         frames = [first]
-        for step in range(conditions.shape[1]):
+        if first_prediction is not None:
+            frames.append(first_prediction)
+        for step in range(len(frames) - 1, conditions.shape[1]):
             context = torch.stack(frames, dim=1)  # (b, step+1, n, d_z)
             frames.append(self(context, conditions[:, : step + 1])[:, -1])
         return torch.stack(frames[1:], dim=1)

@@ -39,7 +39,7 @@ from vlajepa.constants import (  # noqa: F401 - FUTURE_IMAGES and future_image_k
     image_key,
 )
 from vlajepa.models.action_head import FlowMatchingActionHead
-from vlajepa.models.predictor import Predictor
+from vlajepa.models.predictor import Predictor, pool_latents
 from vlajepa.models.regularizers import build_regularizer
 from vlajepa.models.student import Student, StudentOutput
 from vlajepa.models.target import build_target_encoder
@@ -64,7 +64,7 @@ class VLAJEPA(nn.Module):
             self.predictor = Predictor(
                 config.predictor,
                 latent_dim=self.target.dim,
-                tokens_per_frame=len(config.cameras) * self.target.tokens_per_view,
+                tokens_per_frame=len(config.cameras) * self.target.tokens_per_view // config.predictor.latent_pool**2,
                 condition_dim=config.student.dim,
                 conditions_per_step=config.num_latent_action_tokens,
                 max_steps=config.clip_length - 1,
@@ -116,7 +116,8 @@ class VLAJEPA(nn.Module):
         """Distance between predicted and target latents of frames ``1..T-1``, padded frames excluded."""
         if self.target is None or self.predictor is None:
             raise RuntimeError("the world model is disabled (use_world_model=False)")
-        latents = self.target_latents(batch)  # (b, T, n, d), no gradient
+        latents = self.target_latents(batch)  # (b, T, v*N, d), no gradient
+        latents = pool_latents(latents, len(self.config.cameras), self.config.predictor.latent_pool)  # (b, T, n, d)
         is_pad = batch.get(FUTURE_IS_PAD)  # (b, T); absent: every frame exists
         if is_pad is None:
             is_pad = torch.zeros(latents.shape[:2], dtype=torch.bool, device=latents.device)
@@ -127,7 +128,10 @@ class VLAJEPA(nn.Module):
         logs = {"loss/wm": loss.item()}
         steps = self.config.predictor.rollout_steps
         if steps > 0:
-            imagined = self.predictor.rollout(latents[:, 0], latent_action_tokens[:, :steps])  # (b, r, n, d)
+            # Block-causal: the first imagined step equals teacher forcing's first prediction, so reuse it.
+            imagined = self.predictor.rollout(
+                latents[:, 0], latent_action_tokens[:, :steps], first_prediction=predicted[:, 0]
+            )  # (b, r, n, d)
             rollout_loss = self._latent_distance(imagined, latents[:, 1 : steps + 1], valid[:, :steps])
             loss = loss + self.config.predictor.rollout_weight * rollout_loss
             logs["loss/wm_rollout"] = rollout_loss.item()

@@ -1,0 +1,273 @@
+"""MT10 benchmark runner (DESIGN.md §4): collect data, train each method with the same budget, evaluate, report.
+
+Methods (``--methods``) and target encoders (``--targets``):
+
+- ``bc``: student + flow-matching action head, no world model (robot data only; the target does not apply, its
+  rows carry ``target: "none"``);
+- ``vla-jepa-cotrain``: robot + action-free video from scratch (``L_action + beta * L_wm`` / ``L_wm``);
+- ``vla-jepa-finetune``: ``vlajepa pretrain`` on video + robot (world model only) for ``--pretrain-fraction`` of
+  the step budget, then ``vlajepa train --init-from`` on the robot data for the rest (the same total steps);
+- target ``ema`` (EMA of the student's vision encoder) or ``frozen`` (``vlajepa pretrain-encoder`` on the video
+  set, run once per data set and shared by every method that uses it).
+
+Every stage is a ``vlajepa`` subprocess and is resumable: data folders that exist are reused (``--data-dir``,
+default ``data/``), finished stages leave a marker ``<work>/stages/<stage>.json`` with their wall time and are
+skipped, an
+interrupted training run continues with ``--resume``. Evaluation: ``--episodes`` per task in distribution and
+``--perturbed-episodes`` per task under each of the seven perturbations.
+
+Results: ``<results>.json`` (rows in the evaluation schema plus a ``target`` field; top-level ``command``,
+``wall_time_s`` and per-stage ``stages`` timings) and ``<results>.md``.
+
+    python benchmarks/run_mt10.py --methods bc,vla-jepa-cotrain,vla-jepa-finetune --targets ema,frozen
+    # a pilot that proves the pipeline (minutes): 2 tasks, 3 demos, a few hundred steps, 2 episodes
+    python benchmarks/run_mt10.py --tasks reach,drawer-close --demos 3 --videos 4 --steps 200 --batch-size 16 \\
+        --encoder-steps 100 --episodes 2 --perturbed-episodes 1 --work outputs/mt10_pilot \\
+        --results outputs/mt10_pilot/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+METHODS = ("bc", "vla-jepa-cotrain", "vla-jepa-finetune")
+TARGETS = ("ema", "frozen")
+# `vlajepa pretrain-encoder` through its command module, for a CLI registry that does not list it yet.
+PRETRAIN_ENCODER = (
+    "import argparse, sys; from vlajepa.commands import pretrain_encoder as c; p = argparse.ArgumentParser(); "
+    "c.register(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))"
+)
+
+
+def vlajepa(*args: str) -> list[str]:
+    """The command line of ``vlajepa <args>`` with this interpreter."""
+    if args[0] == "pretrain-encoder":
+        from vlajepa.cli import COMMANDS
+
+        if "pretrain-encoder" not in COMMANDS:
+            return [sys.executable, "-c", PRETRAIN_ENCODER, *args]
+    return [sys.executable, "-m", "vlajepa.cli", *args]
+
+
+class Pipeline:
+    """Runs stages once each, records their wall times, skips the ones a previous run finished."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.work = Path(args.work)
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.stages: list[dict[str, Any]] = []
+        self.env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
+
+    def stage(self, name: str, command: list[str], retry: list[str] | None = None) -> None:
+        """Run ``command`` unless ``work/stages/<name>.json`` says it finished; ``retry`` resumes an interrupted
+        attempt instead."""
+        marker = self.work / "stages" / f"{name}.json"
+        shown = shlex.join(command if command[1] != "-c" else ["vlajepa", *command[3:]])
+        if marker.is_file():
+            record = json.loads(marker.read_text())
+            if record["command"] != shown:
+                raise SystemExit(
+                    f"[run_mt10] {name} was done with other options ({record['command']}); use a new --work "
+                    f"or delete {marker} to redo it"
+                )
+            self.stages.append({**record, "skipped": True})
+            print(f"[run_mt10] {name}: done before ({record['wall_time_s']} s), skipped", flush=True)
+            return
+        print(f"[run_mt10] {name}: {shown}", flush=True)
+        if retry is not None:
+            print(f"[run_mt10] {name}: resuming the interrupted attempt", flush=True)
+            command = retry
+        start = time.perf_counter()
+        log = self.work / "logs" / f"{name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "w", encoding="utf-8") as handle:
+            code = subprocess.run(command, cwd=ROOT, env=self.env, stdout=handle, stderr=subprocess.STDOUT).returncode
+        if code != 0:
+            raise SystemExit(f"[run_mt10] {name} failed (exit {code}); see {log}")
+        record = {"stage": name, "command": shown, "wall_time_s": round(time.perf_counter() - start, 1)}
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps(record, indent=2) + "\n")
+        self.stages.append({**record, "skipped": False})
+        print(f"[run_mt10] {name}: {record['wall_time_s']} s", flush=True)
+
+    # ------------------------------------------------------------------ data
+
+    def data_tag(self) -> str:
+        tasks = self.args.tasks.lower()
+        tag = tasks if tasks in ("mt10", "mt50") else "t" + hashlib.sha1(tasks.encode()).hexdigest()[:8]
+        return f"{tag}_{self.args.image_size}px"
+
+    def collect(self, kind: str, episodes: int) -> Path:
+        out = Path(self.args.data_dir) / f"{self.data_tag()}_{kind}_{episodes}"
+        if out.exists() and not (self.work / "stages" / f"collect-{kind}.json").is_file():
+            # `vlajepa collect` renames its folder into place only when complete: an existing one is finished.
+            self.stages.append({"stage": f"collect-{kind}", "wall_time_s": 0.0, "skipped": True, "reused": str(out)})
+            print(f"[run_mt10] collect-{kind}: {out} exists, reused", flush=True)
+            return out
+        self.stage(
+            f"collect-{kind}",
+            vlajepa(
+                "collect", kind, "--tasks", self.args.tasks, "--episodes-per-task", str(episodes), "--out", str(out),
+                "--image-size", str(self.args.image_size), "--seed", str(self.args.seed + (kind == "video")),
+                "--workers", str(self.args.workers), "--no-progress",
+            ),
+        )
+        return out
+
+    # ------------------------------------------------------------------ training
+
+    def train_args(self, steps: int) -> list[str]:
+        args = self.args
+        out = ["--config", args.config, "--steps", str(steps), "--threads", str(args.threads), "--no-progress"]
+        if args.batch_size:
+            out += ["--batch-size", str(args.batch_size)]
+        for item in args.set:
+            out += ["--set", item]
+        return out
+
+    def train(self, name: str, command: list[str]) -> Path:
+        """A training run in ``work/<name>`` (resumed with --resume if a previous attempt was interrupted)."""
+        run_dir = self.work / name
+        retry = None
+        if (run_dir / "checkpoints" / "last").exists():
+            subcommand = command[3]  # train or pretrain, as the interrupted attempt
+            retry = vlajepa(subcommand, "--out", str(run_dir), "--resume", "--threads", str(self.args.threads),
+                            "--no-progress")
+        self.stage(f"train-{name}", command, retry=retry)
+        return run_dir / "checkpoints" / "last"
+
+    def encoder(self, video: Path) -> Path:
+        out = self.work / "encoder"
+        self.stage(
+            "pretrain-encoder",
+            vlajepa(
+                "pretrain-encoder", "--video", str(video), "--out", str(out), "--config", self.args.config,
+                "--steps", str(self.args.encoder_steps), "--threads", str(self.args.threads),
+            ),
+        )
+        return out / "encoder.safetensors"
+
+    def method(self, method: str, target: str, robot: Path, video: Path, encoder: Path | None) -> tuple[str, Path]:
+        """Train one (method, target); returns the run name and its final checkpoint."""
+        steps = self.args.steps
+        target_args = ["--target-checkpoint", str(encoder)] if target == "frozen" else ["--target", "ema"]
+        if method == "bc":
+            name = "bc"
+            return name, self.train(name, vlajepa("train", "--method", "bc", "--robot", str(robot),
+                                                  "--out", str(self.work / name), *self.train_args(steps)))
+        if method == "vla-jepa-cotrain":
+            name = f"cotrain-{target}"
+            return name, self.train(name, vlajepa("train", "--robot", str(robot), "--video", str(video),
+                                                  "--out", str(self.work / name), *target_args,
+                                                  *self.train_args(steps)))
+        pretrain_steps = round(steps * self.args.pretrain_fraction)
+        pre = f"pretrain-{target}"
+        self.train(pre, vlajepa("pretrain", "--video", str(video), "--robot", str(robot),
+                                "--out", str(self.work / pre), *target_args, *self.train_args(pretrain_steps)))
+        name = f"finetune-{target}"
+        init = self.work / pre / "checkpoints" / "last"
+        return name, self.train(name, vlajepa("train", "--init-from", str(init), "--robot", str(robot),
+                                              "--out", str(self.work / name), *target_args,
+                                              *self.train_args(steps - pretrain_steps)))
+
+    # ------------------------------------------------------------------ evaluation
+
+    def evaluate(self, method: str, run: str, checkpoint: Path) -> Path:
+        args = self.args
+        prefix = self.work / "eval" / run / "results"
+        self.stage(
+            f"eval-{run}",
+            vlajepa(
+                "eval", "--policy", f"checkpoint:{checkpoint.absolute()}", "--name", method, "--tasks", args.tasks,
+                "--settings", args.settings, "--episodes", str(args.episodes),
+                "--perturbed-episodes", str(args.perturbed_episodes), "--workers", str(args.workers),
+                "--videos", "0", "--out", str(prefix), "--no-progress",
+            ),
+        )
+        return prefix.with_suffix(".json")
+
+
+def write_results(args: argparse.Namespace, evals: list[tuple[str, str, Path]], pipeline: Pipeline,
+                  wall_time_s: float) -> None:
+    """Rows of every evaluation with their ``target``, in one JSON + markdown."""
+    from vlajepa.eval.report import build_report, markdown_table
+
+    rows, display = [], []
+    for method, target, path in evals:
+        report = json.loads(path.read_text())
+        for row in report["rows"]:
+            rows.append({**row, "method": method, "target": target})
+            display.append({**row, "method": f"{method} [{target}]"})
+    command = "python benchmarks/run_mt10.py " + shlex.join(sys.argv[1:])
+    stages = pipeline.stages
+    report = build_report(rows, wall_time_s, command=command, stages=stages,
+                          setup={k: v for k, v in vars(args).items() if k != "set"} | {"set": args.set})
+    prefix = Path(args.results)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    prefix.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    table = markdown_table(build_report(display, wall_time_s, command=command), title="MT10 benchmark")
+    lines = [table, "", f"Command: `{command}`", "", f"Total wall time: {wall_time_s:.0f} s (stages skipped because "
+             "an earlier run finished them count 0 here; their own times are below).", "",
+             "| stage | wall time (s) | skipped |", "|---|---|---|"]
+    lines += [f"| {s['stage']} | {s['wall_time_s']} | {'yes' if s.get('skipped') else 'no'} |" for s in stages]
+    prefix.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {METHODS}")
+    parser.add_argument("--targets", default=",".join(TARGETS), help="comma-separated subset of ema,frozen")
+    parser.add_argument("--tasks", default="mt10", help="mt10 or a comma-separated list of task names")
+    parser.add_argument("--demos", type=int, default=10, help="robot demonstrations per task")
+    parser.add_argument("--videos", type=int, default=50, help="action-free videos per task")
+    parser.add_argument("--image-size", type=int, default=96)
+    parser.add_argument("--config", default="configs/default.yaml", help="model + train preset for every method")
+    parser.add_argument("--steps", type=int, default=2000, help="optimizer steps per method (same budget for all)")
+    parser.add_argument("--batch-size", type=int, default=None, help="override the preset's batch size")
+    parser.add_argument("--pretrain-fraction", type=float, default=0.5, help="finetune: share of steps pretraining")
+    parser.add_argument("--encoder-steps", type=int, default=1000, help="pretrain-encoder steps (frozen target)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeat)")
+    parser.add_argument("--episodes", type=int, default=20, help="in-distribution episodes per task")
+    parser.add_argument("--perturbed-episodes", type=int, default=10, help="episodes per task per perturbation")
+    parser.add_argument("--settings", default="id,all", help="evaluation settings (vlajepa eval --settings)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads for training")
+    parser.add_argument("--workers", type=int, default=2, help="collection / evaluation worker processes")
+    parser.add_argument("--seed", type=int, default=0, help="collection seed (videos use seed + 1)")
+    parser.add_argument("--data-dir", default="data", help="where collected data sets are cached")
+    parser.add_argument("--work", default="outputs/mt10", help="runs, evaluations, logs and stage markers")
+    parser.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "mt10"), help="results prefix")
+    args = parser.parse_args()
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    unknown = sorted(set(methods) - set(METHODS)) + sorted(set(targets) - set(TARGETS))
+    if unknown:
+        raise SystemExit(f"unknown methods or targets: {unknown}")
+
+    start = time.perf_counter()
+    pipeline = Pipeline(args)
+    robot = pipeline.collect("robot", args.demos)
+    needs_video = any(m != "bc" for m in methods)
+    video = pipeline.collect("video", args.videos) if needs_video else None
+    encoder = pipeline.encoder(video) if needs_video and "frozen" in targets else None
+    evals = []
+    for method in methods:
+        for target in (["none"] if method == "bc" else targets):
+            run, checkpoint = pipeline.method(method, target, robot, video, encoder)
+            evals.append((method, target, pipeline.evaluate(method, run, checkpoint)))
+    write_results(args, evals, pipeline, time.perf_counter() - start)
+
+
+if __name__ == "__main__":
+    main()
