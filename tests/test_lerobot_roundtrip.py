@@ -12,7 +12,8 @@ import torch
 from vlajepa.constants import ACTION, OBS_STATE, PAD_SUFFIX, TASK, image_key
 from vlajepa.data.errors import MissingDatasetFileError
 from vlajepa.data.lerobot import LeRobotDataset, LeRobotDatasetMetadata
-from vlajepa.data.lerobot_writer import LeRobotDatasetWriter, partial_root
+from vlajepa.data.lerobot_writer import LeRobotDatasetWriter
+from vlajepa.data.staging import partial_root
 
 FPS = 10
 SIZE = 32

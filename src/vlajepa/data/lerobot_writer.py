@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -41,17 +40,12 @@ from vlajepa.data.lerobot import (
     STATS_PATH,
     TASKS_PATH,
 )
+from vlajepa.data.staging import StagedDirectory
 from vlajepa.data.video_io import CODEC_STREAM_NAMES, DEFAULT_CODEC, VideoEncoder, VideoEncoding
 from vlajepa.io_utils import atomic_write, atomic_write_text
 
 QUANTILES = {"q01": 0.01, "q10": 0.10, "q50": 0.50, "q90": 0.90, "q99": 0.99}
 _MB = 1024 * 1024
-
-
-def partial_root(root: str | Path) -> Path:
-    """Where a writer builds ``root`` before the final rename."""
-    root = Path(root)
-    return root.with_name(root.name + ".partial")
 
 
 def _next_file(chunk: int, file: int, chunks_size: int) -> tuple[int, int]:
@@ -133,7 +127,7 @@ def _jsonable(stats: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, dict[s
 # ----------------------------------------------------------------------------------------------------------
 
 
-class LeRobotDatasetWriter:
+class LeRobotDatasetWriter(StagedDirectory):
     """Build a LeRobot v3.0 dataset episode by episode.
 
     Args:
@@ -147,6 +141,8 @@ class LeRobotDatasetWriter:
         codec: video encoder (``libsvtav1`` like LeRobot, or ``libx264``: faster to encode).
         gop, crf: keyframe interval and quality, see :class:`~vlajepa.data.video_io.VideoEncoding`.
     """
+
+    what = "dataset"
 
     def __init__(
         self,
@@ -162,10 +158,7 @@ class LeRobotDatasetWriter:
         data_files_size_in_mb: int = DEFAULT_DATA_FILE_SIZE_IN_MB,
         video_files_size_in_mb: int = DEFAULT_VIDEO_FILE_SIZE_IN_MB,
     ) -> None:
-        self.root = Path(root)
-        self.partial_root = partial_root(self.root)
-        if self.root.exists():
-            raise FileExistsError(f"{self.root} already exists; choose a new dataset folder")
+        super().__init__(root)
         if fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}")
         self.fps = fps
@@ -179,10 +172,7 @@ class LeRobotDatasetWriter:
         self.data_keys = [k for k, ft in self.features.items() if ft["dtype"] != "video"]
         self._schema = self._data_schema()
 
-        # A leftover .partial folder is an interrupted earlier run of this writer: start over.
-        if self.partial_root.exists():
-            shutil.rmtree(self.partial_root)
-        self.partial_root.mkdir(parents=True)
+        self._stage()
 
         self._tasks: dict[str, int] = {}
         self._episodes: list[dict[str, Any]] = []
@@ -197,7 +187,6 @@ class LeRobotDatasetWriter:
         self._video_files = {k: (0, 0) for k in self.video_keys}
         self._encoders: dict[str, VideoEncoder] = {}
         self._video_codec: str | None = None
-        self._done = False
 
     # -- setup ---------------------------------------------------------------------------------------------
 
@@ -262,8 +251,7 @@ class LeRobotDatasetWriter:
         return self._num_frames
 
     def _validate(self, frames: Mapping[str, Any], task: str) -> tuple[int, dict[str, np.ndarray]]:
-        if self._done:
-            raise RuntimeError(f"writer for {self.root} is already finalized or aborted")
+        self._check_open()
         if not isinstance(task, str) or not task.strip():
             raise ValueError(f"task must be a non-empty instruction string, got {task!r}")
         expected = set(self.video_keys) | {k for k in self.data_keys if k not in DEFAULT_FEATURES}
@@ -407,8 +395,7 @@ class LeRobotDatasetWriter:
 
     def finalize(self) -> Path:
         """Close all files, write ``meta/``, and move the dataset to ``root``; returns ``root``."""
-        if self._done:
-            raise RuntimeError(f"writer for {self.root} is already finalized or aborted")
+        self._check_open()
         if not self._episodes:
             raise ValueError(f"no episodes were added to {self.root}; nothing to finalize")
         self._close_data_file()
@@ -426,13 +413,7 @@ class LeRobotDatasetWriter:
         )
         atomic_write_text(self.partial_root / INFO_PATH, json.dumps(self._info(), indent=4))
 
-        if self.root.exists():
-            raise FileExistsError(
-                f"{self.root} appeared while writing; the finished dataset is left in {self.partial_root}"
-            )
-        os.replace(self.partial_root, self.root)
-        self._done = True
-        return self.root
+        return self._publish()
 
     def _write_tasks(self, path: Path) -> None:
         """``tasks.parquet`` as pandas writes it (task text as the index), which is how LeRobot reads it."""
@@ -513,24 +494,10 @@ class LeRobotDatasetWriter:
             "features": features,
         }
 
-    def abort(self) -> None:
-        """Stop writing and delete ``<root>.partial``; ``root`` is never created."""
-        if self._done:
-            return
-        self._done = True
+    def _release(self) -> None:
         for encoder in self._encoders.values():
             encoder.abort()
         self._encoders.clear()
         if self._data_writer is not None:
             self._data_writer.close()
             self._data_writer = None
-        shutil.rmtree(self.partial_root, ignore_errors=True)
-
-    def __enter__(self) -> LeRobotDatasetWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            self.abort()
-        elif not self._done:
-            self.finalize()

@@ -16,8 +16,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ import numpy as np
 
 from vlajepa.constants import TASK
 from vlajepa.data.errors import DatasetFormatError, MissingDatasetFileError
+from vlajepa.data.staging import StagedDirectory
 from vlajepa.data.video_io import DEFAULT_CODEC, encode_video, read_video
 from vlajepa.io_utils import atomic_write_text
 
@@ -38,7 +37,7 @@ INDEX_COLUMN, TEXT_COLUMN = "index", "text"
 _VIDEO_SUFFIXES = (".mp4", ".webm")
 
 
-class VideoSetWriter:
+class VideoSetWriter(StagedDirectory):
     """Write clips and captions into a new video set folder.
 
     Args:
@@ -48,6 +47,8 @@ class VideoSetWriter:
         provenance: free-form description of where the clips come from (stored in ``meta.json``).
     """
 
+    what = "video set"
+
     def __init__(
         self,
         root: str | Path,
@@ -55,30 +56,24 @@ class VideoSetWriter:
         codec: str = DEFAULT_CODEC,
         provenance: Mapping[str, Any] | None = None,
     ) -> None:
-        self.root = Path(root)
-        self.partial_root = self.root.with_name(self.root.name + ".partial")
-        if self.root.exists():
-            raise FileExistsError(f"{self.root} already exists; choose a new video set folder")
+        super().__init__(root)
         if fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}")
         self.fps = fps
         self.codec = codec
         self.provenance = dict(provenance or {})
-        if self.partial_root.exists():  # an interrupted earlier run of this writer
-            shutil.rmtree(self.partial_root)
-        (self.partial_root / VIDEOS_DIR).mkdir(parents=True)
+        self._stage()
+        (self.partial_root / VIDEOS_DIR).mkdir()
         self._rows: list[dict[str, str]] = []
         self._num_frames: list[int] = []
         self._size: tuple[int, int] | None = None
-        self._done = False
 
     def __len__(self) -> int:
         return len(self._rows)
 
     def add_video(self, frames: np.ndarray, text: str, task: str | None = None) -> str:
         """Encode one RGB clip ``uint8 (t, h, w, 3)`` with its caption; returns its index (file stem)."""
-        if self._done:
-            raise RuntimeError(f"writer for {self.root} is already finalized or aborted")
+        self._check_open()
         frames = np.asarray(frames)
         if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
             raise ValueError(
@@ -99,8 +94,7 @@ class VideoSetWriter:
 
     def finalize(self) -> Path:
         """Write ``captions.csv`` and ``meta.json`` (last), then rename the folder to ``root``."""
-        if self._done:
-            raise RuntimeError(f"writer for {self.root} is already finalized or aborted")
+        self._check_open()
         if not self._rows:
             raise ValueError(f"no videos were added to {self.root}; nothing to finalize")
         buffer = io.StringIO()
@@ -120,27 +114,7 @@ class VideoSetWriter:
             "provenance": self.provenance,
         }
         atomic_write_text(self.partial_root / META_FILE, json.dumps(meta, indent=2))
-        if self.root.exists():
-            raise FileExistsError(
-                f"{self.root} appeared while writing; the set is left in {self.partial_root}"
-            )
-        os.replace(self.partial_root, self.root)
-        self._done = True
-        return self.root
-
-    def abort(self) -> None:
-        """Delete ``<root>.partial``; ``root`` is never created."""
-        self._done = True
-        shutil.rmtree(self.partial_root, ignore_errors=True)
-
-    def __enter__(self) -> VideoSetWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            self.abort()
-        elif not self._done:
-            self.finalize()
+        return self._publish()
 
 
 class VideoSet:
