@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+import torch
 
 
 @runtime_checkable
@@ -22,3 +23,16 @@ class Policy(Protocol):
 
     def predict_action_chunk(self, observation: dict[str, Any]) -> np.ndarray:
         """Return an action chunk of shape ``[H, D]`` for one (unbatched) observation."""
+
+
+def seed_policy(policy: Policy, seed: int) -> None:
+    """Seed one episode: numpy's and torch's global generators, then the policy's own ``reseed`` if it has one.
+
+    The evaluation harness calls this before every episode and the policy server replays it per connection, so a
+    policy's sampled noise (e.g. flow-matching initial noise) is the same in-process and served.
+    """
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    reseed = getattr(policy, "reseed", None)
+    if callable(reseed):
+        reseed(seed)

@@ -20,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vlajepa.eval.policies import PolicySpec, build_policy
+from vlajepa.eval.policy import seed_policy
 
 ID_SETTING = "id"  # in-distribution: no perturbation
 
@@ -106,24 +107,12 @@ def _make_env(group: _Group):
     return MetaWorldEnv(group.task, **kwargs)
 
 
-def _seed_everything(policy, seed: int) -> None:
-    np.random.seed(seed % 2**32)
-    try:
-        import torch
-
-        torch.manual_seed(seed)
-    except ImportError:  # pragma: no cover - torch is a hard dependency, but keep the harness importable
-        pass
-    if hasattr(policy, "reseed"):
-        policy.reseed(seed)
-
-
 def run_episode(
     env, policy, seed: int, n_action_steps: int | None, record: bool
 ) -> tuple[bool, int, float, list]:
     """Run one episode; return (success, steps taken, summed reward, recorded frames)."""
     obs, _ = env.reset(seed=seed)
-    _seed_everything(policy, seed)
+    seed_policy(policy, seed)
     policy.reset()
     frames = [obs[env.image_key]] if record else []
     steps, success, total_reward = 0, False, 0.0

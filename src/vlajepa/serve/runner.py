@@ -7,9 +7,9 @@ see if it had the policy to itself in a fresh process. The runner therefore keep
 - torch's and numpy's global generators (policies that draw from them), and
 - the policy's own generator, if the policy exposes ``get_rng_state()`` / ``set_rng_state(state)``,
 
-and swaps a session's snapshot in before each of its calls and back out after. Seeding mirrors the evaluation
-harness (``vlajepa.eval.runner``): ``reseed(seed)`` does ``np.random.seed(seed)``, ``torch.manual_seed(seed)``
-and ``policy.reseed(seed)`` if the policy has it — on that session's state only. A new session starts from the
+and swaps a session's snapshot in before each of its calls and back out after. Seeding is the evaluation
+harness's own :func:`vlajepa.eval.policy.seed_policy` (numpy, torch and ``policy.reseed`` if the policy has it),
+applied to that session's state only. A new session starts from the
 state captured right after the policy was loaded. A policy with a private generator but without those two
 methods shares it among sessions: one client at a time, reseeded per episode (as the harness does), is still
 reproducible; concurrent interleaved clients are not.
@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from vlajepa.eval.policy import seed_policy
 
 
 @dataclass
@@ -116,10 +118,7 @@ class PolicyRunner:
     def reseed(self, session: Session, seed: int) -> None:
         """Seed ``session`` exactly as the evaluation harness seeds an in-process policy."""
         with self._activated(session.rng):
-            np.random.seed(seed % 2**32)
-            torch.manual_seed(seed)
-            if callable(getattr(self.policy, "reseed", None)):
-                self.policy.reseed(seed)
+            seed_policy(self.policy, seed)
 
     def predict(self, session: Session, observation: dict[str, Any]) -> np.ndarray:
         """One action chunk ``[H, D]`` for one session."""
