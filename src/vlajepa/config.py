@@ -250,13 +250,9 @@ class VLAJEPAConfig(JsonConfig):
 
 def read_json_file(path: str | Path) -> dict[str, Any]:
     """A JSON object from ``path``; errors name the file."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise ConfigError(f"{path}: config file not found") from err
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{path}: not valid JSON ({err})") from err
+    from vlajepa.io_utils import read_json
+
+    data = read_json(path, ConfigError, "config file")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a JSON object")
     return data

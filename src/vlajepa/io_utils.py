@@ -42,3 +42,14 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | Path, error: type[Exception] = ValueError, what: str = "JSON file") -> Any:
+    """Parse ``path`` as JSON; a missing or malformed file raises ``error`` naming the file and ``what`` it is."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise error(f"{path}: {what} not found") from err
+    except json.JSONDecodeError as err:
+        raise error(f"{path}: not valid JSON ({err})") from err

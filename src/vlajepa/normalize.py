@@ -14,7 +14,6 @@ Works on numpy arrays and torch tensors alike (the last axis is the feature axis
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,13 +163,10 @@ class Normalizer:
 
     @classmethod
     def load(cls, path: str | Path) -> Normalizer:
+        from vlajepa.io_utils import read_json
+
         path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError as err:
-            raise NormalizationError(f"{path}: normalization file not found") from err
-        except json.JSONDecodeError as err:
-            raise NormalizationError(f"{path}: not valid JSON ({err})") from err
+        data = read_json(path, NormalizationError, "normalization file")
         try:
             return cls.from_dict(data)
         except NormalizationError as err:
