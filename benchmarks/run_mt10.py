@@ -5,10 +5,16 @@ Methods (``--methods``) and target encoders (``--targets``):
 - ``bc``: student + flow-matching action head, no world model (robot data only; the target does not apply, its
   rows carry ``target: "none"``);
 - ``vla-jepa-cotrain``: robot + action-free video from scratch (``L_action + beta * L_wm`` / ``L_wm``);
-- ``vla-jepa-finetune``: ``vlajepa pretrain`` on video + robot (world model only) for ``--pretrain-fraction`` of
-  the step budget, then ``vlajepa train --init-from`` on the robot data for the rest (the same total steps);
+- ``vla-jepa-finetune``: ``vlajepa pretrain`` on video + robot (world model only), then ``vlajepa train
+  --init-from`` on the robot data;
 - target ``ema`` (EMA of the student's vision encoder) or ``frozen`` (``vlajepa pretrain-encoder`` on the video
   set, run once per data set and shared by every method that uses it).
+
+The same budget for every method: ``--steps`` optimizer steps on robot batches with actions (the same number of
+robot windows). The world-model methods add the video on top, at the same extra cost: co-training averages one
+robot and one video batch per step (``--batches-per-step 2``); fine-tuning first pretrains for
+``--pretrain-fraction * steps`` steps of one video + one robot batch each, so with the default 0.5 both spend
+``2 * steps`` batches.
 
 Every stage is a ``vlajepa`` subprocess and is resumable: data folders that exist are reused (``--data-dir``,
 default ``data/``), finished stages leave a marker ``<work>/stages/<stage>.json`` with their wall time and are
@@ -166,20 +172,22 @@ class Pipeline:
             name = "bc"
             return name, self.train(name, vlajepa("train", "--method", "bc", "--robot", str(robot),
                                                   "--out", str(self.work / name), *self.train_args(steps)))
+        paired = ["--mix", "1:1", "--batches-per-step", "2"]  # one robot + one video batch per step
         if method == "vla-jepa-cotrain":
             name = f"cotrain-{target}"
             return name, self.train(name, vlajepa("train", "--robot", str(robot), "--video", str(video),
-                                                  "--out", str(self.work / name), *target_args,
+                                                  "--out", str(self.work / name), *target_args, *paired,
                                                   *self.train_args(steps)))
         pretrain_steps = round(steps * self.args.pretrain_fraction)
         pre = f"pretrain-{target}"
         self.train(pre, vlajepa("pretrain", "--video", str(video), "--robot", str(robot),
-                                "--out", str(self.work / pre), *target_args, *self.train_args(pretrain_steps)))
+                                "--out", str(self.work / pre), *target_args, *paired,
+                                *self.train_args(pretrain_steps)))
         name = f"finetune-{target}"
         init = self.work / pre / "checkpoints" / "last"
         return name, self.train(name, vlajepa("train", "--init-from", str(init), "--robot", str(robot),
                                               "--out", str(self.work / name), *target_args,
-                                              *self.train_args(steps - pretrain_steps)))
+                                              *self.train_args(steps)))
 
     # ------------------------------------------------------------------ evaluation
 
@@ -234,9 +242,10 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=50, help="action-free videos per task")
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--config", default="configs/default.yaml", help="model + train preset for every method")
-    parser.add_argument("--steps", type=int, default=2000, help="optimizer steps per method (same budget for all)")
+    parser.add_argument("--steps", type=int, default=1200, help="optimizer steps per method (same budget for all)")
     parser.add_argument("--batch-size", type=int, default=None, help="override the preset's batch size")
-    parser.add_argument("--pretrain-fraction", type=float, default=0.5, help="finetune: share of steps pretraining")
+    parser.add_argument("--pretrain-fraction", type=float, default=0.5,
+                        help="finetune: pretraining steps as a share of --steps")
     parser.add_argument("--encoder-steps", type=int, default=1000, help="pretrain-encoder steps (frozen target)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeat)")
     parser.add_argument("--episodes", type=int, default=20, help="in-distribution episodes per task")

@@ -90,6 +90,9 @@ class VisionConfig:
 
     patch_size: int = 12  # side of a square patch in pixels; the image size must be a multiple of it
     dim: int = 128  # token width
+    # patch: one linear projection per patch (plain ViT); conv: a stack of non-overlapping convolutions (kernel =
+    # stride, the prime factors of patch_size) that still sees each patch alone but trains better from little data
+    stem: Literal["patch", "conv"] = "patch"
     depth: int = 4  # transformer blocks
     heads: int = 4  # attention heads; must divide dim
     mlp_ratio: float = 4.0  # MLP hidden width as a multiple of dim

@@ -15,6 +15,42 @@ from vlajepa.config import VisionConfig
 from vlajepa.models.transformer import Transformer, init_weights, learned_embedding
 
 
+def prime_factors(n: int) -> list[int]:
+    """Prime factors of ``n`` in increasing order (12 -> [2, 2, 3])."""
+    factors, p = [], 2
+    while n > 1:
+        while n % p == 0:
+            factors.append(p)
+            n //= p
+        p += 1
+    return factors
+
+
+class ChannelNorm(nn.LayerNorm):
+    """LayerNorm over the channels of ``(b, c, h, w)`` at each position (no statistics shared across pixels)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return rearrange(super().forward(rearrange(x, "b c h w -> b h w c")), "b h w c -> b c h w")
+
+
+def conv_stem(patch_size: int, dim: int) -> nn.Sequential:
+    """Non-overlapping convolutions (kernel = stride = each prime factor of ``patch_size``) from 3 to ``dim``
+    channels, widths doubling up to ``dim``: the output at a patch is a function of that patch's pixels only,
+    like a linear patch embedding, so masked-patch pretraining stays leak-free; the nonlinear stem is what
+    "early convolutions" ViTs use to train well from small data.
+    """
+    factors = prime_factors(patch_size)
+    widths = [max(dim // 2 ** (len(factors) - 1 - i), 8) for i in range(len(factors))]
+    layers: list[nn.Module] = []
+    channels = 3
+    for i, (factor, width) in enumerate(zip(factors, widths, strict=True)):
+        layers.append(nn.Conv2d(channels, width, kernel_size=factor, stride=factor))
+        if i < len(factors) - 1:
+            layers += [ChannelNorm(width), nn.GELU()]
+        channels = width
+    return nn.Sequential(*layers)
+
+
 class VisionEncoder(nn.Module):
     """ViT over ``(b, 3, H, W)`` images in ``[0, 1]``, returning ``(b, N, dim)`` layer-normed patch tokens."""
 
@@ -25,7 +61,11 @@ class VisionEncoder(nn.Module):
         self.image_size = image_size
         self.dim = config.dim
         self.num_patches = (image_size // config.patch_size) ** 2
-        self.patch_embed = nn.Conv2d(3, config.dim, kernel_size=config.patch_size, stride=config.patch_size)
+        self.patch_embed = (
+            conv_stem(config.patch_size, config.dim)
+            if config.stem == "conv"
+            else nn.Conv2d(3, config.dim, kernel_size=config.patch_size, stride=config.patch_size)
+        )
         self.pos_embed = learned_embedding(self.num_patches, config.dim)
         self.transformer = Transformer(config.dim, config.depth, config.heads, config.mlp_ratio)
         self.apply(init_weights)

@@ -61,6 +61,7 @@ class TrainConfig(JsonConfig):
     warmup_steps: int = 100  # linear warmup from 0 to lr over this many optimizer steps
     min_lr_ratio: float = 0.1  # cosine decay ends at lr * min_lr_ratio at the last step
     grad_clip: float = 1.0  # max global gradient norm (0: no clipping)
+    augment_shift: int = 0  # random shift of the student's current image by up to this many pixels (0: off)
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast forward passes (accelerate mixed precision)
     seed: int = 0  # model initialization, data order, flow-matching noise
     checkpoint_every: int = 500  # optimizer steps between checkpoints (a final one is always written)
@@ -90,8 +91,8 @@ class TrainConfig(JsonConfig):
             problems.append(f"betas={self.betas} must be two values in [0, 1)")
         if not 0 <= self.min_lr_ratio <= 1:
             problems.append(f"min_lr_ratio={self.min_lr_ratio} must be in [0, 1]")
-        if self.warmup_steps < 0 or self.keep_checkpoints < 0 or self.num_workers < 0:
-            problems.append("warmup_steps, keep_checkpoints and num_workers must be >= 0")
+        if self.warmup_steps < 0 or self.keep_checkpoints < 0 or self.num_workers < 0 or self.augment_shift < 0:
+            problems.append("warmup_steps, keep_checkpoints, num_workers and augment_shift must be >= 0")
         if any(scale < 0 for scale in dataclasses.astuple(self.lr_scales)):
             problems.append("lr_scales must be >= 0")
         if problems:

@@ -45,6 +45,7 @@ from vlajepa.io_utils import atomic_write_json
 from vlajepa.models.vla_jepa import VLAJEPA
 from vlajepa.normalize import Normalizer
 from vlajepa.train import checkpoints as ckpt
+from vlajepa.train.augment import augment_batch
 from vlajepa.train.config import RUNTIME_FIELDS, TrainConfig
 from vlajepa.train.metrics import MetricsLogger
 from vlajepa.train.optim import build_optimizer, build_scheduler
@@ -320,7 +321,8 @@ class Trainer:
         else:
             batch = {k: v for k, v in batch.items() if k != FUTURE_FRAME_IDS}
         device = self.accelerator.device
-        return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
+        batch = {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
+        return augment_batch(batch, self.config.cameras, self.train_config.augment_shift)
 
     def _global_mean(self, value: Tensor) -> float:
         """Mean over processes (NaN anywhere makes it NaN everywhere, so every process stops together)."""
