@@ -206,26 +206,90 @@ class Pipeline:
         return prefix.with_suffix(".json")
 
 
+def run_stages(run: str) -> list[str]:
+    """Stage names whose wall times make up one run (its training stages and its evaluation)."""
+    pre = [f"train-pretrain-{run.split('-', 1)[1]}"] if run.startswith("finetune-") else []
+    return [*pre, f"train-{run}", f"eval-{run}"]
+
+
+def summarize(rows: list[dict[str, Any]], runs: dict[tuple[str, str], str],
+              stage_times: dict[str, float]) -> list[dict[str, Any]]:
+    """Per (method, target): in-distribution and perturbed (all seven settings pooled) success with Wilson
+    intervals, the perturbed average's difference to BC, and the run's wall time (training + evaluation)."""
+    from vlajepa.eval.stats import wilson_interval
+
+    out = []
+    for (method, target), run in runs.items():
+        mine = [r for r in rows if r["method"] == method and r["target"] == target]
+        entry: dict[str, Any] = {"method": method, "target": target}
+        for name, chosen in (("id", [r for r in mine if r["setting"] == "id"]),
+                             ("perturbed", [r for r in mine if r["setting"] != "id"])):
+            successes = sum(r["successes"] for r in chosen)
+            episodes = sum(r["episodes"] for r in chosen)
+            low, high = wilson_interval(successes, episodes)
+            entry[name] = {"successes": successes, "episodes": episodes,
+                           "success_rate": successes / max(episodes, 1), "ci_low": low, "ci_high": high}
+        settings = sorted({r["setting"] for r in mine if r["setting"] != "id"})
+        entry["perturbed"]["per_setting"] = {
+            setting: sum(r["successes"] for r in mine if r["setting"] == setting)
+            / max(sum(r["episodes"] for r in mine if r["setting"] == setting), 1)
+            for setting in settings
+        }
+        names = run_stages(run)
+        entry["wall_time_s"] = round(sum(stage_times.get(n, 0.0) for n in names), 1)
+        entry["wall_time_stages"] = {n: stage_times[n] for n in names if n in stage_times}
+        out.append(entry)
+    bc = next((e for e in out if e["method"] == "bc"), None)
+    for entry in out:
+        if bc is not None and entry["perturbed"]["episodes"] and bc["perturbed"]["episodes"]:
+            entry["perturbed_minus_bc_points"] = round(
+                100 * (entry["perturbed"]["success_rate"] - bc["perturbed"]["success_rate"]), 1)
+    return out
+
+
+def summary_table(summary: list[dict[str, Any]]) -> str:
+    """Markdown: one line per method with ID and perturbed success, the difference to BC and the wall time."""
+    def cell(part: dict[str, Any]) -> str:
+        return (f"{100 * part['success_rate']:.1f} [{100 * part['ci_low']:.1f}, {100 * part['ci_high']:.1f}] "
+                f"({part['successes']}/{part['episodes']})")
+
+    lines = ["| method | target | in distribution | 7 perturbations pooled | Δ vs BC (points) | wall time (min) |",
+             "|---|---|---|---|---|---|"]
+    for e in summary:
+        delta = e.get("perturbed_minus_bc_points")
+        lines.append(f"| {e['method']} | {e['target']} | {cell(e['id'])} | {cell(e['perturbed'])} | "
+                     f"{'' if delta is None else f'{delta:+.1f}'} | {e['wall_time_s'] / 60:.1f} |")
+    return "\n".join(lines)
+
+
 def write_results(args: argparse.Namespace, evals: list[tuple[str, str, Path]], pipeline: Pipeline,
                   wall_time_s: float) -> None:
     """Rows of every evaluation with their ``target``, in one JSON + markdown."""
     from vlajepa.eval.report import build_report, markdown_table
 
     rows, display = [], []
+    runs = {}
     for method, target, path in evals:
+        runs[(method, target)] = path.parent.name
         report = json.loads(path.read_text())
         for row in report["rows"]:
             rows.append({**row, "method": method, "target": target})
             display.append({**row, "method": f"{method} [{target}]"})
     command = "python benchmarks/run_mt10.py " + shlex.join(sys.argv[1:])
     stages = pipeline.stages
-    report = build_report(rows, wall_time_s, command=command, stages=stages,
+    summary = summarize(rows, runs, {s["stage"]: s["wall_time_s"] for s in stages})
+    report = build_report(rows, wall_time_s, command=command, stages=stages, summary=summary,
                           setup={k: v for k, v in vars(args).items() if k != "set"} | {"set": args.set})
     prefix = Path(args.results)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     prefix.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    table = markdown_table(build_report(display, wall_time_s, command=command), title="MT10 benchmark")
-    lines = [table, "", f"Command: `{command}`", "", f"Total wall time: {wall_time_s:.0f} s (stages skipped because "
+    table = markdown_table(build_report(display, wall_time_s, command=command), title="MT10 benchmark: per task and setting")
+    lines = ["# MT10 benchmark: summary", "",
+             "Success % [95 % Wilson interval] (successes/episodes); the perturbed column pools the seven "
+             "perturbations (equal episodes each, so it is also their average). Wall time of a run = its training "
+             "stages + its evaluation (the shared data collection and frozen-encoder pretraining are listed below).",
+             "", summary_table(summary), "", table, "", f"Command: `{command}`", "",
+             f"Total wall time: {wall_time_s:.0f} s (stages skipped because "
              "an earlier run finished them count 0 here; their own times are below).", "",
              "| stage | wall time (s) | skipped |", "|---|---|---|"]
     lines += [f"| {s['stage']} | {s['wall_time_s']} | {'yes' if s.get('skipped') else 'no'} |" for s in stages]

@@ -1,0 +1,48 @@
+"""The MT10 runner's summary: pooled in-distribution / perturbed success, difference to BC, per-run wall time."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "run_mt10.py"
+
+
+@pytest.fixture(scope="module")
+def run_mt10():
+    spec = importlib.util.spec_from_file_location("run_mt10", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def row(method: str, target: str, task: str, setting: str, successes: int, episodes: int) -> dict:
+    return {"method": method, "target": target, "task": task, "setting": setting, "successes": successes,
+            "episodes": episodes}
+
+
+def test_summary_pools_settings_and_compares_to_bc(run_mt10) -> None:
+    rows = [
+        row("bc", "none", "reach-v3", "id", 8, 10),
+        row("bc", "none", "push-v3", "id", 2, 10),
+        row("bc", "none", "reach-v3", "camera", 1, 5),
+        row("bc", "none", "reach-v3", "noise", 3, 5),
+        row("vla-jepa-finetune", "ema", "reach-v3", "id", 10, 10),
+        row("vla-jepa-finetune", "ema", "reach-v3", "camera", 4, 5),
+        row("vla-jepa-finetune", "ema", "reach-v3", "noise", 4, 5),
+    ]
+    runs = {("bc", "none"): "bc", ("vla-jepa-finetune", "ema"): "finetune-ema"}
+    times = {"train-bc": 100.0, "eval-bc": 50.0, "train-pretrain-ema": 30.0, "train-finetune-ema": 60.0,
+             "eval-finetune-ema": 40.0, "train-cotrain-ema": 999.0}
+    bc, finetune = run_mt10.summarize(rows, runs, times)
+    assert (bc["id"]["successes"], bc["id"]["episodes"]) == (10, 20)
+    assert (bc["perturbed"]["successes"], bc["perturbed"]["episodes"]) == (4, 10)
+    assert bc["perturbed"]["per_setting"] == {"camera": 0.2, "noise": 0.6}
+    assert bc["id"]["ci_low"] < 0.5 < bc["id"]["ci_high"]
+    assert bc["wall_time_s"] == 150.0
+    assert finetune["wall_time_s"] == 130.0  # pretraining counts, other runs' stages do not
+    assert finetune["perturbed_minus_bc_points"] == pytest.approx(40.0)
+    table = run_mt10.summary_table([bc, finetune])
+    assert "| vla-jepa-finetune | ema | 100.0" in table and "+40.0" in table
