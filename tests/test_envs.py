@@ -234,3 +234,29 @@ def test_cli_perturb_grid_rejects_unknown_task(tmp_path, capsys):
     assert main(["perturb-grid", "--task", "pick-plase", "--out", str(tmp_path / "g.png")]) == 2
     assert "pick-place-v3" in capsys.readouterr().err
     assert not (tmp_path / "g.png").exists()
+
+
+@pytest.mark.parametrize("name", [None, "camera", "noise", "lighting"])
+def test_skipping_renders_leaves_later_observations_unchanged(name):
+    """The evaluation renders only where the policy looks (chunk ends); every observation it reads must equal the
+    one an always-rendering episode gives (noise draws included)."""
+    perturbation = Perturbation(name, severity=3, seed=5) if name else None
+    actions = np.random.default_rng(0).uniform(-1, 1, size=(12, 4)).astype(np.float32)
+    runs = []
+    for every in (1, 4):
+        env = MetaWorldEnv("push-v3", image_size=32, perturbation=perturbation)
+        try:
+            env.reset(seed=SEED)
+            seen = []
+            for i, action in enumerate(actions):
+                obs, *_ = env.step(action, render=(i + 1) % every == 0)
+                if every > 1 and (i + 1) % every:
+                    assert env.image_key not in obs and set(obs) == {OBS_STATE, TASK}
+                if (i + 1) % 4 == 0:
+                    seen.append(obs)
+            runs.append(seen)
+        finally:
+            env.close()
+    for full, skipped in zip(*runs, strict=True):
+        np.testing.assert_array_equal(full[OBS_STATE], skipped[OBS_STATE])
+        np.testing.assert_array_equal(full[image_key(DEFAULT_CAMERA)], skipped[image_key(DEFAULT_CAMERA)])

@@ -208,7 +208,10 @@ class MetaWorldEnv(gym.Env):
         self._raw_obs = raw
         return self._observation(), {"success": False, "episode_seed": episode_seed}
 
-    def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
+    def step(self, action: np.ndarray, *, render: bool = True) -> tuple[dict, float, bool, bool, dict]:
+        """One control step. ``render=False`` skips the camera image (the observation then has only the state and
+        the instruction): for steps whose observation nobody reads, e.g. inside an action chunk. Rendering never
+        affects the physics or the noise stream, so the next rendered observation is the same either way."""
         if self._raw_obs is None:
             raise RuntimeError("call reset() before step()")
         action = np.clip(np.asarray(action, dtype=np.float32).reshape(4), -1.0, 1.0)
@@ -217,7 +220,8 @@ class MetaWorldEnv(gym.Env):
         self._steps += 1
         success = bool(info["success"])
         truncated = self._steps >= self._max_steps and not success
-        return self._observation(), float(reward), success, truncated, {**info, "success": success}
+        observation = self._observation(render)
+        return observation, float(reward), success, truncated, {**info, "success": success}
 
     def render(self) -> np.ndarray | None:
         """The last observed image."""
@@ -291,12 +295,18 @@ class MetaWorldEnv(gym.Env):
             view = view.moved(self._shift.view_at(self._steps))
         return view
 
-    def _observation(self) -> dict[str, Any]:
+    def _observation(self, render: bool = True) -> dict[str, Any]:
         raw = self._raw_obs
-        image = self._renderer.render(self._mw.data, self._current_view())
         state = np.asarray(raw[:_STATE_DIM], dtype=np.float32)
+        image = self._renderer.render(self._mw.data, self._current_view()) if render else None
         if self._plan is not None and self._plan.noise is not None:
-            image = self._plan.noise.noisy_image(image, self._plan.rng)
+            # Draw the image noise even without a frame (its draws do not depend on the pixels), so skipping
+            # renders leaves the noise of every later observation unchanged.
+            blank = np.zeros((self._image_size, self._image_size, 3), dtype=np.uint8)
+            noisy = self._plan.noise.noisy_image(blank if image is None else image, self._plan.rng)
+            image = None if image is None else noisy
             state = self._plan.noise.noisy_state(state, self._plan.rng)
+        if image is None:
+            return {OBS_STATE: state, TASK: self._instruction}
         self._last_image = image
         return {self._image_key: image, OBS_STATE: state, TASK: self._instruction}

@@ -125,8 +125,10 @@ def run_episode(
             )
         if not np.isfinite(chunk).all():
             raise ValueError(f"policy returned non-finite actions on task {env.task} (seed {seed})")
-        for action in chunk[: n_action_steps or len(chunk)]:
-            obs, reward, terminated, truncated, info = env.step(action)
+        executed = chunk[: n_action_steps or len(chunk)]
+        for i, action in enumerate(executed):
+            # Only the observation after the chunk's last action is read (and every frame of a recorded episode).
+            obs, reward, terminated, truncated, info = env.step(action, render=record or i == len(executed) - 1)
             steps += 1
             total_reward += float(reward)
             success = success or bool(info["success"])
