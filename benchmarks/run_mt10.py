@@ -294,7 +294,16 @@ def write_results(args: argparse.Namespace, evals: list[tuple[str, str, Path]], 
              "| stage | wall time (s) | skipped |", "|---|---|---|"]
     lines += [f"| {s['stage']} | {s['wall_time_s']} | {'yes' if s.get('skipped') else 'no'} |" for s in stages]
     prefix.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    plot_settings(display, prefix.with_suffix(".png"))
     print(table)
+
+
+def plot_settings(display_rows: list[dict[str, Any]], path: Path) -> None:
+    """Bar chart with the settings on the x axis and one bar per method, success pooled over tasks."""
+    from vlajepa.eval.report import plot_report, summarize
+
+    pooled = [{**row, "task": row["setting"], "setting": "all tasks"} for row in summarize(display_rows)]
+    plot_report({"rows": pooled}, path, title="MT10 success rate, pooled over the ten tasks")
 
 
 def main() -> None:
