@@ -283,7 +283,8 @@ def write_results(args: argparse.Namespace, evals: list[tuple[str, str, Path]], 
     prefix = Path(args.results)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     prefix.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    table = markdown_table(build_report(display, wall_time_s, command=command), title="MT10 benchmark: per task and setting")
+    per_task = build_report(display, wall_time_s, command=command)
+    table = markdown_table(per_task, title="MT10 benchmark: per task and setting")
     lines = ["# MT10 benchmark: summary", "",
              "Success % [95 % Wilson interval] (successes/episodes); the perturbed column pools the seven "
              "perturbations (equal episodes each, so it is also their average). Wall time of a run = its training "
