@@ -216,25 +216,24 @@ def summarize(rows: list[dict[str, Any]], runs: dict[tuple[str, str], str],
               stage_times: dict[str, float]) -> list[dict[str, Any]]:
     """Per (method, target): in-distribution and perturbed (all seven settings pooled) success with Wilson
     intervals, the perturbed average's difference to BC, and the run's wall time (training + evaluation)."""
-    from vlajepa.eval.stats import wilson_interval
+    from vlajepa.eval.report import make_row
+    from vlajepa.eval.report import summarize as pool_tasks
+
+    def totals(row: dict[str, Any]) -> dict[str, Any]:
+        return {k: row[k] for k in ("successes", "episodes", "success_rate", "ci_low", "ci_high")}
 
     out = []
     for (method, target), run in runs.items():
-        mine = [r for r in rows if r["method"] == method and r["target"] == target]
+        mine = [r for r in rows if (r["method"], r["target"]) == (method, target)]
+        pooled = {r["setting"]: r for r in pool_tasks(mine)}  # per setting, episodes pooled over tasks
+        perturbed = sorted(setting for setting in pooled if setting != "id")
         entry: dict[str, Any] = {"method": method, "target": target}
-        for name, chosen in (("id", [r for r in mine if r["setting"] == "id"]),
-                             ("perturbed", [r for r in mine if r["setting"] != "id"])):
-            successes = sum(r["successes"] for r in chosen)
-            episodes = sum(r["episodes"] for r in chosen)
-            low, high = wilson_interval(successes, episodes)
-            entry[name] = {"successes": successes, "episodes": episodes,
-                           "success_rate": successes / max(episodes, 1), "ci_low": low, "ci_high": high}
-        settings = sorted({r["setting"] for r in mine if r["setting"] != "id"})
-        entry["perturbed"]["per_setting"] = {
-            setting: sum(r["successes"] for r in mine if r["setting"] == setting)
-            / max(sum(r["episodes"] for r in mine if r["setting"] == setting), 1)
-            for setting in settings
-        }
+        entry["id"] = totals(pooled.get("id") or make_row(method, "all", "id", 0, 0))  # no ID episodes: 0/0
+        entry["perturbed"] = totals(make_row(
+            method, "all", "perturbed", sum(pooled[s]["successes"] for s in perturbed),
+            sum(pooled[s]["episodes"] for s in perturbed),
+        ))
+        entry["perturbed"]["per_setting"] = {setting: pooled[setting]["success_rate"] for setting in perturbed}
         names = run_stages(run)
         entry["wall_time_s"] = round(sum(stage_times.get(n, 0.0) for n in names), 1)
         entry["wall_time_stages"] = {n: stage_times[n] for n in names if n in stage_times}

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from vlajepa.eval.report import make_row
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "run_mt10.py"
 
 
@@ -19,8 +21,7 @@ def run_mt10():
 
 
 def row(method: str, target: str, task: str, setting: str, successes: int, episodes: int) -> dict:
-    return {"method": method, "target": target, "task": task, "setting": setting, "successes": successes,
-            "episodes": episodes}
+    return make_row(method, task, setting, successes, episodes, target=target)
 
 
 def test_summary_pools_settings_and_compares_to_bc(run_mt10) -> None:
