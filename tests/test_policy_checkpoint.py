@@ -181,3 +181,27 @@ def test_weights_that_do_not_fit_the_config_name_the_file(tmp_path):
     (tmp_path / "other" / WEIGHTS_FILE).replace(tmp_path / "ckpt" / WEIGHTS_FILE)
     with pytest.raises(CheckpointError, match=r"model\.safetensors.*wrong shape"):
         VLAJEPAPolicy.from_pretrained(tmp_path / "ckpt")
+
+
+def test_eval_euler_steps_reach_the_checkpoint_policy(tmp_path, capsys):
+    from vlajepa.cli import main
+    from vlajepa.commands.evaluate import parse_policy
+    from vlajepa.eval.policies import build_policy
+
+    make_policy().save_pretrained(tmp_path / "ckpt")
+    default = build_policy(parse_policy(f"checkpoint:{tmp_path / 'ckpt'}"), env=None)
+    fewer = build_policy(parse_policy(f"checkpoint:{tmp_path / 'ckpt'}", euler_steps=1), env=None)
+    assert default.num_inference_steps is None and fewer.num_inference_steps == 1
+    for policy in (default, fewer):
+        policy.reseed(0)
+    obs = observation()
+    assert not np.array_equal(default.predict_action_chunk(obs), fewer.predict_action_chunk(obs))
+    # bad values and policies that have no Euler steps get an error message, not a traceback
+    for argv in (
+        ["--policy", "expert", "--euler-steps", "3"],
+        ["--policy", f"checkpoint:{tmp_path}", "--euler-steps", "0"],
+        ["--policy", "nonsense"],
+    ):
+        assert main(["eval", *argv, "--tasks", "reach-v3"]) == 2
+        err = capsys.readouterr().err
+        assert "error:" in err and "Traceback" not in err

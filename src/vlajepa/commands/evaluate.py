@@ -21,22 +21,26 @@ examples:
 """
 
 
-def parse_policy(text: str, name: str | None = None) -> PolicySpec:
-    """Parse ``kind[:argument]`` into a :class:`PolicySpec`."""
+def parse_policy(text: str, name: str | None = None, euler_steps: int | None = None) -> PolicySpec:
+    """Parse ``kind[:argument]`` into a :class:`PolicySpec`; ``euler_steps`` applies to checkpoints only."""
     kind, _, arg = text.partition(":")
+    if euler_steps is not None and kind != "checkpoint":
+        raise ValueError(f"--euler-steps applies to checkpoint policies, not {kind!r}")
+    if euler_steps is not None and euler_steps < 1:
+        raise ValueError(f"--euler-steps must be at least 1, got {euler_steps}")
     if kind == "checkpoint":
         if not arg:
-            raise argparse.ArgumentTypeError("checkpoint policy needs a path: checkpoint:PATH")
-        return PolicySpec("checkpoint", {"path": arg}, name)
+            raise ValueError("checkpoint policy needs a path: checkpoint:PATH")
+        return PolicySpec("checkpoint", {"path": arg, "num_inference_steps": euler_steps}, name)
     if kind == "remote":
         if not arg:
-            raise argparse.ArgumentTypeError("remote policy needs a URL: remote:ws://127.0.0.1:8000")
+            raise ValueError("remote policy needs a URL: remote:ws://127.0.0.1:8000")
         return PolicySpec("remote", {"url": arg}, name)
     if kind == "random":
         return PolicySpec("random", {"seed": int(arg or 0)}, name)
     if kind == "expert" and not arg:
         return PolicySpec("expert", {}, name)
-    raise argparse.ArgumentTypeError(f"unknown policy {text!r}; see `vlajepa eval --help`")
+    raise ValueError(f"unknown policy {text!r}; see `vlajepa eval --help`")
 
 
 def parse_tasks(text: str) -> tuple[str, ...]:
@@ -59,7 +63,7 @@ def parse_settings(text: str) -> tuple[str, ...]:
         elif item == "id" or item in PERTURBATIONS:
             settings.append(item)
         else:
-            raise argparse.ArgumentTypeError(
+            raise ValueError(
                 f"unknown setting {item!r}; expected 'id', 'all' or one of {', '.join(PERTURBATIONS)}"
             )
     return tuple(dict.fromkeys(settings))
@@ -96,6 +100,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--n-action-steps", type=int, default=None, help="actions executed per predicted chunk"
     )
+    parser.add_argument(
+        "--euler-steps",
+        type=int,
+        default=None,
+        help="checkpoint policies: flow-matching Euler steps per chunk (default: the checkpoint's "
+        "action_head.num_inference_steps)",
+    )
     parser.add_argument("--max-steps", type=int, default=None, help="override the per-task step limit")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1_000_000, help="base evaluation seed")
@@ -112,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     from vlajepa.eval.report import build_report, markdown_table, rows_from_episodes, write_report
     from vlajepa.eval.runner import EvalConfig, evaluate
 
-    policy = parse_policy(args.policy, args.name)
+    policy = parse_policy(args.policy, args.name, args.euler_steps)
     camera = args.camera
     if policy.kind == "checkpoint" and camera is None:
         from vlajepa.checkpoint import load_config

@@ -21,7 +21,8 @@ class PolicySpec:
     """How to build a policy in a worker.
 
     kind: one of ``POLICY_KINDS``.
-    kwargs: keyword arguments for that kind (``checkpoint``: ``path``; ``remote``: ``url``; ``random``: ``seed``).
+    kwargs: keyword arguments for that kind (``checkpoint``: ``path`` and optional ``num_inference_steps``;
+        ``remote``: ``url``; ``random``: ``seed``).
     name: the method name written in result rows (defaults to ``kind``).
     """
 
@@ -84,7 +85,9 @@ def build_policy(spec: PolicySpec, env: Any) -> Policy:
     if spec.kind == "checkpoint":
         from vlajepa.policy import VLAJEPAPolicy
 
-        return VLAJEPAPolicy.from_pretrained(spec.kwargs["path"])
+        return VLAJEPAPolicy.from_pretrained(
+            spec.kwargs["path"], num_inference_steps=spec.kwargs.get("num_inference_steps")
+        )
     if spec.kind == "remote":
         from vlajepa.serve import RemotePolicy
 
