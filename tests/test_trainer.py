@@ -296,3 +296,18 @@ def test_cli_help_explains_the_recipes(capsys):
         cli("pretrain", "--help")
     text = capsys.readouterr().out
     assert "--robot-actions" in text and "--video" in text and "train --init-from" in text
+
+
+def test_cli_frozen_target_needs_weights_or_an_explicit_random_choice(data, tmp_path, capsys):
+    common = ("--robot", data["robot"], "--config", "tiny", "--steps", "1", "--batch-size", "2", "--no-progress",
+              "--set", "train.tensorboard=false")
+    with pytest.raises(SystemExit, match="pretrain-encoder"):  # a frozen target with no weights is refused
+        cli("train", *common, "--out", str(tmp_path / "a"), "--set", "model.target.kind=frozen")
+    with pytest.raises(SystemExit, match="contradicts"):
+        cli("train", *common, "--out", str(tmp_path / "b"), "--target", "ema", "--target-checkpoint", "x.safetensors")
+    assert cli("train", *common, "--out", str(tmp_path / "c"), "--target", "random") == 0
+    target = json.loads((ckpt.last_checkpoint(tmp_path / "c") / "config.json").read_text())["target"]
+    assert target["kind"] == "frozen" and target["checkpoint"] is None
+    # BC has no target, so the frozen preset needs no weights there
+    frozen_preset = ("--set", "model.target.kind=frozen")
+    assert cli("train", *common, "--out", str(tmp_path / "d"), "--method", "bc", *frozen_preset) == 0

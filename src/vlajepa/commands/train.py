@@ -68,7 +68,14 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument(
         "--method", choices=("vla-jepa", "bc"), default=None, help="vla-jepa: with the world model; bc: without"
     )
-    model.add_argument("--target", choices=("ema", "frozen"), default=None, help="target encoder kind")
+    model.add_argument(
+        "--target",
+        choices=("ema", "frozen", "random"),
+        default=None,
+        help="target encoder: ema (moving average of the student's vision encoder), frozen (a self-supervised "
+        "encoder from `vlajepa pretrain-encoder`, given with --target-checkpoint) or random (frozen random "
+        "features, a baseline)",
+    )
     model.add_argument(
         "--target-checkpoint", default=None, help="frozen target encoder weights (safetensors); implies --target frozen"
     )
@@ -139,9 +146,13 @@ def build_configs(args: argparse.Namespace, *, pretrain: bool):
     train = TrainConfig.from_yaml(path).to_dict()
     if args.method is not None:
         model["use_world_model"] = args.method == "vla-jepa"
-    if args.target is not None:
+    if args.target == "random":
+        model["target"] |= {"kind": "frozen", "checkpoint": None}
+    elif args.target is not None:
         model["target"]["kind"] = args.target
     if args.target_checkpoint is not None:
+        if args.target in ("ema", "random"):
+            raise SystemExit(f"--target-checkpoint is a frozen target's weights; it contradicts --target {args.target}")
         model["target"] |= {"kind": "frozen", "checkpoint": str(Path(args.target_checkpoint).resolve())}
     if model["target"]["kind"] == "ema":
         model["target"]["vision"] = None
@@ -175,7 +186,27 @@ def build_configs(args: argparse.Namespace, *, pretrain: bool):
         if not sep or section not in ("model", "train") or not field:
             raise SystemExit(f"--set {item!r}: expected model.FIELD=VALUE or train.FIELD=VALUE")
         _set_dotted(model if section == "model" else train, field, yaml.safe_load(raw))
+    _check_frozen_target(model, args, path)
     return VLAJEPAConfig.from_dict(model), TrainConfig.from_dict(train)
+
+
+def _check_frozen_target(model: dict[str, Any], args: argparse.Namespace, preset: Path) -> None:
+    """A frozen target without weights would silently train against random features: ask for them instead.
+
+    The frozen encoder's weights are a reference, never part of a checkpoint, so this holds for fine-tuning
+    (``--init-from``) too; BC has no target.
+    """
+    target = model["target"]
+    if not model.get("use_world_model", True) or args.target == "random":
+        return
+    if target["kind"] != "frozen" or target["checkpoint"] is not None:
+        return
+    raise SystemExit(
+        f"the target encoder is frozen (model.target in {preset}) but has no weights. Pretrain one on the video "
+        "set and pass it: `vlajepa pretrain-encoder --video VIDEO_DIR --out ENCODER_DIR`, then "
+        "--target-checkpoint ENCODER_DIR/encoder.safetensors. Or choose --target ema, or --target random "
+        "(frozen random features, a baseline)."
+    )
 
 
 def _prepare_out(out: Path, *, resume: bool, overwrite: bool) -> None:
