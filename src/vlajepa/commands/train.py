@@ -14,12 +14,17 @@ from typing import Any
 
 EPILOG = """\
 recipes:
-  co-training (robot + action-free video, from scratch):
-    vlajepa train --robot data/mt10_robot --video data/mt10_video --out outputs/cotrain
+  co-training (robot + action-free video, from scratch) against the default frozen target, which
+  `vlajepa pretrain-encoder` learns from the video first (or pass --target ema instead):
+    vlajepa pretrain-encoder --video data/mt10_video --out outputs/encoder
+    vlajepa train --robot data/mt10_robot --video data/mt10_video \\
+        --target-checkpoint outputs/encoder/encoder.safetensors --out outputs/cotrain
   behaviour cloning (no world model, robot data only):
     vlajepa train --method bc --robot data/mt10_robot --out outputs/bc
-  fine-tuning a pretrained world model (see `vlajepa pretrain`):
-    vlajepa train --init-from outputs/pretrain/checkpoints/last --robot data/mt10_robot --out outputs/finetune
+  fine-tuning a pretrained world model (see `vlajepa pretrain`; the frozen target is a reference, so give it
+  again):
+    vlajepa train --init-from outputs/pretrain/checkpoints/last --robot data/mt10_robot \\
+        --target-checkpoint outputs/encoder/encoder.safetensors --out outputs/finetune
   resume an interrupted run exactly (configs come from its last checkpoint; --steps may extend it, and
   --workers, --log-every, --checkpoint-every may change; other options are ignored):
     vlajepa train --out outputs/cotrain --resume
