@@ -144,6 +144,14 @@ def test_frozen_target_is_referenced_not_saved(tmp_path):
     for a, b in zip(loaded.model.target.parameters(), encoder_model.student.vision.parameters(), strict=True):
         assert torch.equal(a, b)
 
+    # the policy acts without the target, so it still loads where the encoder file is not (a robot's server)
+    (tmp_path / "encoder.safetensors").unlink()
+    moved = VLAJEPAPolicy.from_pretrained(tmp_path / "ckpt")
+    assert moved.config == loaded.config  # the reference is kept for a later save
+    for policy in (loaded, moved):
+        policy.reseed(0)
+    assert np.array_equal(loaded.predict_action_chunk(observation()), moved.predict_action_chunk(observation()))
+
 
 def test_truncated_or_corrupt_weights_name_the_file(tmp_path):
     make_policy().save_pretrained(tmp_path / "ckpt")

@@ -10,6 +10,7 @@ The trainer adds its own files (optimizer, scheduler, RNG, data position) beside
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,8 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 NORMALIZATION_FILE = "normalization.json"
 MODEL_TYPE = "vla_jepa"
+
+logger = logging.getLogger(__name__)
 
 
 class CheckpointError(RuntimeError):
@@ -90,7 +93,22 @@ def load_model(directory: str | Path) -> tuple[VLAJEPA, Normalizer]:
     config = load_config(directory)
     state = load_weights(directory)
     normalizer = load_normalizer(directory)
-    model = VLAJEPA(config)
+    target = config.target
+    # A frozen target is referenced by path, not copied; acting does not need it, so a policy moved to another
+    # machine (e.g. a robot's policy server) still loads. World-model losses would then use unloaded weights.
+    target_missing = (
+        config.use_world_model
+        and target.kind == "frozen"
+        and target.checkpoint is not None
+        and not Path(target.checkpoint).is_file()
+    )
+    if target_missing:
+        logger.warning(
+            "%s: frozen target encoder %s not found; loaded without it (acting does not use the target)",
+            directory,
+            target.checkpoint,
+        )
+    model = VLAJEPA(config, load_target_weights=not target_missing)
     try:
         model.load_checkpoint_state_dict(state)
     except ValueError as err:

@@ -63,16 +63,25 @@ class TargetEncoder(nn.Module):
 
 
 def build_target_encoder(
-    config: TargetConfig, student_vision: VisionEncoder, vision: VisionConfig, image_size: int
+    config: TargetConfig,
+    student_vision: VisionEncoder,
+    vision: VisionConfig,
+    image_size: int,
+    *,
+    load_weights: bool = True,
 ) -> TargetEncoder:
-    """EMA copy of ``student_vision``, or the frozen encoder ``config`` refers to."""
+    """EMA copy of ``student_vision``, or the frozen encoder ``config`` refers to.
+
+    ``load_weights=False`` leaves a frozen encoder at its seeded initial weights instead of reading
+    ``config.checkpoint`` (for acting, which never runs the target).
+    """
     if config.kind == "ema":
         return TargetEncoder(copy.deepcopy(student_vision), "ema")
     architecture = config.vision or vision
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         encoder = VisionEncoder(architecture, image_size)
-    if config.checkpoint is not None:
+    if config.checkpoint is not None and load_weights:
         load_encoder(encoder, config.checkpoint)
     return TargetEncoder(encoder.eval(), "frozen")
 

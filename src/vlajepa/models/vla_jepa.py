@@ -48,7 +48,9 @@ from vlajepa.models.target import build_target_encoder
 class VLAJEPA(nn.Module):
     """The model; ``forward(batch) -> (loss, logs)``, ``predict_action(batch) -> (b, H, A)`` normalized."""
 
-    def __init__(self, config: VLAJEPAConfig) -> None:
+    def __init__(self, config: VLAJEPAConfig, *, load_target_weights: bool = True) -> None:
+        """``load_target_weights=False``: do not read a frozen target's weights file (acting does not use the
+        target; :func:`vlajepa.checkpoint.load_model` uses this when the file is not on this machine)."""
         super().__init__()
         self.config = config
         self.student = Student(config)
@@ -59,7 +61,7 @@ class VLAJEPA(nn.Module):
         self.predictor = None
         if config.use_world_model:
             self.target = build_target_encoder(
-                config.target, self.student.vision, config.vision, config.image_size
+                config.target, self.student.vision, config.vision, config.image_size, load_weights=load_target_weights
             )
             self.predictor = Predictor(
                 config.predictor,
