@@ -288,7 +288,7 @@ def write_results(args: argparse.Namespace, evals: list[tuple[str, str, Path]], 
              "Success % [95 % Wilson interval] (successes/episodes); the perturbed column pools the seven "
              "perturbations (equal episodes each, so it is also their average). Wall time of a run = its training "
              "stages + its evaluation (the shared data collection and frozen-encoder pretraining are listed below).",
-             "", summary_table(summary), "", table, "", f"Command: `{command}`", "",
+             "", summary_table(summary), "", table, "",
              f"Total wall time: {wall_time_s:.0f} s (stages skipped because "
              "an earlier run finished them count 0 here; their own times are below).", "",
              "| stage | wall time (s) | skipped |", "|---|---|---|"]
