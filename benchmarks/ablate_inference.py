@@ -47,19 +47,13 @@ def variants(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
 
 def run_variant(policy_text: str, name: str, overrides: dict[str, Any], base: EvalConfig,
                 collection_seed: int) -> tuple[list[dict[str, Any]], float]:
-    """Evaluate one variant; with ``training_seeds`` each task runs on its own collection seeds."""
+    """Evaluate one variant; ``training_seeds`` replays collection's attempt seeds (task order = collection's)."""
     policy = parse_policy(policy_text, name, overrides.get("euler_steps"))
     config = dataclasses.replace(base, n_action_steps=overrides.get("n_action_steps"))
-    if not overrides.get("training_seeds"):
-        episodes, wall = evaluate(policy, config)
-        return rows_from_episodes(name, episodes), wall
-    rows, wall = [], 0.0
-    for task_index, task in enumerate(base.tasks):  # collection's task index = position in the MT10 list
-        seed = collection_seed + ATTEMPT_STRIDE * task_index
-        episodes, seconds = evaluate(policy, dataclasses.replace(config, tasks=(task,), seed=seed))
-        rows += rows_from_episodes(name, episodes)
-        wall += seconds
-    return rows, wall
+    if overrides.get("training_seeds"):
+        config = dataclasses.replace(config, seed=collection_seed, task_seed_stride=ATTEMPT_STRIDE)
+    episodes, wall = evaluate(policy, config)
+    return rows_from_episodes(name, episodes), wall
 
 
 def table(summary: list[dict[str, Any]]) -> str:
@@ -93,12 +87,14 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     summary: list[dict[str, Any]] = []
     start = time.perf_counter()
-    checks = {"expert": "expert"}  # the expert validates the training-seed variant's seeds
-    checkpoints = dict(item.split("=", 1) for item in args.checkpoint)
-    for name, path in {**checkpoints, **(checks if args.training_seeds else {})}.items():
-        policy_text = "expert" if path == "expert" else f"checkpoint:{path}"
-        config = base if path == "expert" else dataclasses.replace(base, camera=load_config(path).cameras[0])
-        todo = [("training_seeds", {"training_seeds": True})] if path == "expert" else variants(args)
+    jobs = []  # (name, policy, evaluation config, variants)
+    for item in args.checkpoint:
+        name, path = item.split("=", 1)
+        camera = load_config(path).cameras[0]  # render the camera the policy was trained on
+        jobs.append((name, f"checkpoint:{path}", dataclasses.replace(base, camera=camera), variants(args)))
+    if args.training_seeds:  # the expert must solve the replayed seeds for them to be the demonstrations' starts
+        jobs.append(("expert", "expert", base, [("training_seeds", {"training_seeds": True})]))
+    for name, policy_text, config, todo in jobs:
         for label, overrides in todo:
             print(f"[ablate] {name}: {label}", flush=True)
             variant_rows, wall = run_variant(policy_text, name, overrides, config, args.collection_seed)
@@ -106,7 +102,7 @@ def main() -> None:
                 row["variant"] = label
             rows += variant_rows
             pooled = pool_tasks(variant_rows)[0]
-            pooled.update(variant=label, wall_time_s=round(wall, 1), checkpoint=path)
+            pooled.update(variant=label, wall_time_s=round(wall, 1), checkpoint=policy_text.removeprefix("checkpoint:"))
             summary.append(pooled)
             print(table([pooled]).splitlines()[-1], flush=True)
     report = {

@@ -123,3 +123,13 @@ def test_unknown_task_names_the_task(capsys):
     assert main(["eval", "--policy", "expert", "--tasks", "pick-plase-v3"]) == 2
     err = capsys.readouterr().err
     assert "pick-plase" in err and "pick-place-v3" in err and "Traceback" not in err
+
+
+def test_episode_seeds_follow_the_task_stride():
+    from vlajepa.collect import ATTEMPT_STRIDE
+    from vlajepa.eval.runner import EvalConfig
+
+    default = EvalConfig(tasks=("reach-v3", "push-v3"))
+    assert default.episode_seed(1, 3) == 1_000_000 + 10_000 + 3
+    replay = EvalConfig(tasks=("reach-v3", "push-v3"), seed=0, task_seed_stride=ATTEMPT_STRIDE)
+    assert replay.episode_seed(1, 3) == ATTEMPT_STRIDE + 3  # collection's seed of task 1, attempt 3

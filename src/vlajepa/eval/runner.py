@@ -41,6 +41,8 @@ class EvalConfig:
     workers: worker processes (1 runs in this process, useful for debugging).
     seed: base of the evaluation seeds; kept far from collection seeds so evaluation never replays training
         initial conditions.
+    task_seed_stride: seed offset between consecutive tasks (episode ``e`` of task ``i`` resets with
+        ``seed + task_seed_stride * i + e``); collection's stride replays its attempts, e.g. a memorization check.
     videos: rollouts saved as mp4 per (task, setting), the first episodes of each group.
     group_size: episodes per work unit (smaller balances load better, larger builds fewer environments).
     """
@@ -56,6 +58,7 @@ class EvalConfig:
     max_steps: int | None = None
     workers: int = 2
     seed: int = 1_000_000
+    task_seed_stride: int = 10_000
     videos: int = 0
     group_size: int = 5
 
@@ -65,7 +68,7 @@ class EvalConfig:
         return self.perturbed_episodes
 
     def episode_seed(self, task_index: int, episode: int) -> int:
-        return self.seed + 10_000 * task_index + episode
+        return self.seed + self.task_seed_stride * task_index + episode
 
 
 @dataclass(frozen=True)
