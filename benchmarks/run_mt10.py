@@ -41,7 +41,9 @@ import os
 import shlex
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +75,9 @@ class Pipeline:
         self.work = Path(args.work)
         self.work.mkdir(parents=True, exist_ok=True)
         self.stages: list[dict[str, Any]] = []
-        self.env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
+        self.lock = threading.Lock()  # --jobs: stages of several methods finish concurrently
+        # OMP_NUM_THREADS caps the torch threads of stages without --threads (an in-process evaluation)
+        self.env = {"OMP_NUM_THREADS": str(args.threads), **os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
 
     def stage(self, name: str, command: list[str], retry: list[str] | None = None) -> None:
         """Run ``command`` unless ``work/stages/<name>.json`` says it finished; ``retry`` resumes an interrupted
@@ -87,7 +91,8 @@ class Pipeline:
                     f"[run_mt10] {name} was done with other options ({record['command']}); use a new --work "
                     f"or delete {marker} to redo it"
                 )
-            self.stages.append({**record, "skipped": True})
+            with self.lock:
+                self.stages.append({**record, "skipped": True})
             print(f"[run_mt10] {name}: done before ({record['wall_time_s']} s), skipped", flush=True)
             return
         print(f"[run_mt10] {name}: {shown}", flush=True)
@@ -104,7 +109,8 @@ class Pipeline:
         record = {"stage": name, "command": shown, "wall_time_s": round(time.perf_counter() - start, 1)}
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(json.dumps(record, indent=2) + "\n")
-        self.stages.append({**record, "skipped": False})
+        with self.lock:
+            self.stages.append({**record, "skipped": False})
         print(f"[run_mt10] {name}: {record['wall_time_s']} s", flush=True)
 
     # ------------------------------------------------------------------ data
@@ -154,6 +160,15 @@ class Pipeline:
         return run_dir / "checkpoints" / "last"
 
     def encoder(self, video: Path) -> Path:
+        if self.args.encoder:  # shared with an earlier run: its pretraining time is reported there
+            path = Path(self.args.encoder)
+            if not path.is_file():
+                raise SystemExit(f"[run_mt10] --encoder {path}: no such file")
+            with self.lock:
+                self.stages.append({"stage": "pretrain-encoder", "wall_time_s": 0.0, "skipped": True,
+                                    "reused": str(path)})
+            print(f"[run_mt10] pretrain-encoder: reusing {path}", flush=True)
+            return path
         out = self.work / "encoder"
         self.stage(
             "pretrain-encoder",
@@ -320,6 +335,12 @@ def main() -> None:
     parser.add_argument("--pretrain-fraction", type=float, default=0.5,
                         help="finetune: pretraining steps as a share of --steps")
     parser.add_argument("--encoder-steps", type=int, default=1000, help="pretrain-encoder steps (frozen target)")
+    parser.add_argument("--encoder", default=None,
+                        help="frozen target: reuse this encoder.safetensors (e.g. an earlier run's) instead of "
+                        "running pretrain-encoder")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="methods trained and evaluated at once; on a 2-core machine --jobs 2 --threads 1 "
+                        "--workers 1 finishes the matrix sooner than one job with 2 threads")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeat)")
     parser.add_argument("--episodes", type=int, default=20, help="in-distribution episodes per task")
     parser.add_argument("--perturbed-episodes", type=int, default=10, help="episodes per task per perturbation")
@@ -343,11 +364,16 @@ def main() -> None:
     needs_video = any(m != "bc" for m in methods)
     video = pipeline.collect("video", args.videos) if needs_video else None
     encoder = pipeline.encoder(video) if needs_video and "frozen" in targets else None
-    evals = []
-    for method in methods:
-        for target in (["none"] if method == "bc" else targets):
-            run, checkpoint = pipeline.method(method, target, robot, video, encoder)
-            evals.append((method, target, pipeline.evaluate(method, run, checkpoint)))
+    jobs = [(method, target) for method in methods for target in (["none"] if method == "bc" else targets)]
+
+    def train_and_evaluate(job: tuple[str, str]) -> tuple[str, str, Path]:
+        method, target = job
+        run, checkpoint = pipeline.method(method, target, robot, video, encoder)
+        return method, target, pipeline.evaluate(method, run, checkpoint)
+
+    # Each job runs its own stages in order; --jobs > 1 runs several methods at once (results keep job order).
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        evals = list(pool.map(train_and_evaluate, jobs))
     write_results(args, evals, pipeline, time.perf_counter() - start)
 
 

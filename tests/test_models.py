@@ -70,6 +70,14 @@ def test_config_rejects_unknown_and_missing_fields():
         tiny_config(student=dataclasses.replace(tiny_config().student, heads=3))
 
 
+def test_a_config_saved_before_a_field_was_added_loads_with_its_old_behaviour():
+    data = tiny_config(action_head=dataclasses.replace(tiny_config().action_head, loss_samples=3)).to_dict()
+    data["predictor"]["latent_pool"] = 2
+    del data["action_head"]["loss_samples"], data["predictor"]["latent_pool"]  # added after configs were saved
+    loaded = VLAJEPAConfig.from_dict(data)
+    assert loaded.action_head.loss_samples == 1 and loaded.predictor.latent_pool == 1
+
+
 def test_yaml_presets_load_and_tiny_matches_code():
     assert VLAJEPAConfig.from_yaml(CONFIGS / "tiny.yaml") == tiny_config()
     default = VLAJEPAConfig.from_yaml(CONFIGS / "default.yaml")
@@ -161,6 +169,25 @@ def test_padded_action_steps_do_not_affect_the_loss():
     assert torch.equal(loss_a, loss_b)
     changed[ACTION][0, 1] += 1.0  # a real step does count
     assert not torch.equal(loss_a, seeded_loss(model, changed)[0])
+
+
+def test_several_loss_samples_average_single_draw_losses_and_keep_the_padding_mask():
+    model = build()
+    batch = random_batch(model.config)
+    batch[ACTION_IS_PAD][0, 2:] = True
+    tokens = model.encode(batch).embodied_tokens
+    head, b = model.action_head, tokens.shape[0]
+    noise = torch.randn(3 * b, *batch[ACTION].shape[1:])
+    time = torch.rand(3 * b)
+    args = (batch[ACTION], tokens, batch[OBS_STATE], batch[ACTION_IS_PAD])
+    head.config = dataclasses.replace(head.config, loss_samples=3)
+    repeated = head.loss(*args, noise=noise, time=time)
+    head.config = dataclasses.replace(head.config, loss_samples=1)
+    # draw i uses rows i*b..(i+1)*b-1; every draw has the same number of real steps, so the mean is exact
+    singles = [head.loss(*args, noise=noise[i * b : (i + 1) * b], time=time[i * b : (i + 1) * b]) for i in range(3)]
+    assert torch.allclose(repeated, torch.stack(singles).mean(), atol=1e-6)
+    with pytest.raises(ConfigError, match="loss_samples"):
+        tiny_config(action_head=dataclasses.replace(tiny_config().action_head, loss_samples=0))
 
 
 def test_padded_future_frames_do_not_affect_the_world_model_loss():

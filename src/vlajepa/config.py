@@ -20,6 +20,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 
+# Field metadata of a field added after configs were first saved: a saved config without it predates it and
+# behaved as its default does, so it loads with the default (any other missing field is an error).
+ADDED_LATER = {"added_later": True}
+
+
 class ConfigError(ValueError):
     """A config file or dict does not describe a valid config; the message names the field at fault."""
 
@@ -148,7 +153,7 @@ class PredictorConfig:
     rollout_weight: float = 1.0  # weight of the rollout loss relative to the teacher-forcing loss
     # average-pool each view's target latents over latent_pool x latent_pool patch squares before the predictor
     # (inputs and targets alike): latent_pool**2 times fewer predictor tokens; 1: every patch token
-    latent_pool: int = 1
+    latent_pool: int = field(default=1, metadata=ADDED_LATER)
 
 
 @dataclass(frozen=True)
@@ -164,6 +169,9 @@ class ActionHeadConfig:
     time_beta_alpha: float = 1.5  # training time t ~ Beta(alpha, beta), as in pi0 (more weight on noisy t)
     time_beta_beta: float = 1.0  # second Beta parameter
     time_min: float = 0.001  # t is rescaled to [time_min, 1] so the velocity target stays informative
+    # (noise, time) draws per training sample: the student's encoding is shared by all of them, so k > 1 gives
+    # the action head k flow-matching pairs per image for the cost of the head alone (a lower-variance loss)
+    loss_samples: int = field(default=1, metadata=ADDED_LATER)
 
 
 @dataclass(frozen=True)
@@ -245,6 +253,8 @@ class VLAJEPAConfig(JsonConfig):
         ):
             if getattr(self, name) < 1:
                 problems.append(f"{name}={getattr(self, name)} must be >= 1")
+        if self.action_head.loss_samples < 1:
+            problems.append(f"action_head.loss_samples={self.action_head.loss_samples} must be >= 1")
         if self.wm_weight < 0 or self.reg_weight < 0:
             problems.append("wm_weight and reg_weight must be >= 0")
         if problems:
@@ -274,7 +284,7 @@ def _build(cls: type, data: Any, prefix: str, partial: bool) -> Any:
         raise ConfigError(
             f"unknown field '{prefix}{unknown[0]}' in {cls.__name__}; known fields: {', '.join(fields)}"
         )
-    missing = [name for name in fields if name not in data]
+    missing = [name for name, f in fields.items() if name not in data and not f.metadata.get("added_later")]
     if missing and not partial:
         raise ConfigError(f"missing field '{prefix}{missing[0]}' in {cls.__name__}")
     values = {

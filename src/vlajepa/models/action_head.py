@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 
 import torch
+from einops import repeat
 from torch import Tensor, nn
 
 from vlajepa.config import ActionHeadConfig
@@ -151,8 +152,15 @@ class FlowMatchingActionHead(nn.Module):
     ) -> Tensor:
         """Flow-matching MSE over the real (non-padded) steps of ``actions`` ``(b, H, A)``.
 
-        ``noise`` and ``time`` default to fresh samples; pass them to make the loss deterministic.
+        Each sample is noised ``config.loss_samples`` (k) times. ``noise`` ``(k*b, H, A)`` and ``time``
+        ``(k*b,)`` (draw-major: rows ``i*b .. (i+1)*b - 1`` are draw ``i``) default to fresh samples; pass them
+        to make the loss deterministic.
         """
+        k = self.config.loss_samples
+        if k > 1:  # every input repeated draw-major; the student's tokens are shared, not recomputed
+            actions, context = (repeat(x, "b ... -> (k b) ...", k=k) for x in (actions, context))
+            state = None if state is None else repeat(state, "b s -> (k b) s", k=k)
+            action_is_pad = None if action_is_pad is None else repeat(action_is_pad, "b h -> (k b) h", k=k)
         if action_is_pad is not None:
             actions = actions.masked_fill(action_is_pad[..., None], 0.0)
         noise = torch.randn_like(actions) if noise is None else noise
