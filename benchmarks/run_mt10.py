@@ -19,7 +19,9 @@ robot and one video batch per step (``--batches-per-step 2``); fine-tuning first
 Every stage is a ``vlajepa`` subprocess and is resumable: data folders that exist are reused (``--data-dir``,
 default ``data/``), finished stages leave a marker ``<work>/stages/<stage>.json`` with their wall time and are
 skipped, an
-interrupted training run continues with ``--resume``. Evaluation: ``--episodes`` per task in distribution and
+interrupted training run continues with ``--resume``. ``--encoder`` reuses an earlier run's frozen target encoder;
+``--jobs 2 --threads 1 --workers 1`` trains and evaluates two methods at once (per-run wall times then include the
+contention). Evaluation: ``--episodes`` per task in distribution and
 ``--perturbed-episodes`` per task under each of the seven perturbations.
 
 Results: ``<results>.json`` (rows in the evaluation schema plus a ``target`` field; top-level ``command``,

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-
 # Field metadata of a field added after configs were first saved: a saved config without it predates it and
 # behaved as its default does, so it loads with the default (any other missing field is an error).
 ADDED_LATER = {"added_later": True}

@@ -1,0 +1,99 @@
+"""Short MT10 BC pilots that pick the training recipe (learning rate, flow-matching draws per window).
+
+Each variant trains BC for ``--steps`` optimizer steps on the MT10 robot set, then evaluates ``--episodes`` in-
+distribution episodes per task. BC isolates the action-fitting speed that limits every method (DESIGN.md §4: the
+in-distribution gap is under-fitting). Variants pin both knobs explicitly, so the results do not depend on the
+preset's current defaults. Runs two variants at once with one torch thread each (``--jobs``); a variant whose
+evaluation JSON exists is not rerun.
+
+    python benchmarks/pilot_recipe.py --steps 600 --episodes 5 --work outputs/exp
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# name -> (peak lr, action_head.loss_samples)
+VARIANTS = {
+    "A_base": (3e-4, 1),
+    "B_lr1e-3": (1e-3, 1),
+    "D_lr2e-3": (2e-3, 1),
+    "C_lr1e-3_ls4": (1e-3, 4),
+}
+
+
+def run_variant(name: str, args: argparse.Namespace) -> dict:
+    """Train and evaluate one variant (skipped when its evaluation exists); its summary row."""
+    lr, draws = VARIANTS[name]
+    work = Path(args.work)
+    out, results = work / name, work / f"{name}.eval" / "results"
+    timing = work / f"{name}.timing.json"
+    if not results.with_suffix(".json").is_file():
+        cli = [sys.executable, "-m", "vlajepa.cli"]
+        start = time.perf_counter()
+        subprocess.run([*cli, "train", "--method", "bc", "--robot", args.robot, "--out", str(out), "--overwrite",
+                        "--config", args.config, "--steps", str(args.steps), "--threads", "1", "--no-progress",
+                        "--lr", str(lr), "--set", f"model.action_head.loss_samples={draws}"],
+                       cwd=ROOT, check=True, capture_output=True)
+        trained = time.perf_counter()
+        subprocess.run([*cli, "eval", "--policy", f"checkpoint:{(out / 'checkpoints' / 'last').absolute()}",
+                        "--name", name, "--tasks", "mt10", "--settings", "id", "--episodes", str(args.episodes),
+                        "--workers", "1", "--videos", "0", "--out", str(results), "--no-progress"],
+                       cwd=ROOT, check=True, capture_output=True, env={"OMP_NUM_THREADS": "1", **os.environ})
+        timing.write_text(json.dumps({"train_s": round(trained - start, 1)}))
+    evaluation = json.loads(results.with_suffix(".json").read_text())
+    (summary,) = [s for s in evaluation["summary"] if s["setting"] == "id"]
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    last = metrics[-5:]
+    return {
+        "variant": name, "lr": lr, "loss_samples": draws, "steps": metrics[-1]["step"],
+        "final_action_loss": round(sum(m["robot/loss/action"] for m in last) / len(last), 4),
+        "train_s": json.loads(timing.read_text())["train_s"] if timing.is_file() else None,
+        **{k: summary[k] for k in ("episodes", "successes", "success_rate", "ci_low", "ci_high")},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--robot", default="data/mt10_96px_robot_10", help="MT10 robot set (run_mt10.py collects it)")
+    parser.add_argument("--config", default="configs/default.yaml")
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--episodes", type=int, default=5, help="in-distribution episodes per task")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"subset of {list(VARIANTS)}")
+    parser.add_argument("--jobs", type=int, default=2, help="variants trained at once (one thread each)")
+    parser.add_argument("--work", default="outputs/exp")
+    parser.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "mt10_recipe_pilot"))
+    args = parser.parse_args()
+    names = [n for n in args.variants.split(",") if n]
+    Path(args.work).mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        rows = list(pool.map(lambda n: run_variant(n, args), names))
+    command = "python benchmarks/pilot_recipe.py " + " ".join(sys.argv[1:])
+    Path(args.results).with_suffix(".json").write_text(json.dumps({"command": command, "rows": rows}, indent=2) + "\n")
+    lines = [
+        "# MT10 recipe pilot: BC, learning rate and flow-matching draws per window", "",
+        f"Command: `{command}`. Every variant: BC, {args.steps} steps of 32 windows, evaluated on "
+        f"{args.episodes} in-distribution episodes per task (MT10). Two variants trained at once with one thread "
+        "each, so training times compare within this table only.", "",
+        "| variant | peak lr | draws per window | final action loss | train (s) | ID success % [95 % CI] |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['variant']} | {r['lr']:g} | {r['loss_samples']} | {r['final_action_loss']} | "
+                     f"{r['train_s']} | {100 * r['success_rate']:.1f} [{100 * r['ci_low']:.1f}, "
+                     f"{100 * r['ci_high']:.1f}] ({r['successes']}/{r['episodes']}) |")
+    Path(args.results).with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
