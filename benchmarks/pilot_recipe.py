@@ -1,10 +1,11 @@
 """Short MT10 BC pilots that pick the training recipe (learning rate, flow-matching draws per window).
 
-Each variant trains BC for ``--steps`` optimizer steps on the MT10 robot set, then evaluates ``--episodes`` in-
-distribution episodes per task. BC isolates the action-fitting speed that limits every method (DESIGN.md §4: the
-in-distribution gap is under-fitting). Variants pin both knobs explicitly, so the results do not depend on the
-preset's current defaults. Runs two variants at once with one torch thread each (``--jobs``); a variant whose
-evaluation JSON exists is not rerun.
+Each variant trains BC for ``--steps`` optimizer steps on the MT10 robot set, then evaluates ``--episodes``
+in-distribution episodes per task. BC isolates how fast the student and action head fit, which every method
+shares. Short pilots only rank early fitting speed: at 2000 steps the winner's gain did not carry over (README,
+``mt10_steps2000.md``). Variants pin both knobs explicitly, so the results do not depend on the preset's current
+defaults. Runs two variants at once with one torch thread each (``--jobs``); a variant whose evaluation JSON exists
+is not rerun. Each variant's training and evaluation output goes to ``<work>/<variant>.{train,eval}.log``.
 
     python benchmarks/pilot_recipe.py --steps 600 --episodes 5 --work outputs/exp
 """
@@ -20,7 +21,18 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from vlajepa.eval.report import current_command
+from vlajepa.io_utils import atomic_write_json, atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_logged(command: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+    """Run ``command`` from the repository root with its output in ``log``; a failure names the log."""
+    with open(log, "w", encoding="utf-8") as handle:
+        code = subprocess.run(command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT).returncode
+    if code != 0:
+        raise SystemExit(f"[pilot_recipe] {' '.join(command[3:5])} failed (exit {code}); see {log}")
 
 # name -> (peak lr, action_head.loss_samples)
 VARIANTS = {
@@ -40,16 +52,15 @@ def run_variant(name: str, args: argparse.Namespace) -> dict:
     if not results.with_suffix(".json").is_file():
         cli = [sys.executable, "-m", "vlajepa.cli"]
         start = time.perf_counter()
-        subprocess.run([*cli, "train", "--method", "bc", "--robot", args.robot, "--out", str(out), "--overwrite",
-                        "--config", args.config, "--steps", str(args.steps), "--threads", "1", "--no-progress",
-                        "--lr", str(lr), "--set", f"model.action_head.loss_samples={draws}"],
-                       cwd=ROOT, check=True, capture_output=True)
+        run_logged([*cli, "train", "--method", "bc", "--robot", args.robot, "--out", str(out), "--overwrite",
+                    "--config", args.config, "--steps", str(args.steps), "--threads", "1", "--no-progress",
+                    "--lr", str(lr), "--set", f"model.action_head.loss_samples={draws}"], work / f"{name}.train.log")
         trained = time.perf_counter()
-        subprocess.run([*cli, "eval", "--policy", f"checkpoint:{(out / 'checkpoints' / 'last').absolute()}",
-                        "--name", name, "--tasks", "mt10", "--settings", "id", "--episodes", str(args.episodes),
-                        "--workers", "1", "--videos", "0", "--out", str(results), "--no-progress"],
-                       cwd=ROOT, check=True, capture_output=True, env={"OMP_NUM_THREADS": "1", **os.environ})
-        timing.write_text(json.dumps({"train_s": round(trained - start, 1)}))
+        run_logged([*cli, "eval", "--policy", f"checkpoint:{(out / 'checkpoints' / 'last').absolute()}",
+                    "--name", name, "--tasks", "mt10", "--settings", "id", "--episodes", str(args.episodes),
+                    "--workers", "1", "--videos", "0", "--out", str(results), "--no-progress"],
+                   work / f"{name}.eval.log", env={"OMP_NUM_THREADS": "1", **os.environ})
+        atomic_write_json(timing, {"train_s": round(trained - start, 1)})
     evaluation = json.loads(results.with_suffix(".json").read_text())
     (summary,) = [s for s in evaluation["summary"] if s["setting"] == "id"]
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -77,8 +88,8 @@ def main() -> None:
     Path(args.work).mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         rows = list(pool.map(lambda n: run_variant(n, args), names))
-    command = "python benchmarks/pilot_recipe.py " + " ".join(sys.argv[1:])
-    Path(args.results).with_suffix(".json").write_text(json.dumps({"command": command, "rows": rows}, indent=2) + "\n")
+    command = current_command()
+    atomic_write_json(Path(args.results).with_suffix(".json"), {"command": command, "rows": rows})
     lines = [
         "# MT10 recipe pilot: BC, learning rate and flow-matching draws per window", "",
         f"Command: `{command}`. Every variant: BC, {args.steps} steps of 32 windows, evaluated on "
@@ -91,7 +102,7 @@ def main() -> None:
         lines.append(f"| {r['variant']} | {r['lr']:g} | {r['loss_samples']} | {r['final_action_loss']} | "
                      f"{r['train_s']} | {100 * r['success_rate']:.1f} [{100 * r['ci_low']:.1f}, "
                      f"{100 * r['ci_high']:.1f}] ({r['successes']}/{r['episodes']}) |")
-    Path(args.results).with_suffix(".md").write_text("\n".join(lines) + "\n")
+    atomic_write_text(Path(args.results).with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -115,6 +115,12 @@ class Pipeline:
             self.stages.append({**record, "skipped": False})
         print(f"[run_mt10] {name}: {record['wall_time_s']} s", flush=True)
 
+    def reused(self, name: str, path: Path, message: str) -> None:
+        """Record stage ``name`` as skipped because ``path`` (made outside this run) stands in for it."""
+        with self.lock:
+            self.stages.append({"stage": name, "wall_time_s": 0.0, "skipped": True, "reused": str(path)})
+        print(f"[run_mt10] {name}: {message}", flush=True)
+
     # ------------------------------------------------------------------ data
 
     def data_tag(self) -> str:
@@ -126,8 +132,7 @@ class Pipeline:
         out = Path(self.args.data_dir) / f"{self.data_tag()}_{kind}_{episodes}"
         if out.exists() and not (self.work / "stages" / f"collect-{kind}.json").is_file():
             # `vlajepa collect` renames its folder into place only when complete: an existing one is finished.
-            self.stages.append({"stage": f"collect-{kind}", "wall_time_s": 0.0, "skipped": True, "reused": str(out)})
-            print(f"[run_mt10] collect-{kind}: {out} exists, reused", flush=True)
+            self.reused(f"collect-{kind}", out, f"{out} exists, reused")
             return out
         self.stage(
             f"collect-{kind}",
@@ -166,10 +171,7 @@ class Pipeline:
             path = Path(self.args.encoder)
             if not path.is_file():
                 raise SystemExit(f"[run_mt10] --encoder {path}: no such file")
-            with self.lock:
-                self.stages.append({"stage": "pretrain-encoder", "wall_time_s": 0.0, "skipped": True,
-                                    "reused": str(path)})
-            print(f"[run_mt10] pretrain-encoder: reusing {path}", flush=True)
+            self.reused("pretrain-encoder", path, f"reusing {path}")
             return path
         out = self.work / "encoder"
         self.stage(
