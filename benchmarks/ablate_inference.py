@@ -5,6 +5,7 @@ For each checkpoint (``--checkpoint NAME=PATH``, repeatable) the in-distribution
 - ``default``: the benchmark's held-out evaluation seeds and the checkpoint's own settings;
 - ``n_action_steps=K``: K actions executed per predicted chunk instead of the whole chunk (more closed-loop);
 - ``euler_steps=N``: N flow-matching Euler steps per chunk (the inference latency is roughly linear in N);
+- ``noise_scale=S``: the flow-matching noise scaled by S (a sampling temperature; 0 gives deterministic chunks);
 - ``training_seeds``: the initial states of the training demonstrations (collection seed ``s``: task ``i``'s
   attempts are seeds ``s + 100_000 * i + a``, and collection keeps the first successful attempts, so the scripted
   expert is run on the same seeds and must succeed on all of them for these to be exactly the demos' states).
@@ -36,10 +37,12 @@ from vlajepa.io_utils import atomic_write_json, atomic_write_text
 
 
 def variants(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
-    """(label, overrides) pairs; overrides hold ``n_action_steps``, ``euler_steps`` or ``training_seeds``."""
+    """(label, overrides) pairs; overrides hold ``n_action_steps``, ``euler_steps``, ``noise_scale`` or
+    ``training_seeds``."""
     out: list[tuple[str, dict[str, Any]]] = [("default", {})]
     out += [(f"n_action_steps={k}", {"n_action_steps": k}) for k in args.n_action_steps]
     out += [(f"euler_steps={n}", {"euler_steps": n}) for n in args.euler_steps]
+    out += [(f"noise_scale={s:g}", {"noise_scale": s}) for s in args.noise_scales]
     if args.training_seeds:
         out.append(("training_seeds", {"training_seeds": True}))
     return out
@@ -48,7 +51,7 @@ def variants(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
 def run_variant(policy_text: str, name: str, overrides: dict[str, Any], base: EvalConfig,
                 collection_seed: int) -> tuple[list[dict[str, Any]], float]:
     """Evaluate one variant; ``training_seeds`` replays collection's attempt seeds (task order = collection's)."""
-    policy = parse_policy(policy_text, name, overrides.get("euler_steps"))
+    policy = parse_policy(policy_text, name, overrides.get("euler_steps"), overrides.get("noise_scale"))
     config = dataclasses.replace(base, n_action_steps=overrides.get("n_action_steps"))
     if overrides.get("training_seeds"):
         config = dataclasses.replace(config, seed=collection_seed, task_seed_stride=ATTEMPT_STRIDE)
@@ -74,6 +77,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=10, help="episodes per task per variant")
     parser.add_argument("--n-action-steps", type=int, nargs="*", default=[4], help="variants (empty: none)")
     parser.add_argument("--euler-steps", type=int, nargs="*", default=[3, 10], help="variants (empty: none)")
+    parser.add_argument("--noise-scales", type=float, nargs="*", default=[], help="variants (default: none)")
     parser.add_argument("--no-training-seeds", dest="training_seeds", action="store_false",
                         help="skip the training-seed (memorization) variant")
     parser.add_argument("--collection-seed", type=int, default=0, help="the robot data's `vlajepa collect --seed`")

@@ -7,6 +7,9 @@ Methods (``--methods``) and target encoders (``--targets``):
 - ``vla-jepa-cotrain``: robot + action-free video from scratch (``L_action + beta * L_wm`` / ``L_wm``);
 - ``vla-jepa-finetune``: ``vlajepa pretrain`` on video + robot (world model only), then ``vlajepa train
   --init-from`` on the robot data;
+- ``vla-jepa-no-video`` (ablation): the world-model loss on the robot batches only, no video. It sees exactly
+  BC's robot windows, so against BC it isolates the auxiliary world-model loss, and against co-training the video
+  batches (a frozen target encoder is still the one pretrained on the video set);
 - target ``ema`` (EMA of the student's vision encoder) or ``frozen`` (``vlajepa pretrain-encoder`` on the video
   set, run once per data set and shared by every method that uses it).
 
@@ -50,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ("bc", "vla-jepa-cotrain", "vla-jepa-finetune")
+METHODS = ("bc", "vla-jepa-cotrain", "vla-jepa-finetune", "vla-jepa-no-video")
 TARGETS = ("ema", "frozen")
 # `vlajepa pretrain-encoder` through its command module, for a CLI registry that does not list it yet.
 PRETRAIN_ENCODER = (
@@ -191,6 +194,10 @@ class Pipeline:
             name = "bc"
             return name, self.train(name, vlajepa("train", "--method", "bc", "--robot", str(robot),
                                                   "--out", str(self.work / name), *self.train_args(steps)))
+        if method == "vla-jepa-no-video":
+            name = f"no-video-{target}"
+            return name, self.train(name, vlajepa("train", "--robot", str(robot), "--out", str(self.work / name),
+                                                  *target_args, *self.train_args(steps)))
         paired = ["--mix", "1:1", "--batches-per-step", "2"]  # one robot + one video batch per step
         if method == "vla-jepa-cotrain":
             name = f"cotrain-{target}"
@@ -365,9 +372,11 @@ def main() -> None:
     start = time.perf_counter()
     pipeline = Pipeline(args)
     robot = pipeline.collect("robot", args.demos)
-    needs_video = any(m != "bc" for m in methods)
+    # The frozen target encoder is pretrained on the video set, so even vla-jepa-no-video needs it for that.
+    needs_encoder = any(m != "bc" for m in methods) and "frozen" in targets
+    needs_video = needs_encoder or any(m not in ("bc", "vla-jepa-no-video") for m in methods)
     video = pipeline.collect("video", args.videos) if needs_video else None
-    encoder = pipeline.encoder(video) if needs_video and "frozen" in targets else None
+    encoder = pipeline.encoder(video) if needs_encoder else None
     jobs = [(method, target) for method in methods for target in (["none"] if method == "bc" else targets)]
 
     def train_and_evaluate(job: tuple[str, str]) -> tuple[str, str, Path]:

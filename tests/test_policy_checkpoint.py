@@ -213,3 +213,32 @@ def test_eval_euler_steps_reach_the_checkpoint_policy(tmp_path, capsys):
         assert main(["eval", *argv, "--tasks", "reach-v3"]) == 2
         err = capsys.readouterr().err
         assert "error:" in err and "Traceback" not in err
+
+
+def test_noise_scale_zero_gives_deterministic_chunks_and_reaches_the_checkpoint_policy(tmp_path, capsys):
+    from vlajepa.cli import main
+    from vlajepa.commands.evaluate import parse_policy
+    from vlajepa.eval.policies import build_policy
+
+    make_policy().save_pretrained(tmp_path / "ckpt")
+    sampled = build_policy(parse_policy(f"checkpoint:{tmp_path / 'ckpt'}"), env=None)
+    greedy = build_policy(parse_policy(f"checkpoint:{tmp_path / 'ckpt'}", noise_scale=0.0), env=None)
+    assert (sampled.noise_scale, greedy.noise_scale) == (1.0, 0.0)
+    obs = observation()
+    first, second = greedy.predict_action_chunk(obs), greedy.predict_action_chunk(obs)
+    np.testing.assert_array_equal(first, second)  # no noise: the generator's state does not matter
+    assert not np.array_equal(sampled.predict_action_chunk(obs), sampled.predict_action_chunk(obs))
+    # the zero-noise chunk is the flow integrated from an all-zero start
+    batch = greedy._to_batch(obs)
+    zero = torch.zeros(1, greedy.config.chunk_size, greedy.config.action_dim)
+    expected = greedy.normalizer.unnormalize(ACTION, greedy.model.predict_action(batch, noise=zero).double().numpy())
+    np.testing.assert_allclose(first, expected[0], atol=1e-5)
+    with pytest.raises(ValueError, match="noise_scale"):
+        VLAJEPAPolicy(greedy.model, greedy.normalizer, noise_scale=1.5)
+    for argv in (
+        ["--policy", "expert", "--noise-scale", "0"],
+        ["--policy", f"checkpoint:{tmp_path}", "--noise-scale", "-1"],
+    ):
+        assert main(["eval", *argv, "--tasks", "reach-v3"]) == 2
+        err = capsys.readouterr().err
+        assert "error:" in err and "Traceback" not in err

@@ -47,3 +47,22 @@ def test_summary_pools_settings_and_compares_to_bc(run_mt10) -> None:
     assert finetune["perturbed_minus_bc_points"] == pytest.approx(40.0)
     table = run_mt10.summary_table([bc, finetune])
     assert "| vla-jepa-finetune | ema | 100.0" in table and "+40.0" in table
+
+
+def test_no_video_ablation_trains_on_bcs_robot_batches_with_the_world_model(run_mt10, tmp_path, monkeypatch) -> None:
+    args = run_mt10.argparse.Namespace(work=str(tmp_path), threads=1, config="configs/default.yaml", batch_size=None,
+                                       set=[], steps=10)
+    pipeline = run_mt10.Pipeline(args)
+    commands = {}
+    monkeypatch.setattr(pipeline, "train", lambda name, command: commands.setdefault(name, command))
+    robot, video, encoder = Path("robot"), Path("video"), Path("encoder.safetensors")
+    for method in ("bc", "vla-jepa-no-video", "vla-jepa-cotrain"):
+        pipeline.method(method, "frozen", robot, video, encoder)
+    bc, no_video, cotrain = commands["bc"], commands["no-video-frozen"], commands["cotrain-frozen"]
+    assert "--video" not in no_video and "--batches-per-step" not in no_video
+    assert "--method" not in no_video  # the default method: with the world model
+    assert no_video[no_video.index("--target-checkpoint") + 1] == "encoder.safetensors"
+    # same robot data and budget as BC; co-training adds the video batches on top
+    assert no_video[no_video.index("--robot") + 1] == bc[bc.index("--robot") + 1] == "robot"
+    assert no_video[no_video.index("--steps") + 1] == bc[bc.index("--steps") + 1] == "10"
+    assert "--video" in cotrain and "--batches-per-step" in cotrain

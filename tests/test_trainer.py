@@ -311,3 +311,25 @@ def test_cli_frozen_target_needs_weights_or_an_explicit_random_choice(data, tmp_
     # BC has no target, so the frozen preset needs no weights there
     frozen_preset = ("--set", "model.target.kind=frozen")
     assert cli("train", *common, "--out", str(tmp_path / "d"), "--method", "bc", *frozen_preset) == 0
+
+
+def test_init_vision_starts_the_student_and_an_ema_target_from_encoder_weights(data, tmp_path):
+    from vlajepa.models.target import TargetEncoderError, save_encoder
+    from vlajepa.models.vision import VisionEncoder
+
+    config = tiny_config()  # EMA target
+    torch.manual_seed(123)
+    encoder = VisionEncoder(config.vision, config.image_size)
+    save_encoder(encoder, tmp_path / "encoder.safetensors")
+    trainer = Trainer(config, train_config(data, steps=1, init_vision=str(tmp_path / "encoder.safetensors")),
+                      tmp_path / "run", progress=False)
+    for name, value in encoder.state_dict().items():
+        assert torch.equal(trainer.model.student.vision.state_dict()[name], value)
+        assert torch.equal(trainer.model.target.encoder.state_dict()[name], value)
+    scratch = Trainer(config, train_config(data, steps=1), tmp_path / "scratch", progress=False)
+    assert not torch.equal(next(scratch.model.student.vision.parameters()), next(encoder.parameters()))
+    with pytest.raises(TargetEncoderError, match="missing.safetensors"):
+        Trainer(config, train_config(data, steps=1, init_vision=str(tmp_path / "missing.safetensors")),
+                tmp_path / "bad", progress=False)
+    with pytest.raises(ConfigError, match="init_from and init_vision"):
+        train_config(data, init_from="x", init_vision="y")

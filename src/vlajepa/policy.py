@@ -38,6 +38,7 @@ class VLAJEPAPolicy:
         *,
         n_action_steps: int | None = None,
         num_inference_steps: int | None = None,
+        noise_scale: float = 1.0,
         seed: int = 0,
         device: str | torch.device = "cpu",
     ) -> None:
@@ -50,6 +51,9 @@ class VLAJEPAPolicy:
                 f"n_action_steps={self.n_action_steps} must be in [1, {model.config.chunk_size}]"
             )
         self.num_inference_steps = num_inference_steps  # None: the config's action_head.num_inference_steps
+        if not 0.0 <= noise_scale <= 1.0:
+            raise ValueError(f"noise_scale={noise_scale} must be in [0, 1] (1: the trained noise distribution)")
+        self.noise_scale = noise_scale  # flow-matching sampling temperature; 0: deterministic chunks
         self._generator = torch.Generator(self.device).manual_seed(seed)
         self._queue: deque[np.ndarray] = deque()
 
@@ -85,7 +89,9 @@ class VLAJEPAPolicy:
             raise ValueError("observations of one batch must all have the same keys (e.g. all with a state)")
         batch: dict[str, Any] = {key: torch.cat([part[key] for part in parts]) for key in keys if key != TASK}
         batch[TASK] = [part[TASK][0] for part in parts]
-        chunk = self.model.predict_action(batch, self.num_inference_steps, generator=self._generator)
+        chunk = self.model.predict_action(
+            batch, self.num_inference_steps, generator=self._generator, noise_scale=self.noise_scale
+        )
         actions = chunk[:, : self.n_action_steps].cpu().double().numpy()  # (b, n, A)
         return self.normalizer.unnormalize(ACTION, actions).astype(np.float32)
 

@@ -21,17 +21,26 @@ examples:
 """
 
 
-def parse_policy(text: str, name: str | None = None, euler_steps: int | None = None) -> PolicySpec:
-    """Parse ``kind[:argument]`` into a :class:`PolicySpec`; ``euler_steps`` applies to checkpoints only."""
+def parse_policy(
+    text: str, name: str | None = None, euler_steps: int | None = None, noise_scale: float | None = None
+) -> PolicySpec:
+    """Parse ``kind[:argument]`` into a :class:`PolicySpec`; ``euler_steps`` and ``noise_scale`` apply to
+    checkpoints only."""
     kind, _, arg = text.partition(":")
-    if euler_steps is not None and kind != "checkpoint":
-        raise ValueError(f"--euler-steps applies to checkpoint policies, not {kind!r}")
+    for flag, value in (("--euler-steps", euler_steps), ("--noise-scale", noise_scale)):
+        if value is not None and kind != "checkpoint":
+            raise ValueError(f"{flag} applies to checkpoint policies, not {kind!r}")
     if euler_steps is not None and euler_steps < 1:
         raise ValueError(f"--euler-steps must be at least 1, got {euler_steps}")
+    if noise_scale is not None and not 0.0 <= noise_scale <= 1.0:
+        raise ValueError(f"--noise-scale must be in [0, 1], got {noise_scale}")
     if kind == "checkpoint":
         if not arg:
             raise ValueError("checkpoint policy needs a path: checkpoint:PATH")
-        return PolicySpec("checkpoint", {"path": arg, "num_inference_steps": euler_steps}, name)
+        kwargs = {"path": arg, "num_inference_steps": euler_steps}
+        if noise_scale is not None:
+            kwargs["noise_scale"] = noise_scale
+        return PolicySpec("checkpoint", kwargs, name)
     if kind == "remote":
         if not arg:
             raise ValueError("remote policy needs a URL: remote:ws://127.0.0.1:8000")
@@ -107,6 +116,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="checkpoint policies: flow-matching Euler steps per chunk (default: the checkpoint's "
         "action_head.num_inference_steps)",
     )
+    parser.add_argument(
+        "--noise-scale",
+        type=float,
+        default=None,
+        help="checkpoint policies: flow-matching sampling temperature in [0, 1] (default 1, the trained noise; "
+        "0 gives deterministic chunks)",
+    )
     parser.add_argument("--max-steps", type=int, default=None, help="override the per-task step limit")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1_000_000, help="base evaluation seed")
@@ -123,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     from vlajepa.eval.report import build_report, markdown_table, rows_from_episodes, write_report
     from vlajepa.eval.runner import EvalConfig, evaluate
 
-    policy = parse_policy(args.policy, args.name, args.euler_steps)
+    policy = parse_policy(args.policy, args.name, args.euler_steps, args.noise_scale)
     camera = args.camera
     if policy.kind == "checkpoint" and camera is None:
         from vlajepa.checkpoint import load_config

@@ -84,6 +84,13 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument(
         "--target-checkpoint", default=None, help="frozen target encoder weights (safetensors); implies --target frozen"
     )
+    model.add_argument(
+        "--init-vision",
+        default=None,
+        metavar="ENCODER",
+        help="initialize the student's vision encoder from these weights (`vlajepa pretrain-encoder`'s "
+        "encoder.safetensors) instead of at random; works with --method bc too",
+    )
     run = parser.add_argument_group("training")
     run.add_argument("--steps", type=int, default=None, help="optimizer steps")
     run.add_argument("--batch-size", type=int, default=None, help="windows per batch per process")
@@ -165,6 +172,7 @@ def build_configs(args: argparse.Namespace, *, pretrain: bool):
         "robot": args.robot and str(Path(args.robot).resolve()),
         "video": args.video and str(Path(args.video).resolve()),
         "init_from": getattr(args, "init_from", None) and str(Path(args.init_from).resolve()),
+        "init_vision": args.init_vision and str(Path(args.init_vision).resolve()),
         "steps": args.steps,
         "batch_size": args.batch_size,
         "lr": args.lr,

@@ -21,7 +21,8 @@ class PolicySpec:
     """How to build a policy in a worker.
 
     kind: one of ``POLICY_KINDS``.
-    kwargs: keyword arguments for that kind (``checkpoint``: ``path`` and optional ``num_inference_steps``;
+    kwargs: keyword arguments for that kind (``checkpoint``: ``path`` and optional ``num_inference_steps`` and
+        ``noise_scale``;
         ``remote``: ``url``; ``random``: ``seed``).
     name: the method name written in result rows (defaults to ``kind``).
     """
@@ -86,7 +87,9 @@ def build_policy(spec: PolicySpec, env: Any) -> Policy:
         from vlajepa.policy import VLAJEPAPolicy
 
         return VLAJEPAPolicy.from_pretrained(
-            spec.kwargs["path"], num_inference_steps=spec.kwargs.get("num_inference_steps")
+            spec.kwargs["path"],
+            num_inference_steps=spec.kwargs.get("num_inference_steps"),
+            noise_scale=spec.kwargs.get("noise_scale", 1.0),
         )
     if spec.kind == "remote":
         from vlajepa.serve import RemotePolicy

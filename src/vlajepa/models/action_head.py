@@ -180,12 +180,17 @@ class FlowMatchingActionHead(nn.Module):
         num_steps: int | None = None,
         noise: Tensor | None = None,
         generator: torch.Generator | None = None,
+        noise_scale: float = 1.0,
     ) -> Tensor:
-        """Integrate the flow from noise (``t = 1``) to an action chunk (``t = 0``) with Euler steps."""
+        """Integrate the flow from noise (``t = 1``) to an action chunk (``t = 0``) with Euler steps.
+
+        ``noise_scale`` multiplies freshly drawn noise (a sampling temperature: 0 starts every chunk from the
+        centre of the noise distribution, a deterministic policy); given ``noise`` is used as it is.
+        """
         steps = num_steps or self.config.num_inference_steps
         b = context.shape[0]
         if noise is None:
-            noise = torch.randn(
+            noise = noise_scale * torch.randn(
                 b, self.chunk_size, self.action_dim, generator=generator, device=context.device
             )
         # Everything but the noisy actions is fixed over the Euler steps: compute it once per chunk.

@@ -173,10 +173,14 @@ class VLAJEPA(nn.Module):
         num_steps: int | None = None,
         noise: Tensor | None = None,
         generator: torch.Generator | None = None,
+        noise_scale: float = 1.0,
     ) -> Tensor:
-        """Normalized action chunks ``(b, H, A)`` from the current observation (``num_steps`` Euler steps)."""
+        """Normalized action chunks ``(b, H, A)`` from the current observation (``num_steps`` Euler steps,
+        ``noise_scale`` as in :meth:`FlowMatchingActionHead.sample`)."""
         out = self.encode(batch)
-        return self.action_head.sample(out.embodied_tokens, batch.get(OBS_STATE), num_steps, noise, generator)
+        return self.action_head.sample(
+            out.embodied_tokens, batch.get(OBS_STATE), num_steps, noise, generator, noise_scale=noise_scale
+        )
 
     # ------------------------------------------------------------------ training helpers
 

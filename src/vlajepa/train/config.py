@@ -8,7 +8,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
-from vlajepa.config import ConfigError, JsonConfig
+from vlajepa.config import ADDED_LATER, ConfigError, JsonConfig
 
 NormalizationMode = Literal["min_max", "quantile", "mean_std", "identity"]
 # Fields a resumed run may change: they do not alter the sequence of losses (``steps`` changes the cosine schedule
@@ -46,6 +46,9 @@ class TrainConfig(JsonConfig):
     robot: str | None = None  # LeRobot v3 dataset with actions (None: no robot data)
     video: str | None = None  # action-free video set (None: no video)
     init_from: str | None = None  # checkpoint whose weights initialize the model (fine-tuning); None: scratch
+    # encoder weights (`vlajepa pretrain-encoder`'s encoder.safetensors) that initialize the student's vision encoder
+    # (and an EMA target's copy of it); None: random
+    init_vision: str | None = field(default=None, metadata=ADDED_LATER)
     robot_actions: bool = True  # False: robot windows drop actions and train the world model only (pretraining)
     steps: int = 2000  # optimizer steps
     batch_size: int = 32  # windows per robot batch, per process
@@ -93,6 +96,8 @@ class TrainConfig(JsonConfig):
             problems.append(f"min_lr_ratio={self.min_lr_ratio} must be in [0, 1]")
         if self.warmup_steps < 0 or self.keep_checkpoints < 0 or self.num_workers < 0 or self.augment_shift < 0:
             problems.append("warmup_steps, keep_checkpoints, num_workers and augment_shift must be >= 0")
+        if self.init_from and self.init_vision:
+            problems.append("init_from and init_vision both initialize the vision encoder: give one")
         if any(scale < 0 for scale in dataclasses.astuple(self.lr_scales)):
             problems.append("lr_scales must be >= 0")
         if problems:

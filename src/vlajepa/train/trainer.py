@@ -42,6 +42,7 @@ from vlajepa.data.latent_cache import LatentCache, build_latent_cache
 from vlajepa.data.video_io import DecodeCache
 from vlajepa.data.windows import MixtureLoader, RobotWindows, VideoWindows
 from vlajepa.io_utils import atomic_write_json
+from vlajepa.models.target import load_encoder
 from vlajepa.models.vla_jepa import VLAJEPA
 from vlajepa.normalize import Normalizer
 from vlajepa.train import checkpoints as ckpt
@@ -161,6 +162,8 @@ class Trainer:
         self.model = VLAJEPA(model_config)
         if train_config.init_from and resume_from is None:
             self._init_from(Path(train_config.init_from))
+        if train_config.init_vision and resume_from is None:
+            self._init_vision(Path(train_config.init_vision))
         self.model.to(self.accelerator.device)
         self.caches = self._build_caches() if self.use_cache else {}
 
@@ -263,6 +266,14 @@ class Trainer:
             raise CheckpointError(f"{path}: no student weights fit this model; not a VLA-JEPA checkpoint of it")
         self.model.load_state_dict({k: state[k] for k in shared}, strict=False)
         self.init_report = {"loaded": len(shared), "not_in_checkpoint": sorted(own.keys() - state.keys())}
+
+    def _init_vision(self, path: Path) -> None:
+        """Start the student's vision encoder (and an EMA target, which must begin equal to it) from encoder weights
+        saved by ``vlajepa pretrain-encoder``; errors name the file."""
+        load_encoder(self.model.student.vision, path)
+        target = self.model.target
+        if target is not None and target.kind == "ema":
+            target.encoder.load_state_dict(self.model.student.vision.state_dict())
 
     def _build_caches(self) -> dict[str, LatentCache]:
         cfg = self.train_config
