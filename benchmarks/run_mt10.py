@@ -72,6 +72,24 @@ def vlajepa(*args: str) -> list[str]:
     return [sys.executable, "-m", "vlajepa.cli", *args]
 
 
+# Options that change how fast a stage runs, not what it computes: a stage finished with other values is reused.
+RUNTIME_OPTIONS = ("--threads", "--workers")
+
+
+def without_runtime_options(command: str) -> list[str]:
+    """A stage's shell command as words, without ``RUNTIME_OPTIONS`` and their values."""
+    words, out = shlex.split(command), []
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+        elif word in RUNTIME_OPTIONS:
+            skip = True
+        else:
+            out.append(word)
+    return out
+
+
 class Pipeline:
     """Runs stages once each, records their wall times, skips the ones a previous run finished."""
 
@@ -91,7 +109,7 @@ class Pipeline:
         shown = shlex.join(command if command[1] != "-c" else ["vlajepa", *command[3:]])
         if marker.is_file():
             record = json.loads(marker.read_text())
-            if record["command"] != shown:
+            if without_runtime_options(record["command"]) != without_runtime_options(shown):
                 raise SystemExit(
                     f"[run_mt10] {name} was done with other options ({record['command']}); use a new --work "
                     f"or delete {marker} to redo it"

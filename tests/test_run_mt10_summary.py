@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -66,3 +67,17 @@ def test_no_video_ablation_trains_on_bcs_robot_batches_with_the_world_model(run_
     assert no_video[no_video.index("--robot") + 1] == bc[bc.index("--robot") + 1] == "robot"
     assert no_video[no_video.index("--steps") + 1] == bc[bc.index("--steps") + 1] == "10"
     assert "--video" in cotrain and "--batches-per-step" in cotrain
+
+
+def test_finished_stages_are_reused_across_thread_and_worker_counts_but_not_other_options(run_mt10, tmp_path) -> None:
+    args = run_mt10.argparse.Namespace(work=str(tmp_path), threads=2)
+    marker = tmp_path / "stages" / "eval-bc.json"
+    marker.parent.mkdir()
+    marker.write_text('{"stage": "eval-bc", "command": "vlajepa eval --episodes 20 --workers 1 --threads 1", '
+                      '"wall_time_s": 5.0}')
+    pipeline = run_mt10.Pipeline(args)
+    never_run = [sys.executable, "-c", "raise SystemExit(3)"]  # shown as "vlajepa ..." from the 4th word on
+    pipeline.stage("eval-bc", [*never_run, "eval", "--episodes", "20", "--workers", "2", "--threads", "2"])
+    assert pipeline.stages[-1]["skipped"] is True
+    with pytest.raises(SystemExit, match="other options"):
+        pipeline.stage("eval-bc", [*never_run, "eval", "--episodes", "10", "--workers", "2"])
