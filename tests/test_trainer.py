@@ -328,8 +328,17 @@ def test_init_vision_starts_the_student_and_an_ema_target_from_encoder_weights(d
         assert torch.equal(trainer.model.target.encoder.state_dict()[name], value)
     scratch = Trainer(config, train_config(data, steps=1), tmp_path / "scratch", progress=False)
     assert not torch.equal(next(scratch.model.student.vision.parameters()), next(encoder.parameters()))
-    with pytest.raises(TargetEncoderError, match="missing.safetensors"):
+    with pytest.raises(TargetEncoderError, match="missing.safetensors: init_vision"):
         Trainer(config, train_config(data, steps=1, init_vision=str(tmp_path / "missing.safetensors")),
                 tmp_path / "bad", progress=False)
     with pytest.raises(ConfigError, match="init_from and init_vision"):
         train_config(data, init_from="x", init_vision="y")
+
+
+def test_cli_names_missing_encoder_weights_without_a_traceback(data, tmp_path, capsys):
+    common = ("--robot", data["robot"], "--config", "tiny", "--steps", "1", "--no-progress")
+    missing = str(tmp_path / "missing.safetensors")
+    assert cli("train", "--method", "bc", "--init-vision", missing, "--out", str(tmp_path / "a"), *common) == 2
+    assert f"{missing}: init_vision" in capsys.readouterr().err
+    assert cli("train", "--target-checkpoint", missing, "--out", str(tmp_path / "b"), *common) == 2
+    assert f"{missing}: frozen target encoder weights not found" in capsys.readouterr().err

@@ -243,6 +243,7 @@ def run_training(args: argparse.Namespace, *, pretrain: bool) -> int:
     from vlajepa.checkpoint import CheckpointError
     from vlajepa.config import ConfigError
     from vlajepa.data.errors import DatasetError
+    from vlajepa.models.target import TargetEncoderError
     from vlajepa.train.trainer import NonFiniteLossError, Trainer
 
     if args.threads:
@@ -269,7 +270,7 @@ def run_training(args: argparse.Namespace, *, pretrain: bool) -> int:
     except NonFiniteLossError as err:
         print(f"vlajepa: training stopped: {err}", file=sys.stderr)
         return 1
-    except (ConfigError, CheckpointError, DatasetError, FileNotFoundError) as err:
+    except (ConfigError, CheckpointError, DatasetError, TargetEncoderError, FileNotFoundError) as err:
         print(f"vlajepa: {err}", file=sys.stderr)
         return 2
     if trainer.is_main:

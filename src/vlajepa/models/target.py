@@ -96,14 +96,14 @@ def save_encoder(encoder: VisionEncoder, path: str | Path) -> None:
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
 
 
-def load_encoder(encoder: VisionEncoder, path: str | Path) -> None:
-    """Load weights saved by :func:`save_encoder`; errors name the file."""
+def load_encoder(encoder: VisionEncoder, path: str | Path, role: str = "frozen target encoder") -> None:
+    """Load weights saved by :func:`save_encoder`; errors name the file and what the weights were for (``role``)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = Path(path)
     if not path.is_file():
-        raise TargetEncoderError(f"{path}: frozen target encoder weights not found")
+        raise TargetEncoderError(f"{path}: {role} weights not found")
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
@@ -112,5 +112,5 @@ def load_encoder(encoder: VisionEncoder, path: str | Path) -> None:
         encoder.load_state_dict(state)
     except RuntimeError as err:
         raise TargetEncoderError(
-            f"{path}: weights do not fit the configured target architecture ({err})"
+            f"{path}: {role} weights do not fit the configured vision architecture ({err})"
         ) from err

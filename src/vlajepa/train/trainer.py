@@ -270,7 +270,7 @@ class Trainer:
     def _init_vision(self, path: Path) -> None:
         """Start the student's vision encoder (and an EMA target, which must begin equal to it) from encoder weights
         saved by ``vlajepa pretrain-encoder``; errors name the file."""
-        load_encoder(self.model.student.vision, path)
+        load_encoder(self.model.student.vision, path, role="init_vision (student vision encoder)")
         target = self.model.target
         if target is not None and target.kind == "ema":
             target.encoder.load_state_dict(self.model.student.vision.state_dict())
