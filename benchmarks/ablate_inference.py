@@ -30,7 +30,7 @@ from typing import Any
 
 from vlajepa.collect import ATTEMPT_STRIDE
 from vlajepa.commands.evaluate import parse_policy, parse_tasks
-from vlajepa.eval.report import current_command, git_commit, rows_from_episodes
+from vlajepa.eval.report import current_command, git_commit, rows_from_episodes, success_cell
 from vlajepa.eval.report import summarize as pool_tasks
 from vlajepa.eval.runner import EvalConfig, evaluate
 from vlajepa.io_utils import atomic_write_json, atomic_write_text
@@ -63,8 +63,7 @@ def table(summary: list[dict[str, Any]]) -> str:
     lines = ["| checkpoint | variant | in-distribution success % [95 % CI] | episodes | wall time (s) |",
              "|---|---|---|---|---|"]
     for s in summary:
-        lines.append(f"| {s['method']} | {s['variant']} | {100 * s['success_rate']:.1f} "
-                     f"[{100 * s['ci_low']:.1f}, {100 * s['ci_high']:.1f}] ({s['successes']}/{s['episodes']}) | "
+        lines.append(f"| {s['method']} | {s['variant']} | {success_cell(s)} | "
                      f"{s['episodes']} | {s['wall_time_s']:.0f} |")
     return "\n".join(lines)
 

@@ -21,7 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from vlajepa.eval.report import current_command
+from vlajepa.eval.report import current_command, success_cell
 from vlajepa.io_utils import atomic_write_json, atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,8 +100,7 @@ def main() -> None:
     ]
     for r in rows:
         lines.append(f"| {r['variant']} | {r['lr']:g} | {r['loss_samples']} | {r['final_action_loss']} | "
-                     f"{r['train_s']} | {100 * r['success_rate']:.1f} [{100 * r['ci_low']:.1f}, "
-                     f"{100 * r['ci_high']:.1f}] ({r['successes']}/{r['episodes']}) |")
+                     f"{r['train_s']} | {success_cell(r)} |")
     atomic_write_text(Path(args.results).with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -292,15 +292,13 @@ def summarize(rows: list[dict[str, Any]], runs: dict[tuple[str, str], str],
 
 def summary_table(summary: list[dict[str, Any]]) -> str:
     """Markdown: one line per method with ID and perturbed success, the difference to BC and the wall time."""
-    def cell(part: dict[str, Any]) -> str:
-        return (f"{100 * part['success_rate']:.1f} [{100 * part['ci_low']:.1f}, {100 * part['ci_high']:.1f}] "
-                f"({part['successes']}/{part['episodes']})")
+    from vlajepa.eval.report import success_cell
 
     lines = ["| method | target | in distribution | 7 perturbations pooled | Δ vs BC (points) | wall time (min) |",
              "|---|---|---|---|---|---|"]
     for e in summary:
         delta = e.get("perturbed_minus_bc_points")
-        lines.append(f"| {e['method']} | {e['target']} | {cell(e['id'])} | {cell(e['perturbed'])} | "
+        lines.append(f"| {e['method']} | {e['target']} | {success_cell(e['id'])} | {success_cell(e['perturbed'])} | "
                      f"{'' if delta is None else f'{delta:+.1f}'} | {e['wall_time_s'] / 60:.1f} |")
     return "\n".join(lines)
 

@@ -123,6 +123,14 @@ def _pct(rate: float) -> str:
     return f"{100 * rate:.1f}"
 
 
+def success_cell(part: dict[str, Any]) -> str:
+    """``rate [ci_low, ci_high] (successes/episodes)`` in percent, from a row or summary with those keys."""
+    return (
+        f"{_pct(part['success_rate'])} [{_pct(part['ci_low'])}, {_pct(part['ci_high'])}] "
+        f"({part['successes']}/{part['episodes']})"
+    )
+
+
 def markdown_table(report: dict[str, Any], title: str = "Evaluation") -> str:
     """A human-readable table: one line per (method, task), one column per setting."""
     rows = report["rows"]
