@@ -91,6 +91,7 @@ def rms(a: np.ndarray, b: np.ndarray) -> float:
 def probe(policy: VLAJEPAPolicy, frames: dict[str, list[dict]], seed: int) -> list[TaskProbe]:
     tasks = list(frames)
     train = {task: list(LANGUAGE[task].train) for task in tasks}
+    train_instructions = [text for task in tasks for text in train[task]]  # every task's, in task order
     generator = torch.Generator().manual_seed(seed)
     config = policy.config
     results = []
@@ -101,8 +102,7 @@ def probe(policy: VLAJEPAPolicy, frames: dict[str, list[dict]], seed: int) -> li
         confused: dict[str, int] = {}
         for observation in frames[task]:
             noise = torch.randn(1, config.chunk_size, config.action_dim, generator=generator)
-            instructions = [text for other in tasks for text in train[other]] + heldout
-            out = chunks(policy, observation, instructions, noise)
+            out = chunks(policy, observation, train_instructions + heldout, noise)
             refs, start = {}, 0
             for other in tasks:
                 refs[other] = out[start : start + len(train[other])].mean(0)
