@@ -33,7 +33,7 @@ from vlajepa.commands.evaluate import parse_policy, parse_tasks
 from vlajepa.eval.report import current_command, git_commit, rows_from_episodes, success_cell
 from vlajepa.eval.report import summarize as pool_tasks
 from vlajepa.eval.runner import EvalConfig, evaluate
-from vlajepa.io_utils import atomic_write_json, atomic_write_text
+from vlajepa.io_utils import atomic_write_json, atomic_write_text, with_extension
 
 
 def variants(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
@@ -118,7 +118,7 @@ def main() -> None:
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out.with_suffix(".json"), report)
+    atomic_write_json(with_extension(out, ".json"), report)
     per_task = ["| checkpoint | variant | task | success % | episodes |", "|---|---|---|---|---|"]
     per_task += [f"| {r['method']} | {r['variant']} | {r['task']} | {100 * r['success_rate']:.0f} | {r['episodes']} |"
                  for r in rows]
@@ -126,9 +126,9 @@ def main() -> None:
             f"Wall time: {report['wall_time_s']} s. {args.episodes} episodes per task per variant; success % "
             f"[95 % Wilson interval] (successes/episodes), pooled over tasks.\n\n{table(summary)}\n\n"
             f"## Per task\n\n" + "\n".join(per_task) + "\n")
-    atomic_write_text(out.with_suffix(".md"), text)
+    atomic_write_text(with_extension(out, ".md"), text)
     print(table(summary))
-    print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
+    print(f"wrote {with_extension(out, '.json')} and {with_extension(out, '.md')}")
 
 
 if __name__ == "__main__":

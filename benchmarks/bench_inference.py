@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vlajepa.io_utils import atomic_write_json, atomic_write_text, with_extension
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 INSTRUCTION = "open the drawer"
@@ -178,10 +180,8 @@ def main() -> None:
         "repeats": args.repeats,
         "results": results,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(report))
+    atomic_write_json(with_extension(args.out, ".json"), report)
+    atomic_write_text(with_extension(args.out, ".md"), markdown(report))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from vlajepa.eval.report import current_command, success_cell
-from vlajepa.io_utils import atomic_write_json, atomic_write_text
+from vlajepa.io_utils import atomic_write_json, atomic_write_text, with_extension
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,7 +49,7 @@ def run_variant(name: str, args: argparse.Namespace) -> dict:
     work = Path(args.work)
     out, results = work / name, work / f"{name}.eval" / "results"
     timing = work / f"{name}.timing.json"
-    if not results.with_suffix(".json").is_file():
+    if not with_extension(results, ".json").is_file():
         cli = [sys.executable, "-m", "vlajepa.cli"]
         start = time.perf_counter()
         run_logged([*cli, "train", "--method", "bc", "--robot", args.robot, "--out", str(out), "--overwrite",
@@ -61,7 +61,7 @@ def run_variant(name: str, args: argparse.Namespace) -> dict:
                     "--workers", "1", "--videos", "0", "--out", str(results), "--no-progress"],
                    work / f"{name}.eval.log", env={"OMP_NUM_THREADS": "1", **os.environ})
         atomic_write_json(timing, {"train_s": round(trained - start, 1)})
-    evaluation = json.loads(results.with_suffix(".json").read_text())
+    evaluation = json.loads(with_extension(results, ".json").read_text())
     (summary,) = [s for s in evaluation["summary"] if s["setting"] == "id"]
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     last = metrics[-5:]
@@ -89,7 +89,7 @@ def main() -> None:
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         rows = list(pool.map(lambda n: run_variant(n, args), names))
     command = current_command()
-    atomic_write_json(Path(args.results).with_suffix(".json"), {"command": command, "rows": rows})
+    atomic_write_json(with_extension(Path(args.results), ".json"), {"command": command, "rows": rows})
     lines = [
         "# MT10 recipe pilot: BC, learning rate and flow-matching draws per window", "",
         f"Command: `{command}`. Every variant: BC, {args.steps} steps of 32 windows, evaluated on "
@@ -101,7 +101,7 @@ def main() -> None:
     for r in rows:
         lines.append(f"| {r['variant']} | {r['lr']:g} | {r['loss_samples']} | {r['final_action_loss']} | "
                      f"{r['train_s']} | {success_cell(r)} |")
-    atomic_write_text(Path(args.results).with_suffix(".md"), "\n".join(lines) + "\n")
+    atomic_write_text(with_extension(Path(args.results), ".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -38,7 +38,7 @@ from vlajepa.envs.language import LANGUAGE
 from vlajepa.envs.metaworld_env import MetaWorldEnv
 from vlajepa.envs.tasks import MT10
 from vlajepa.eval.report import current_command
-from vlajepa.io_utils import atomic_write_json, atomic_write_text
+from vlajepa.io_utils import atomic_write_json, atomic_write_text, with_extension
 from vlajepa.policy import VLAJEPAPolicy
 
 
@@ -211,9 +211,9 @@ def main(argv: list[str] | None = None) -> None:
     report["wall_time_s"] = time.perf_counter() - start
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out.with_suffix(".json"), report)
+    atomic_write_json(with_extension(out, ".json"), report)
     text = markdown(report)
-    atomic_write_text(out.with_suffix(".md"), text)
+    atomic_write_text(with_extension(out, ".md"), text)
     sys.stdout.write(text)
 
 

@@ -52,6 +52,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from vlajepa.io_utils import atomic_write_json, atomic_write_text, with_extension
+
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("bc", "vla-jepa-cotrain", "vla-jepa-finetune", "vla-jepa-no-video")
 TARGETS = ("ema", "frozen")
@@ -150,7 +152,9 @@ class Pipeline:
         return f"{tag}_{self.args.image_size}px"
 
     def collect(self, kind: str, episodes: int) -> Path:
-        out = Path(self.args.data_dir) / f"{self.data_tag()}_{kind}_{episodes}"
+        noisy = kind == "robot" and self.args.action_noise > 0
+        suffix = f"_noise{self.args.action_noise:g}" if noisy else ""
+        out = Path(self.args.data_dir) / f"{self.data_tag()}_{kind}_{episodes}{suffix}"
         if out.exists() and not (self.work / "stages" / f"collect-{kind}.json").is_file():
             # `vlajepa collect` renames its folder into place only when complete: an existing one is finished.
             self.reused(f"collect-{kind}", out, f"{out} exists, reused")
@@ -161,6 +165,7 @@ class Pipeline:
                 "collect", kind, "--tasks", self.args.tasks, "--episodes-per-task", str(episodes), "--out", str(out),
                 "--image-size", str(self.args.image_size), "--seed", str(self.args.seed + (kind == "video")),
                 "--workers", str(self.args.workers), "--no-progress",
+                *(["--action-noise", f"{self.args.action_noise:g}"] if noisy else []),
             ),
         )
         return out
@@ -247,7 +252,7 @@ class Pipeline:
                 "--videos", "0", "--out", str(prefix), "--no-progress",
             ),
         )
-        return prefix.with_suffix(".json")
+        return with_extension(prefix, ".json")
 
 
 def run_stages(run: str) -> list[str]:
@@ -322,8 +327,7 @@ def write_results(args: argparse.Namespace, evals: list[tuple[str, str, Path]], 
     report = build_report(rows, wall_time_s, command=command, stages=stages, summary=summary,
                           setup={k: v for k, v in vars(args).items() if k != "set"} | {"set": args.set})
     prefix = Path(args.results)
-    prefix.parent.mkdir(parents=True, exist_ok=True)
-    prefix.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_json(with_extension(prefix, ".json"), report)
     per_task = build_report(display, wall_time_s, command=command)
     table = markdown_table(per_task, title="MT10 benchmark: per task and setting")
     lines = ["# MT10 benchmark: summary", "",
@@ -335,8 +339,8 @@ def write_results(args: argparse.Namespace, evals: list[tuple[str, str, Path]], 
              "an earlier run finished them count 0 here; their own times are below).", "",
              "| stage | wall time (s) | skipped |", "|---|---|---|"]
     lines += [f"| {s['stage']} | {s['wall_time_s']} | {'yes' if s.get('skipped') else 'no'} |" for s in stages]
-    prefix.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    plot_settings(display, prefix.with_suffix(".png"))
+    atomic_write_text(with_extension(prefix, ".md"), "\n".join(lines) + "\n")
+    plot_settings(display, with_extension(prefix, ".png"))
     print(table)
 
 
@@ -354,6 +358,9 @@ def main() -> None:
     parser.add_argument("--targets", default=",".join(TARGETS), help="comma-separated subset of ema,frozen")
     parser.add_argument("--tasks", default="mt10", help="mt10 or a comma-separated list of task names")
     parser.add_argument("--demos", type=int, default=10, help="robot demonstrations per task")
+    parser.add_argument("--action-noise", type=float, default=0.0,
+                        help="DART-style noise injected into the robot demonstrations' executed actions "
+                        "(vlajepa collect robot --action-noise); the recorded actions stay the expert's")
     parser.add_argument("--videos", type=int, default=50, help="action-free videos per task")
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--config", default="configs/default.yaml", help="model + train preset for every method")

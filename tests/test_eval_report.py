@@ -45,7 +45,8 @@ def test_rows_follow_the_shared_schema(tmp_path):
     assert camera["severity"] == 2 and camera["successes"] == 0
 
     report = build_report(rows, 12.3, command="vlajepa eval --policy expert")
-    paths = write_report(report, tmp_path / "res", title="t")
+    paths = write_report(report, tmp_path / "noise0.3", title="t")  # a dot in the prefix is kept
+    assert sorted(p.name for p in paths.values()) == ["noise0.3.json", "noise0.3.md", "noise0.3.png"]
     loaded = json.loads(paths["json"].read_text())
     assert loaded["command"] == "vlajepa eval --policy expert" and loaded["wall_time_s"] == 12.3
     assert loaded["rows"] == rows

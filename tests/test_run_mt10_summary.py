@@ -81,3 +81,21 @@ def test_finished_stages_are_reused_across_thread_and_worker_counts_but_not_othe
     assert pipeline.stages[-1]["skipped"] is True
     with pytest.raises(SystemExit, match="other options"):
         pipeline.stage("eval-bc", [*never_run, "eval", "--episodes", "10", "--workers", "2"])
+
+
+def test_noisy_demonstrations_get_their_own_data_folder_and_collect_option(run_mt10, tmp_path, monkeypatch) -> None:
+    commands = {}
+
+    def pipeline(noise: float):
+        args = run_mt10.argparse.Namespace(work=str(tmp_path / f"w{noise}"), threads=1, tasks="mt10", image_size=96,
+                                           seed=0, workers=1, data_dir=str(tmp_path / "data"), action_noise=noise)
+        p = run_mt10.Pipeline(args)
+        monkeypatch.setattr(p, "stage", lambda name, command: commands.setdefault((name, noise), command))
+        return p
+
+    clean, noisy = pipeline(0.0).collect("robot", 10), pipeline(0.3).collect("robot", 10)
+    assert (clean.name, noisy.name) == ("mt10_96px_robot_10", "mt10_96px_robot_10_noise0.3")
+    assert "--action-noise" not in commands[("collect-robot", 0.0)]
+    noisy_command = commands[("collect-robot", 0.3)]
+    assert noisy_command[noisy_command.index("--action-noise") + 1] == "0.3"
+    assert pipeline(0.3).collect("video", 5).name == "mt10_96px_video_5"  # the video set is shared

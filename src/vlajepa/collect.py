@@ -44,6 +44,10 @@ class CollectConfig:
     domain_shift: film with the action-free domain shift (arm hidden/recoloured, moving camera, random scene).
     max_attempt_factor: give up on a task after ``ceil(factor * episodes_per_task) + 5`` attempts.
     paraphrases: caption each episode with a training paraphrase (seeded) instead of the canonical instruction.
+    action_noise: DART-style noise injection (Laskey et al. 2017): the environment executes the expert's action plus
+        Gaussian noise of this standard deviation (actions live in [-1, 1]), while the dataset records the expert's
+        clean action at every visited state. The demonstrations then cover the small drifts a learned policy makes
+        and label how the expert corrects them; 0 records the expert's own trajectories. Seeded per attempt.
     """
 
     tasks: tuple[str, ...]
@@ -55,6 +59,11 @@ class CollectConfig:
     domain_shift: bool = False
     max_attempt_factor: float = 2.0
     paraphrases: bool = True
+    action_noise: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.action_noise) and self.action_noise >= 0.0):
+            raise ValueError(f"action_noise must be a finite number >= 0, got {self.action_noise}")
 
 
 @dataclass(frozen=True)
@@ -111,11 +120,16 @@ def close_envs() -> None:
 
 
 def run_attempt(attempt: Attempt) -> Episode:
-    """Roll the scripted expert out once and record every step (observation at t, action taken at t)."""
+    """Roll the scripted expert out once and record every step (observation at t, expert action at t).
+
+    With ``action_noise`` the executed action is the expert's plus seeded Gaussian noise, clipped to [-1, 1]; the
+    recorded one stays the expert's (the label of the state the noisy rollout reached).
+    """
     from vlajepa.envs import instruction
 
     env = _env_for(attempt)
     obs, _ = env.reset(seed=attempt.seed)
+    noise_rng = np.random.default_rng([attempt.seed, 1])  # its own stream: the paraphrase draw below is unchanged
     images, states, actions = [], [], []
     success = False
     for _ in range(env.max_steps):
@@ -123,6 +137,9 @@ def run_attempt(attempt: Attempt) -> Episode:
         images.append(obs[env.image_key])
         states.append(obs[OBS_STATE])
         actions.append(action)
+        if attempt.config.action_noise > 0.0:
+            noise = noise_rng.normal(0.0, attempt.config.action_noise, size=np.shape(action))
+            action = np.clip(action + noise, -1.0, 1.0)
         obs, _, terminated, truncated, info = env.step(action)
         if info["success"]:
             success = True

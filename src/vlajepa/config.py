@@ -95,8 +95,11 @@ class VisionConfig:
     patch_size: int = 12  # side of a square patch in pixels; the image size must be a multiple of it
     dim: int = 128  # token width
     # patch: one linear projection per patch (plain ViT); conv: a stack of non-overlapping convolutions (kernel =
-    # stride, the prime factors of patch_size) that still sees each patch alone but trains better from little data
-    stem: Literal["patch", "conv"] = "patch"
+    # stride, the prime factors of patch_size) that still sees each patch alone but trains better from little data;
+    # cnn: overlapping strided convolutions with residual blocks (the same token grid, but each token also sees its
+    # neighbours' pixels: translation-equivariant features for small objects on patch borders). Not for masked
+    # pretraining (`pretrain-encoder`), where overlap would leak dropped patches into kept tokens.
+    stem: Literal["patch", "conv", "cnn"] = "patch"
     depth: int = 4  # transformer blocks
     heads: int = 4  # attention heads; must divide dim
     mlp_ratio: float = 4.0  # MLP hidden width as a multiple of dim

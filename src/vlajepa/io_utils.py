@@ -14,6 +14,12 @@ from pathlib import Path
 from typing import Any
 
 
+def with_extension(prefix: str | Path, extension: str) -> Path:
+    """``prefix`` plus ``extension`` (``out/noise0.3`` -> ``out/noise0.3.json``): an output prefix may contain a dot,
+    which ``Path.with_suffix`` would replace (``out/noise0.json``)."""
+    return Path(f"{prefix}{extension}")
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` to produce the file, then fsync it and rename it to ``path``."""
     path = Path(path)

@@ -10,6 +10,7 @@ EPILOG = """\
 examples:
   vlajepa collect robot --tasks mt10 --episodes-per-task 10 --out data/mt10_robot
   vlajepa collect video --tasks mt10 --episodes-per-task 50 --out data/mt10_video
+  vlajepa collect robot --tasks mt10 --action-noise 0.3 --out data/mt10_robot_dart   # noise-injected (DART)
 """
 
 
@@ -32,6 +33,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--camera", default=None, help="camera name (default: the environment's default)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--action-noise",
+        type=float,
+        default=0.0,
+        help="robot only: DART-style noise injection; execute the expert's action plus Gaussian noise of this "
+        "std (actions are in [-1, 1]) and record the expert's clean action (default 0: the expert's own rollouts)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(func=run)
@@ -44,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
     from vlajepa.commands.evaluate import parse_tasks
 
     out = Path(args.out)
+    if args.kind == "video" and args.action_noise:
+        raise SystemExit("vlajepa collect: --action-noise applies to robot demonstrations only (videos carry none)")
     if out.exists():
         if not args.overwrite:
             raise SystemExit(f"vlajepa collect: {out} already exists; pass --overwrite to replace it")
@@ -55,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         workers=args.workers,
         domain_shift=args.kind == "video",
+        action_noise=args.action_noise,
     )
     if out.exists():
         shutil.rmtree(out)

@@ -18,7 +18,7 @@ from typing import Any
 
 from vlajepa.eval.runner import EpisodeResult, EvalConfig
 from vlajepa.eval.stats import wilson_interval
-from vlajepa.io_utils import atomic_write, atomic_write_json, atomic_write_text
+from vlajepa.io_utils import atomic_write, atomic_write_json, atomic_write_text, with_extension
 
 ROW_FIELDS = ("method", "task", "setting", "episodes", "successes", "success_rate", "ci_low", "ci_high")
 
@@ -223,9 +223,8 @@ def write_report(
     report: dict[str, Any], out_prefix: str | Path, title: str = "Evaluation"
 ) -> dict[str, Path]:
     """Write ``<prefix>.json``, ``<prefix>.md`` and ``<prefix>.png``; return their paths."""
-    prefix = str(out_prefix)
     return {
-        "json": atomic_write_json(prefix + ".json", report),
-        "md": atomic_write_text(prefix + ".md", markdown_table(report, title)),
-        "png": plot_report(report, prefix + ".png", title),
+        "json": atomic_write_json(with_extension(out_prefix, ".json"), report),
+        "md": atomic_write_text(with_extension(out_prefix, ".md"), markdown_table(report, title)),
+        "png": plot_report(report, with_extension(out_prefix, ".png"), title),
     }

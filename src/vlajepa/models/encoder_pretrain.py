@@ -94,6 +94,11 @@ class MaskedLatentModel(nn.Module):
 
     def __init__(self, config: EncoderPretrainConfig) -> None:
         super().__init__()
+        if config.vision.stem == "cnn":
+            raise ValueError(
+                "vision.stem 'cnn' cannot be pretrained with masked patches: its overlapping convolutions would show "
+                "the context encoder pixels of the hidden patches; use 'conv' or 'patch'"
+            )
         self.config = config
         self.encoder = VisionEncoder(config.vision, config.image_size)
         self.target = copy.deepcopy(self.encoder).requires_grad_(False)

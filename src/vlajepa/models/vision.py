@@ -51,6 +51,45 @@ def conv_stem(patch_size: int, dim: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+class ResidualConv(nn.Module):
+    """``x + conv3x3(gelu(norm(x)))``: a pre-norm residual block that keeps the resolution."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.block = nn.Sequential(
+            ChannelNorm(channels), nn.GELU(), nn.Conv2d(channels, channels, kernel_size=3, padding=1)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.block(x)
+
+
+def cnn_stem(patch_size: int, dim: int) -> nn.Sequential:
+    """Overlapping strided convolutions, one per prime factor ``f`` of ``patch_size`` (kernel ``f + 2``, stride
+    ``f``, padding 1: exactly ``1/f`` of the resolution), each but the last followed by a residual 3x3 block; widths
+    double up to ``dim``. Same output grid as :func:`conv_stem`, but receptive fields overlap across patches.
+    """
+    factors = prime_factors(patch_size)
+    widths = [max(dim // 2 ** (len(factors) - 1 - i), 8) for i in range(len(factors))]
+    layers: list[nn.Module] = []
+    channels = 3
+    for i, (factor, width) in enumerate(zip(factors, widths, strict=True)):
+        layers.append(nn.Conv2d(channels, width, kernel_size=factor + 2, stride=factor, padding=1))
+        if i < len(factors) - 1:
+            layers.append(ResidualConv(width))
+        channels = width
+    return nn.Sequential(*layers)
+
+
+def build_stem(config: VisionConfig) -> nn.Module:
+    """The patch embedding named by ``config.stem``: ``(b, 3, H, W) -> (b, dim, H / patch, W / patch)``."""
+    if config.stem == "conv":
+        return conv_stem(config.patch_size, config.dim)
+    if config.stem == "cnn":
+        return cnn_stem(config.patch_size, config.dim)
+    return nn.Conv2d(3, config.dim, kernel_size=config.patch_size, stride=config.patch_size)
+
+
 class VisionEncoder(nn.Module):
     """ViT over ``(b, 3, H, W)`` images in ``[0, 1]``, returning ``(b, N, dim)`` layer-normed patch tokens."""
 
@@ -61,11 +100,7 @@ class VisionEncoder(nn.Module):
         self.image_size = image_size
         self.dim = config.dim
         self.num_patches = (image_size // config.patch_size) ** 2
-        self.patch_embed = (
-            conv_stem(config.patch_size, config.dim)
-            if config.stem == "conv"
-            else nn.Conv2d(3, config.dim, kernel_size=config.patch_size, stride=config.patch_size)
-        )
+        self.patch_embed = build_stem(config)
         self.pos_embed = learned_embedding(self.num_patches, config.dim)
         self.transformer = Transformer(config.dim, config.depth, config.heads, config.mlp_ratio)
         self.apply(init_weights)

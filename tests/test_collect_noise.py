@@ -1,0 +1,78 @@
+"""DART-style noise injection in collection: the rollout is perturbed, the labels stay the expert's."""
+
+import numpy as np
+import pytest
+
+import vlajepa.collect as collect_module
+from vlajepa.collect import Attempt, CollectConfig, run_attempt
+from vlajepa.constants import OBS_STATE
+
+
+class PointEnv:
+    """A 4-D point that moves by its action; the "expert" steers it to a fixed goal (privileged, like MetaWorld's)."""
+
+    image_key = "observation.images.fake"
+    max_steps = 40
+    render_fps = 10.0
+    instruction = "go to the goal"
+
+    def reset(self, seed: int):
+        self.position = np.random.default_rng(seed).uniform(-1.0, 1.0, size=4)
+        self.goal = np.zeros(4)
+        return self._obs(), {}
+
+    def expert_action(self) -> np.ndarray:
+        return np.clip(0.5 * (self.goal - self.position), -1.0, 1.0)
+
+    def step(self, action):
+        self.position = self.position + 0.5 * np.asarray(action)
+        success = bool(np.abs(self.goal - self.position).max() < 0.01)
+        return self._obs(), 0.0, False, False, {"success": success}
+
+    def _obs(self):
+        return {self.image_key: np.zeros((2, 2, 3), np.uint8), OBS_STATE: self.position.astype(np.float32)}
+
+
+@pytest.fixture
+def point_env(monkeypatch):
+    env = PointEnv()
+    monkeypatch.setattr(collect_module, "_env_for", lambda attempt: env)
+    return env
+
+
+def _episode(noise: float):
+    config = CollectConfig(tasks=("point",), paraphrases=False, action_noise=noise)
+    return run_attempt(Attempt("point", 0, 5, config))
+
+
+def test_noise_free_collection_records_the_executed_expert_trajectory(point_env):
+    episode = _episode(0.0)
+    # without noise each recorded state is the previous one moved by the recorded action
+    assert np.allclose(episode.state[1:], episode.state[:-1] + 0.5 * episode.action[:-1], atol=1e-6)
+
+
+def test_noisy_rollout_is_perturbed_but_labelled_with_the_expert_action(point_env):
+    clean, noisy = _episode(0.0), _episode(0.3)
+    assert np.array_equal(clean.state[0], noisy.state[0])  # same initial state
+    n = min(len(clean.state), len(noisy.state))
+    assert not np.allclose(clean.state[:n], noisy.state[:n])  # the noise moved the visited states
+    # the label at every visited state is what the expert would do there, not the executed (noisy) action
+    expert_at_visited = np.clip(0.5 * (0.0 - noisy.state.astype(np.float64)), -1.0, 1.0)
+    assert np.allclose(noisy.action, expert_at_visited, atol=1e-6)
+    executed = (noisy.state[1:] - noisy.state[:-1]) / 0.5
+    assert not np.allclose(executed, noisy.action[:-1], atol=1e-3)
+    assert np.array_equal(noisy.state, _episode(0.3).state)  # seeded per attempt: it repeats exactly
+
+
+@pytest.mark.parametrize("noise", [-0.1, float("nan"), float("inf")])
+def test_bad_noise_is_rejected(noise):
+    with pytest.raises(ValueError, match="action_noise"):
+        CollectConfig(tasks=("reach-v3",), action_noise=noise)
+
+
+def test_video_collection_refuses_action_noise(tmp_path, capsys):
+    from vlajepa.cli import main
+
+    with pytest.raises(SystemExit, match="robot demonstrations only"):
+        main(["collect", "video", "--tasks", "reach", "--out", str(tmp_path / "v"), "--action-noise", "0.2"])
+    assert not (tmp_path / "v").exists()
