@@ -303,7 +303,8 @@ def summary_table(summary: list[dict[str, Any]]) -> str:
              "|---|---|---|---|---|---|"]
     for e in summary:
         delta = e.get("perturbed_minus_bc_points")
-        lines.append(f"| {e['method']} | {e['target']} | {success_cell(e['id'])} | {success_cell(e['perturbed'])} | "
+        cells = [success_cell(e[key]) if e[key]["episodes"] else "not run" for key in ("id", "perturbed")]
+        lines.append(f"| {e['method']} | {e['target']} | {cells[0]} | {cells[1]} | "
                      f"{'' if delta is None else f'{delta:+.1f}'} | {e['wall_time_s'] / 60:.1f} |")
     return "\n".join(lines)
 

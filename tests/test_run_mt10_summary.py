@@ -48,6 +48,9 @@ def test_summary_pools_settings_and_compares_to_bc(run_mt10) -> None:
     assert finetune["perturbed_minus_bc_points"] == pytest.approx(40.0)
     table = run_mt10.summary_table([bc, finetune])
     assert "| vla-jepa-finetune | ema | 100.0" in table and "+40.0" in table
+    (id_only,) = run_mt10.summarize([r for r in rows if r["setting"] == "id"], {("bc", "none"): "bc"}, times)
+    assert "| bc | none | 50.0 [" in run_mt10.summary_table([id_only]).replace("not run", "")
+    assert run_mt10.summary_table([id_only]).count("not run") == 1  # no perturbed episodes: no 0/0 interval
 
 
 def test_no_video_ablation_trains_on_bcs_robot_batches_with_the_world_model(run_mt10, tmp_path, monkeypatch) -> None:

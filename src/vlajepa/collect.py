@@ -43,7 +43,8 @@ class CollectConfig:
     workers: worker processes.
     domain_shift: film with the action-free domain shift (arm hidden/recoloured, moving camera, random scene).
     max_attempt_factor: give up on a task after ``ceil(factor * episodes_per_task) + 5`` attempts.
-    paraphrases: caption each episode with a training paraphrase (seeded) instead of the canonical instruction.
+    paraphrases: caption each episode with a seeded draw from the canonical instruction and the training paraphrases
+        (:func:`vlajepa.envs.language.training_instructions`) instead of always the canonical instruction.
     action_noise: DART-style noise injection (Laskey et al. 2017): the environment executes the expert's action plus
         Gaussian noise of this standard deviation (actions live in [-1, 1]), while the dataset records the expert's
         clean action at every visited state. The demonstrations then cover the small drifts a learned policy makes
@@ -125,7 +126,7 @@ def run_attempt(attempt: Attempt) -> Episode:
     With ``action_noise`` the executed action is the expert's plus seeded Gaussian noise, clipped to [-1, 1]; the
     recorded one stays the expert's (the label of the state the noisy rollout reached).
     """
-    from vlajepa.envs import instruction
+    from vlajepa.envs.language import training_instructions
 
     env = _env_for(attempt)
     obs, _ = env.reset(seed=attempt.seed)
@@ -148,7 +149,8 @@ def run_attempt(attempt: Attempt) -> Episode:
             break
     text = env.instruction
     if attempt.config.paraphrases:
-        text = instruction(attempt.task, "train", rng=np.random.default_rng(attempt.seed))
+        options = training_instructions(attempt.task)
+        text = options[int(np.random.default_rng(attempt.seed).integers(len(options)))]
     return Episode(
         attempt=attempt,
         success=success,

@@ -2,8 +2,9 @@
 
 MetaWorld has no language, so every task gets
 
-* a **canonical** instruction (what training data and clean evaluation use by default),
-* at least five **train** paraphrases (language augmentation while training), and
+* a **canonical** instruction (what clean evaluation uses),
+* at least five **train** paraphrases (language augmentation while training; collected demonstrations are captioned
+  with one of the canonical instruction and these, see :func:`training_instructions`), and
 * at least three **held-out** paraphrases, disjoint from the above, used only by the ``language`` perturbation
   to test whether a policy understands the instruction rather than memorising one string.
 
@@ -788,6 +789,16 @@ LANGUAGE: dict[str, TaskLanguage] = {
         ),
     ),
 }
+
+
+def training_instructions(task: str) -> tuple[str, ...]:
+    """Every phrasing training data may carry: the canonical instruction first, then the train paraphrases.
+
+    The canonical one must be among them, because in-distribution evaluation gives the policy exactly that string;
+    a policy trained on paraphrases alone meets it for the first time at test time (a language shift).
+    """
+    language = LANGUAGE[resolve_task(task)]
+    return (language.canonical, *language.train)
 
 
 def instruction(task: str, split: Split = "canonical", rng: np.random.Generator | None = None) -> str:

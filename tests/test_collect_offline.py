@@ -1,4 +1,5 @@
-"""DART-style noise injection in collection: the rollout is perturbed, the labels stay the expert's."""
+"""Collection without a simulator: DART-style noise injection (the rollout is perturbed, the labels stay the
+expert's) and the captions' instruction distribution."""
 
 import numpy as np
 import pytest
@@ -76,3 +77,15 @@ def test_video_collection_refuses_action_noise(tmp_path, capsys):
     with pytest.raises(SystemExit, match="robot demonstrations only"):
         main(["collect", "video", "--tasks", "reach", "--out", str(tmp_path / "v"), "--action-noise", "0.2"])
     assert not (tmp_path / "v").exists()
+
+
+def test_captions_are_drawn_from_the_canonical_instruction_and_the_training_paraphrases(point_env):
+    from vlajepa.envs.language import LANGUAGE, training_instructions
+
+    reach = LANGUAGE["reach-v3"]
+    assert training_instructions("reach") == (reach.canonical, *reach.train)
+    config = CollectConfig(tasks=("reach-v3",))
+    captions = {run_attempt(Attempt("reach-v3", 0, a, config)).instruction for a in range(40)}
+    # in-distribution evaluation uses the canonical instruction: training data must contain it
+    assert reach.canonical in captions and captions <= set(training_instructions("reach"))
+    assert len(captions) > 2 and not captions & set(reach.heldout)
