@@ -130,7 +130,7 @@ def run_attempt(attempt: Attempt) -> Episode:
 
     env = _env_for(attempt)
     obs, _ = env.reset(seed=attempt.seed)
-    noise_rng = np.random.default_rng([attempt.seed, 1])  # its own stream: the paraphrase draw below is unchanged
+    noise_rng = np.random.default_rng([attempt.seed, 1])  # its own stream: noise never changes the caption drawn
     images, states, actions = [], [], []
     success = False
     for _ in range(env.max_steps):

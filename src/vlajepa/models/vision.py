@@ -26,6 +26,13 @@ def prime_factors(n: int) -> list[int]:
     return factors
 
 
+def stem_stages(patch_size: int, dim: int) -> tuple[list[int], list[int]]:
+    """Strides (the prime factors of ``patch_size``) and output widths (doubling up to ``dim``, at least 8) of the
+    convolutional stems' stages."""
+    factors = prime_factors(patch_size)
+    return factors, [max(dim // 2 ** (len(factors) - 1 - i), 8) for i in range(len(factors))]
+
+
 class ChannelNorm(nn.LayerNorm):
     """LayerNorm over the channels of ``(b, c, h, w)`` at each position (no statistics shared across pixels)."""
 
@@ -39,8 +46,7 @@ def conv_stem(patch_size: int, dim: int) -> nn.Sequential:
     like a linear patch embedding, so masked-patch pretraining stays leak-free; the nonlinear stem is what
     "early convolutions" ViTs use to train well from small data.
     """
-    factors = prime_factors(patch_size)
-    widths = [max(dim // 2 ** (len(factors) - 1 - i), 8) for i in range(len(factors))]
+    factors, widths = stem_stages(patch_size, dim)
     layers: list[nn.Module] = []
     channels = 3
     for i, (factor, width) in enumerate(zip(factors, widths, strict=True)):
@@ -69,8 +75,7 @@ def cnn_stem(patch_size: int, dim: int) -> nn.Sequential:
     ``f``, padding 1: exactly ``1/f`` of the resolution), each but the last followed by a residual 3x3 block; widths
     double up to ``dim``. Same output grid as :func:`conv_stem`, but receptive fields overlap across patches.
     """
-    factors = prime_factors(patch_size)
-    widths = [max(dim // 2 ** (len(factors) - 1 - i), 8) for i in range(len(factors))]
+    factors, widths = stem_stages(patch_size, dim)
     layers: list[nn.Module] = []
     channels = 3
     for i, (factor, width) in enumerate(zip(factors, widths, strict=True)):
