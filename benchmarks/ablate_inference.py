@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from vlajepa.collect import ATTEMPT_STRIDE
-from vlajepa.commands.evaluate import parse_policy, parse_tasks
+from vlajepa.commands.evaluate import named_checkpoint, parse_policy, parse_tasks
 from vlajepa.eval.report import current_command, git_commit, rows_from_episodes, success_cell
 from vlajepa.eval.report import summarize as pool_tasks
 from vlajepa.eval.runner import EvalConfig, evaluate
@@ -70,7 +70,7 @@ def table(summary: list[dict[str, Any]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", action="append", required=True, metavar="NAME=PATH",
+    parser.add_argument("--checkpoint", action="append", required=True, metavar="NAME=PATH", type=named_checkpoint,
                         help="a trained checkpoint directory and the name its rows get (repeat)")
     parser.add_argument("--tasks", default="mt10", help="mt10 or a comma-separated list (collection order)")
     parser.add_argument("--episodes", type=int, default=10, help="episodes per task per variant")
@@ -91,8 +91,7 @@ def main() -> None:
     summary: list[dict[str, Any]] = []
     start = time.perf_counter()
     jobs = []  # (name, policy, evaluation config, variants)
-    for item in args.checkpoint:
-        name, path = item.split("=", 1)
+    for name, path in args.checkpoint:
         camera = load_config(path).cameras[0]  # render the camera the policy was trained on
         jobs.append((name, f"checkpoint:{path}", dataclasses.replace(base, camera=camera), variants(args)))
     if args.training_seeds:  # the expert must solve the replayed seeds for them to be the demonstrations' starts

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from vlajepa.commands.evaluate import named_checkpoint
 from vlajepa.constants import ACTION, OBS_STATE, TASK
 from vlajepa.data.lerobot import LeRobotDataset
 from vlajepa.envs.language import LANGUAGE
@@ -106,7 +107,7 @@ def markdown(report: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", action="append", required=True, metavar="NAME=PATH",
+    parser.add_argument("--checkpoint", action="append", required=True, metavar="NAME=PATH", type=named_checkpoint,
                         help="a policy checkpoint (repeat)")
     parser.add_argument("--robot", required=True, help="the LeRobot dataset the checkpoints were trained on")
     parser.add_argument("--episode-stride", type=int, default=3, help="probe every k-th episode")
@@ -119,15 +120,13 @@ def main() -> None:
     start = time.perf_counter()
     dataset = LeRobotDataset(args.robot)
     margin = max(abs(k) for k in args.shifts)
-    checkpoints = {}
-    for spec in args.checkpoint:
-        name, sep, path = spec.partition("=")
-        if not sep:
-            raise SystemExit(f"--checkpoint {spec!r}: expected NAME=PATH")
-        policy = VLAJEPAPolicy.from_pretrained(Path(path), noise_scale=0.0)
-        horizon = policy.n_action_steps
-        rows = sample_rows(dataset.column("episode_index"), args.episode_stride, args.stride, margin + horizon)
-        checkpoints[name] = fit_errors(policy, dataset, rows, args.shifts)
+    policies = {name: VLAJEPAPolicy.from_pretrained(Path(path), noise_scale=0.0) for name, path in args.checkpoint}
+    horizons = {policy.n_action_steps for policy in policies.values()}
+    if len(horizons) > 1:  # one report states one chunk length, and the checkpoints share the probed frames
+        raise SystemExit(f"the checkpoints execute chunks of different lengths {sorted(horizons)}; probe them apart")
+    (horizon,) = horizons
+    rows = sample_rows(dataset.column("episode_index"), args.episode_stride, args.stride, margin + horizon)
+    checkpoints = {name: fit_errors(policy, dataset, rows, args.shifts) for name, policy in policies.items()}
     report = {"command": current_command(), "wall_time_s": round(time.perf_counter() - start, 1),
               "horizon": horizon, "shifts": args.shifts, "checkpoints": checkpoints}
     atomic_write_json(with_extension(args.out, ".json"), report)

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from vlajepa.commands.evaluate import named_checkpoint
 from vlajepa.constants import TASK
 from vlajepa.envs.language import LANGUAGE
 from vlajepa.envs.metaworld_env import MetaWorldEnv
@@ -178,7 +179,7 @@ def markdown(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", action="append", required=True, metavar="NAME=PATH")
+    parser.add_argument("--checkpoint", action="append", required=True, metavar="NAME=PATH", type=named_checkpoint)
     parser.add_argument("--seeds", type=int, nargs="+", default=[70_000, 70_001, 70_002, 70_003])
     parser.add_argument("--phases", type=int, nargs="+", default=[0, 15, 30, 60], help="expert steps before a frame")
     parser.add_argument("--noise-seed", type=int, default=0)
@@ -188,12 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
 
-    checkpoints = {}
-    for spec in args.checkpoint:
-        name, sep, path = spec.partition("=")
-        if not sep or not Path(path).is_dir():
-            parser.error(f"--checkpoint {spec!r}: expected NAME=PATH with an existing checkpoint directory")
-        checkpoints[name] = path
+    checkpoints = dict(args.checkpoint)
     policies = {name: VLAJEPAPolicy.from_pretrained(path) for name, path in checkpoints.items()}
     image_size = next(iter(policies.values())).config.image_size
     frames = {

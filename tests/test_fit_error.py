@@ -77,3 +77,14 @@ def test_a_replaying_policy_has_zero_error_at_shift_zero_only(fit_error):
     assert "| reach-v3 |" in fit_error.markdown(
         {"command": "c", "wall_time_s": 1.0, "horizon": 4, "shifts": [-2, -1, 0, 1, 2], "checkpoints": {"p": report}}
     )
+
+
+def test_checkpoint_specs_need_a_name_and_an_existing_directory(tmp_path):
+    import argparse
+
+    from vlajepa.commands.evaluate import named_checkpoint
+
+    assert named_checkpoint(f"bc={tmp_path}") == ("bc", str(tmp_path))
+    for bad in (str(tmp_path), f"={tmp_path}", f"bc={tmp_path / 'missing'}"):
+        with pytest.raises(argparse.ArgumentTypeError, match="NAME=PATH"):
+            named_checkpoint(bad)

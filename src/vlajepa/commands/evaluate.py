@@ -52,6 +52,15 @@ def parse_policy(
     raise ValueError(f"unknown policy {text!r}; see `vlajepa eval --help`")
 
 
+def named_checkpoint(text: str) -> tuple[str, str]:
+    """``NAME=PATH`` -> ``(name, path)`` for benchmark scripts' repeatable ``--checkpoint`` (an argparse ``type``):
+    the name labels the checkpoint's rows, the path must be an existing checkpoint directory."""
+    name, sep, path = text.partition("=")
+    if not sep or not name or not Path(path).is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=PATH with an existing checkpoint directory")
+    return name, path
+
+
 def parse_tasks(text: str) -> tuple[str, ...]:
     from vlajepa.envs import ALL_TASKS, MT10, resolve_task
 
