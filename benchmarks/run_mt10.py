@@ -52,6 +52,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from vlajepa.envs.state import STATE_KINDS, state_names
 from vlajepa.io_utils import atomic_write_json, atomic_write_text, with_extension
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,7 +154,8 @@ class Pipeline:
 
     def collect(self, kind: str, episodes: int) -> Path:
         noisy = kind == "robot" and self.args.action_noise > 0
-        suffix = f"_noise{self.args.action_noise:g}" if noisy else ""
+        privileged = kind == "robot" and self.args.state != "proprio"
+        suffix = (f"_noise{self.args.action_noise:g}" if noisy else "") + (f"_{self.args.state}" if privileged else "")
         out = Path(self.args.data_dir) / f"{self.data_tag()}_{kind}_{episodes}{suffix}"
         if out.exists() and not (self.work / "stages" / f"collect-{kind}.json").is_file():
             # `vlajepa collect` renames its folder into place only when complete: an existing one is finished.
@@ -166,6 +168,7 @@ class Pipeline:
                 "--image-size", str(self.args.image_size), "--seed", str(self.args.seed + (kind == "video")),
                 "--workers", str(self.args.workers), "--no-progress",
                 *(["--action-noise", f"{self.args.action_noise:g}"] if noisy else []),
+                *(["--state", self.args.state] if privileged else []),
             ),
         )
         return out
@@ -177,6 +180,8 @@ class Pipeline:
         out = ["--config", args.config, "--steps", str(steps), "--threads", str(args.threads), "--no-progress"]
         if args.batch_size:
             out += ["--batch-size", str(args.batch_size)]
+        if args.state != "proprio":
+            out += ["--set", f"model.state_dim={len(state_names(args.state))}"]
         for item in args.set:
             out += ["--set", item]
         return out
@@ -249,6 +254,7 @@ class Pipeline:
                 "eval", "--policy", f"checkpoint:{checkpoint.absolute()}", "--name", method, "--tasks", args.tasks,
                 "--settings", args.settings, "--episodes", str(args.episodes),
                 "--perturbed-episodes", str(args.perturbed_episodes), "--workers", str(args.workers),
+                "--state", args.state,
                 "--videos", "0", "--out", str(prefix), "--no-progress",
             ),
         )
@@ -362,6 +368,10 @@ def main() -> None:
     parser.add_argument("--action-noise", type=float, default=0.0,
                         help="DART-style noise injected into the robot demonstrations' executed actions "
                         "(vlajepa collect robot --action-noise); the recorded actions stay the expert's")
+    parser.add_argument("--state", choices=STATE_KINDS, default="proprio",
+                        help="observation.state of the robot data and the evaluation: proprio (the benchmark) or "
+                        "privileged (plus object poses and the goal; a diagnostic of how much perception costs, "
+                        "in its own data folder)")
     parser.add_argument("--videos", type=int, default=50, help="action-free videos per task")
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--config", default="configs/default.yaml", help="model + train preset for every method")

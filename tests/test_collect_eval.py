@@ -43,6 +43,23 @@ def test_collection_is_deterministic_and_reads_back(tmp_path):
     assert not np.array_equal(dataset[0][key].numpy(), dataset[5][key].numpy())
 
 
+def test_privileged_state_collects_and_evaluates(tmp_path, capsys):
+    config = CollectConfig(tasks=("reach-v3",), episodes_per_task=1, workers=1, seed=2, state="privileged")
+    collect_robot_dataset(config, tmp_path / "robot", progress=False)
+    dataset = LeRobotDataset(tmp_path / "robot")
+    feature = dataset.features[OBS_STATE]
+    assert feature["shape"] == [13] and feature["names"][-3:] == ["goal_x", "goal_y", "goal_z"]
+    assert dataset.column(OBS_STATE).shape[1] == 13
+    episodes, _ = evaluate(
+        PolicySpec("expert"), EvalConfig(tasks=("reach-v3",), episodes=1, workers=1, state="privileged"), progress=False
+    )
+    assert episodes[0].success
+    with pytest.raises(SystemExit, match="--state applies to robot demonstrations only"):
+        main(["collect", "video", "--state", "privileged", "--out", str(tmp_path / "v")])
+    with pytest.raises(ValueError, match="unknown state kind"):
+        CollectConfig(tasks=("reach-v3",), state="full")
+
+
 def test_video_set_has_no_actions_and_captions(tmp_path):
     config = CollectConfig(tasks=("reach-v3",), episodes_per_task=2, workers=1, seed=3, domain_shift=True)
     collect_video_set(config, tmp_path / "v", progress=False)

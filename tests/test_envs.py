@@ -32,6 +32,7 @@ from vlajepa.envs import (  # noqa: E402
     render_perturbation_grid,
 )
 from vlajepa.envs.perturbations import shift_layout  # noqa: E402
+from vlajepa.envs.state import state_from_raw, state_names  # noqa: E402
 
 SEED = 7
 
@@ -128,6 +129,36 @@ def test_observation_keys_dtypes_shapes(env):
     assert isinstance(reward, float) and isinstance(info["success"], bool)
     assert not terminated and not truncated
     assert env.expert_action().dtype == np.float32 and env.expert_action().shape == (4,)
+
+
+def test_state_kinds_select_raw_observation_fields():
+    raw = np.arange(39.0)
+    np.testing.assert_array_equal(state_from_raw(raw, "proprio"), [0, 1, 2, 3])
+    privileged = state_from_raw(raw, "privileged")
+    assert privileged.dtype == np.float32 and len(privileged) == len(state_names("privileged")) == 13
+    np.testing.assert_array_equal(privileged, [0, 1, 2, 3, 4, 5, 6, 11, 12, 13, 36, 37, 38])  # no quaternions
+    with pytest.raises(ValueError, match="unknown state kind 'full'"):
+        state_names("full")
+    with pytest.raises(ValueError, match="39-D"):
+        state_from_raw(np.zeros(18), "proprio")
+
+
+def test_privileged_state_reads_objects_and_goal_from_the_simulator(env):
+    proprio = _reset(env)
+    privileged_env = MetaWorldEnv("pick-place-v3", state="privileged")
+    try:
+        obs, _ = privileged_env.reset(seed=SEED)
+        state = obs[OBS_STATE]
+        assert state.shape == (13,) and privileged_env.observation_space.contains(obs)
+        np.testing.assert_array_equal(state[:4], proprio[OBS_STATE])  # the same episode, the same hand
+        np.testing.assert_array_equal(obs[privileged_env.image_key], proprio[env.image_key])
+        sim = privileged_env._mw
+        np.testing.assert_allclose(state[4:7], sim._get_pos_objects()[:3], atol=1e-6)
+        np.testing.assert_allclose(state[10:13], sim._target_pos, atol=1e-6)
+    finally:
+        privileged_env.close()
+    with pytest.raises(ValueError, match="unknown state kind"):
+        MetaWorldEnv("reach", state="full")
 
 
 def test_reset_is_deterministic(env):

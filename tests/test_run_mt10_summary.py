@@ -55,7 +55,7 @@ def test_summary_pools_settings_and_compares_to_bc(run_mt10) -> None:
 
 def test_no_video_ablation_trains_on_bcs_robot_batches_with_the_world_model(run_mt10, tmp_path, monkeypatch) -> None:
     args = run_mt10.argparse.Namespace(work=str(tmp_path), threads=1, config="configs/default.yaml", batch_size=None,
-                                       set=[], steps=10)
+                                       set=[], steps=10, state="proprio")
     pipeline = run_mt10.Pipeline(args)
     commands = {}
     monkeypatch.setattr(pipeline, "train", lambda name, command: commands.setdefault(name, command))
@@ -86,19 +86,30 @@ def test_finished_stages_are_reused_across_thread_and_worker_counts_but_not_othe
         pipeline.stage("eval-bc", [*never_run, "eval", "--episodes", "10", "--workers", "2"])
 
 
-def test_noisy_demonstrations_get_their_own_data_folder_and_collect_option(run_mt10, tmp_path, monkeypatch) -> None:
+def test_noisy_and_privileged_demonstrations_get_their_own_data_folder(run_mt10, tmp_path, monkeypatch) -> None:
     commands = {}
 
-    def pipeline(noise: float):
+    def pipeline(noise: float, state: str = "proprio"):
         args = run_mt10.argparse.Namespace(work=str(tmp_path / f"w{noise}"), threads=1, tasks="mt10", image_size=96,
-                                           seed=0, workers=1, data_dir=str(tmp_path / "data"), action_noise=noise)
+                                           seed=0, workers=1, data_dir=str(tmp_path / "data"), action_noise=noise,
+                                           state=state, config="configs/default.yaml", batch_size=None, set=[])
         p = run_mt10.Pipeline(args)
-        monkeypatch.setattr(p, "stage", lambda name, command: commands.setdefault((name, noise), command))
+        monkeypatch.setattr(p, "stage", lambda name, command: commands.setdefault((name, noise, state), command))
         return p
 
     clean, noisy = pipeline(0.0).collect("robot", 10), pipeline(0.3).collect("robot", 10)
     assert (clean.name, noisy.name) == ("mt10_96px_robot_10", "mt10_96px_robot_10_noise0.3")
-    assert "--action-noise" not in commands[("collect-robot", 0.0)]
-    noisy_command = commands[("collect-robot", 0.3)]
+    assert "--action-noise" not in commands[("collect-robot", 0.0, "proprio")]
+    noisy_command = commands[("collect-robot", 0.3, "proprio")]
     assert noisy_command[noisy_command.index("--action-noise") + 1] == "0.3"
     assert pipeline(0.3).collect("video", 5).name == "mt10_96px_video_5"  # the video set is shared
+
+    # The privileged-state diagnostic: its own robot folder, collected with the state, and a matching model width.
+    privileged = pipeline(0.0, "privileged")
+    assert privileged.collect("robot", 10).name == "mt10_96px_robot_10_privileged"
+    command = commands[("collect-robot", 0.0, "privileged")]
+    assert command[command.index("--state") + 1] == "privileged"
+    assert "--state" not in commands[("collect-robot", 0.0, "proprio")]
+    assert "model.state_dim=13" in privileged.train_args(10)
+    assert not any("state_dim" in item for item in pipeline(0.0).train_args(10))
+    assert privileged.collect("video", 5).name == "mt10_96px_video_5"

@@ -49,6 +49,8 @@ class CollectConfig:
         Gaussian noise of this standard deviation (actions live in [-1, 1]), while the dataset records the expert's
         clean action at every visited state. The demonstrations then cover the small drifts a learned policy makes
         and label how the expert corrects them; 0 records the expert's own trajectories. Seeded per attempt.
+    state: what ``observation.state`` records (``vlajepa.envs.state``): ``proprio`` (the benchmark) or
+        ``privileged`` (plus object poses and the goal, a diagnostic of how much perception costs).
     """
 
     tasks: tuple[str, ...]
@@ -61,8 +63,12 @@ class CollectConfig:
     max_attempt_factor: float = 2.0
     paraphrases: bool = True
     action_noise: float = 0.0
+    state: str = "proprio"
 
     def __post_init__(self) -> None:
+        from vlajepa.envs.state import check_state_kind
+
+        check_state_kind(self.state)
         if not (math.isfinite(self.action_noise) and self.action_noise >= 0.0):
             raise ValueError(f"action_noise must be a finite number >= 0, got {self.action_noise}")
 
@@ -81,7 +87,7 @@ class Attempt:
 
 @dataclass
 class Episode:
-    """One recorded episode: ``images`` [T, H, W, 3] uint8, ``state`` [T, 4], ``action`` [T, 4] float32."""
+    """One recorded episode: ``images`` [T, H, W, 3] uint8, ``state`` [T, S], ``action`` [T, 4] float32."""
 
     attempt: Attempt
     success: bool
@@ -102,9 +108,9 @@ def _env_for(attempt: Attempt):
     from vlajepa.envs import DomainShift, MetaWorldEnv
 
     config = attempt.config
-    key = (attempt.task, config.image_size, config.camera, config.domain_shift, config.seed)
+    key = (attempt.task, config.image_size, config.camera, config.domain_shift, config.seed, config.state)
     if key not in _ENVS:
-        kwargs = {"image_size": config.image_size}
+        kwargs = {"image_size": config.image_size, "state": config.state}
         if config.camera is not None:
             kwargs["camera"] = config.camera
         if config.domain_shift:
@@ -272,9 +278,7 @@ def collect_robot_dataset(config: CollectConfig, root: str | Path, progress: boo
     from vlajepa.data.lerobot_writer import LeRobotDatasetWriter
 
     def open_writer(first: Episode) -> LeRobotDatasetWriter:
-        features = robot_features(
-            first.image_key, first.images.shape[1:], first.state.shape[1:], first.action.shape[1:]
-        )
+        features = robot_features(first.image_key, first.images.shape[1:], config.state, first.action.shape[1:])
         return LeRobotDatasetWriter(root, fps=first.fps, features=features, robot_type="sawyer")
 
     def add(writer: LeRobotDatasetWriter, episode: Episode) -> None:
@@ -299,12 +303,13 @@ def collect_video_set(config: CollectConfig, root: str | Path, progress: bool = 
     return _write_episodes(config, open_writer, add, progress)
 
 
-def robot_features(
-    image_key: str, image_shape: Sequence[int], state_shape: Sequence[int], action_shape: Sequence[int]
-) -> dict:
-    """LeRobot ``features`` for one camera, the 4-D state and the 4-D action."""
+def robot_features(image_key: str, image_shape: Sequence[int], state: str, action_shape: Sequence[int]) -> dict:
+    """LeRobot ``features`` for one camera, the state of kind ``state`` (``vlajepa.envs.state``) and the action."""
+    from vlajepa.envs.state import state_names
+
+    names = list(state_names(state))
     return {
         image_key: {"dtype": "video", "shape": list(image_shape), "names": ["height", "width", "channels"]},
-        OBS_STATE: {"dtype": "float32", "shape": list(state_shape), "names": ["x", "y", "z", "gripper"]},
+        OBS_STATE: {"dtype": "float32", "shape": [len(names)], "names": names},
         ACTION: {"dtype": "float32", "shape": list(action_shape), "names": ["dx", "dy", "dz", "gripper"]},
     }

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from vlajepa.envs.state import STATE_KINDS
+
 EPILOG = """\
 examples:
   vlajepa collect robot --tasks mt10 --episodes-per-task 10 --out data/mt10_robot
@@ -40,6 +42,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="robot only: DART-style noise injection; execute the expert's action plus Gaussian noise of this "
         "std (actions are in [-1, 1]) and record the expert's clean action (default 0: the expert's own rollouts)",
     )
+    parser.add_argument(
+        "--state",
+        choices=STATE_KINDS,
+        default="proprio",
+        help="robot only: what observation.state records; proprio (hand xyz + gripper, the benchmark) or "
+        "privileged (plus object poses and the goal from the simulator: a diagnostic of how much perception costs)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(func=run)
@@ -54,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.kind == "video" and args.action_noise:
         raise SystemExit("vlajepa collect: --action-noise applies to robot demonstrations only (videos carry none)")
+    if args.kind == "video" and args.state != "proprio":
+        raise SystemExit("vlajepa collect: --state applies to robot demonstrations only (videos carry no state)")
     if out.exists():
         if not args.overwrite:
             raise SystemExit(f"vlajepa collect: {out} already exists; pass --overwrite to replace it")
@@ -66,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         domain_shift=args.kind == "video",
         action_noise=args.action_noise,
+        state=args.state,
     )
     if out.exists():
         shutil.rmtree(out)

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from vlajepa.envs.state import STATE_KINDS
 from vlajepa.eval.policies import PolicySpec
 
 EPILOG = """\
@@ -116,6 +117,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--camera", default=None, help="camera name (default: the environment's default)")
     parser.add_argument(
+        "--state",
+        choices=STATE_KINDS,
+        default="proprio",
+        help="observation.state: proprio (hand xyz + gripper, the benchmark) or privileged (plus object poses and "
+        "the goal from the simulator; a diagnostic, for policies collected and trained with it)",
+    )
+    parser.add_argument(
         "--n-action-steps", type=int, default=None, help="actions executed per predicted chunk"
     )
     parser.add_argument(
@@ -163,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
         severity=args.severity,
         image_size=args.image_size,
         camera=camera,
+        state=args.state,
         n_action_steps=args.n_action_steps,
         max_steps=args.max_steps,
         workers=args.workers,

@@ -36,6 +36,8 @@ class EvalConfig:
     severity: perturbation severity level used for every perturbed setting.
     image_size: square camera resolution in pixels.
     camera: camera name (``None``: the environment's default camera).
+    state: what ``observation.state`` holds (``vlajepa.envs.state``): ``proprio``, or the ``privileged`` diagnostic
+        (object poses and goal) for policies trained on it.
     n_action_steps: actions executed from each predicted chunk before asking again (``None``: the whole chunk).
     max_steps: episode step limit (``None``: the per-task table of ``vlajepa.envs``).
     workers: worker processes (1 runs in this process, useful for debugging).
@@ -54,6 +56,7 @@ class EvalConfig:
     severity: int = 2
     image_size: int = 96
     camera: str | None = None
+    state: str = "proprio"
     n_action_steps: int | None = None
     max_steps: int | None = None
     workers: int = 2
@@ -102,7 +105,7 @@ def _make_env(group: _Group):
     perturbation = None
     if group.setting != ID_SETTING:
         perturbation = Perturbation(group.setting, severity=group.config.severity, seed=group.config.seed)
-    kwargs = {"image_size": group.config.image_size, "perturbation": perturbation}
+    kwargs = {"image_size": group.config.image_size, "perturbation": perturbation, "state": group.config.state}
     if group.config.camera is not None:
         kwargs["camera"] = group.config.camera
     if group.config.max_steps is not None:
