@@ -254,7 +254,7 @@ class Pipeline:
                 "eval", "--policy", f"checkpoint:{checkpoint.absolute()}", "--name", method, "--tasks", args.tasks,
                 "--settings", args.settings, "--episodes", str(args.episodes),
                 "--perturbed-episodes", str(args.perturbed_episodes), "--workers", str(args.workers),
-                "--state", args.state,
+                *(["--state", args.state] if args.state != "proprio" else []),
                 "--videos", "0", "--out", str(prefix), "--no-progress",
             ),
         )

@@ -92,7 +92,8 @@ def test_noisy_and_privileged_demonstrations_get_their_own_data_folder(run_mt10,
     def pipeline(noise: float, state: str = "proprio"):
         args = run_mt10.argparse.Namespace(work=str(tmp_path / f"w{noise}"), threads=1, tasks="mt10", image_size=96,
                                            seed=0, workers=1, data_dir=str(tmp_path / "data"), action_noise=noise,
-                                           state=state, config="configs/default.yaml", batch_size=None, set=[])
+                                           state=state, config="configs/default.yaml", batch_size=None, set=[],
+                                           settings="id", episodes=2, perturbed_episodes=1)
         p = run_mt10.Pipeline(args)
         monkeypatch.setattr(p, "stage", lambda name, command: commands.setdefault((name, noise, state), command))
         return p
@@ -113,3 +114,8 @@ def test_noisy_and_privileged_demonstrations_get_their_own_data_folder(run_mt10,
     assert "model.state_dim=13" in privileged.train_args(10)
     assert not any("state_dim" in item for item in pipeline(0.0).train_args(10))
     assert privileged.collect("video", 5).name == "mt10_96px_video_5"
+    privileged.evaluate("bc", "bc", Path("checkpoint"))
+    command = commands[("eval-bc", 0.0, "privileged")]
+    assert command[command.index("--state") + 1] == "privileged"
+    pipeline(0.0).evaluate("bc", "bc", Path("checkpoint"))
+    assert "--state" not in commands[("eval-bc", 0.0, "proprio")]  # benchmark commands stay as they were
