@@ -242,3 +242,23 @@ def test_noise_scale_zero_gives_deterministic_chunks_and_reaches_the_checkpoint_
         assert main(["eval", *argv, "--tasks", "reach-v3"]) == 2
         err = capsys.readouterr().err
         assert "error:" in err and "Traceback" not in err
+
+
+def test_eval_renders_a_checkpoint_at_its_training_camera_and_resolution(tmp_path, capsys):
+    import json
+
+    from vlajepa.cli import main
+
+    pytest.importorskip("vlajepa.envs.metaworld_env")  # through vlajepa.envs: it picks MuJoCo's GL back-end first
+    policy = make_policy()
+    assert (policy.config.image_size, policy.config.cameras) == (32, ("corner2",))
+    policy.save_pretrained(tmp_path / "ckpt")
+    common = ["eval", "--policy", f"checkpoint:{tmp_path / 'ckpt'}", "--tasks", "reach-v3", "--episodes", "1",
+              "--max-steps", "2", "--workers", "1", "--videos", "0", "--no-progress"]
+    assert main([*common, "--out", str(tmp_path / "default")]) == 0
+    assert main([*common, "--image-size", "48", "--out", str(tmp_path / "explicit")]) == 0
+    capsys.readouterr()
+    default = json.loads((tmp_path / "default.json").read_text())["config"]
+    explicit = json.loads((tmp_path / "explicit.json").read_text())["config"]
+    assert (default["image_size"], default["camera"]) == (32, "corner2")
+    assert explicit["image_size"] == 48  # an explicit flag still wins

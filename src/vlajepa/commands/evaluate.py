@@ -114,8 +114,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--perturbed-episodes", type=int, default=None, help="episodes per task per perturbation"
     )
     parser.add_argument("--severity", type=int, default=2, choices=(1, 2, 3), help="perturbation severity")
-    parser.add_argument("--image-size", type=int, default=96)
-    parser.add_argument("--camera", default=None, help="camera name (default: the environment's default)")
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="camera resolution in pixels (default: a checkpoint's training resolution, else 96)",
+    )
+    parser.add_argument(
+        "--camera", default=None, help="camera name (default: a checkpoint's camera, else the environment's default)"
+    )
     parser.add_argument(
         "--state",
         choices=STATE_KINDS,
@@ -157,19 +164,22 @@ def run(args: argparse.Namespace) -> int:
     from vlajepa.eval.runner import EvalConfig, evaluate
 
     policy = parse_policy(args.policy, args.name, args.euler_steps, args.noise_scale)
-    camera = args.camera
-    if policy.kind == "checkpoint" and camera is None:
+    camera, image_size = args.camera, args.image_size
+    if policy.kind == "checkpoint":
         from vlajepa.checkpoint import load_config
 
-        # A trained policy reads the camera it was trained on; render that one.
-        camera = load_config(policy.kwargs["path"]).cameras[0]
+        # A trained policy reads the camera it was trained on, at its training resolution; render those.
+        trained = load_config(policy.kwargs["path"])
+        camera = trained.cameras[0] if camera is None else camera
+        image_size = trained.image_size if image_size is None else image_size
+    image_size = 96 if image_size is None else image_size
     config = EvalConfig(
         tasks=parse_tasks(args.tasks),
         settings=parse_settings(args.settings),
         episodes=args.episodes,
         perturbed_episodes=args.perturbed_episodes,
         severity=args.severity,
-        image_size=args.image_size,
+        image_size=image_size,
         camera=camera,
         state=args.state,
         n_action_steps=args.n_action_steps,
