@@ -10,6 +10,8 @@ leaves
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -64,8 +66,13 @@ def with_new_future(batch: dict, first_changed: int, cameras=(CAMERA,)) -> dict:
 # ---------------------------------------------------------------------------- 1. student
 
 
-def test_student_outputs_ignore_future_frames():
-    model = build()
+def with_keypoints(config, keypoints: int):
+    return dataclasses.replace(config.student, keypoints=keypoints)
+
+
+@pytest.mark.parametrize("keypoints", [0, 4], ids=["patches", "patches+keypoints"])
+def test_student_outputs_ignore_future_frames(keypoints):
+    model = build(student=with_keypoints(tiny_config(), keypoints))
     batch = random_batch(model.config, batch_size=3)
     reference = student_outputs(model, batch)
     changed = student_outputs(model, with_new_future(batch, first_changed=1))
@@ -182,8 +189,9 @@ def multi_view_outputs(model: VLAJEPA, batch: dict) -> tuple[dict[str, torch.Ten
         return student_outputs(model, batch), model.target(clips)
 
 
-def test_multi_view_join_keeps_samples_apart():
-    model = build(cameras=("corner2", "corner3"))
+@pytest.mark.parametrize("keypoints", [0, 4], ids=["patches", "patches+keypoints"])
+def test_multi_view_join_keeps_samples_apart(keypoints):
+    model = build(cameras=("corner2", "corner3"), student=with_keypoints(tiny_config(), keypoints))
     batch = random_batch(model.config, batch_size=3)
     reference, reference_latents = multi_view_outputs(model, batch)
     changed = dict(batch)

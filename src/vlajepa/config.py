@@ -127,6 +127,9 @@ class StudentConfig:
     heads: int = 4  # attention heads; must divide dim
     mlp_ratio: float = 4.0  # MLP hidden width as a multiple of dim
     use_state: bool = True  # add a state token (a learned placeholder stands in when a batch has none)
+    # spatial-softmax keypoint tokens per view (vlajepa.models.keypoints), read from the current image beside the
+    # patch tokens; 0 turns them off. Student only: the target encoder and masked pretraining never see them.
+    keypoints: int = 0
 
 
 @dataclass(frozen=True)

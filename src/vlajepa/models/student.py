@@ -1,8 +1,9 @@
 """The student: the VLA backbone that sees the current observation and the instruction, nothing else.
 
 One fusion transformer over ``[instruction | current-image views | state | latent-action queries | embodied
-queries]``. The attention mask is ordered like a causal VLM's prefix: observation tokens attend among
-themselves, latent-action queries attend to the observation and to each other, embodied queries attend to
+queries]``; each view contributes its patch tokens and, with ``student.keypoints``, spatial-softmax keypoint tokens
+(:mod:`vlajepa.models.keypoints`). The attention mask is ordered like a causal VLM's prefix: observation tokens
+attend among themselves, latent-action queries attend to the observation and to each other, embodied queries attend to
 everything (so they may read the latent actions), and no query is attended to by an earlier group. Future
 frames are not an input of this module at all, which is the leakage rule of DESIGN.md §3.1 by construction.
 
@@ -21,6 +22,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from vlajepa.config import VLAJEPAConfig
+from vlajepa.models.keypoints import KeypointTokens
 from vlajepa.models.language import build_text_encoder
 from vlajepa.models.transformer import Transformer, init_weights, learned_embedding
 from vlajepa.models.vision import VisionEncoder
@@ -65,6 +67,7 @@ class Student(nn.Module):
         self.text_proj = nn.Sequential(
             nn.LayerNorm(self.language.out_dim), nn.Linear(self.language.out_dim, dim)
         )
+        self.keypoints = KeypointTokens(cfg.keypoints, dim) if cfg.keypoints else None
         self.view_embed = learned_embedding(len(config.cameras), dim)
         self.text_type = learned_embedding(dim)
         if cfg.use_state:
@@ -108,8 +111,12 @@ class Student(nn.Module):
             raise ValueError(f"got {len(task)} instructions for a batch of {batch}")
 
         vision_tokens = self.encode_views(images)  # (b, v, n, d_vision)
-        image_tokens = self.vision_proj(vision_tokens) + self.view_embed[:, None]  # (b, v, n, d)
-        image_tokens = rearrange(image_tokens, "b v n d -> b (v n) d")
+        image_tokens = self.vision_proj(vision_tokens)  # (b, v, n, d)
+        if self.keypoints is not None:
+            stacked = rearrange(torch.stack(list(images), dim=1), "b v c h w -> (b v) c h w")
+            keypoint_tokens = join_views(self.keypoints(stacked), len(images))  # (b, v, K, d)
+            image_tokens = torch.cat([image_tokens, keypoint_tokens], dim=2)
+        image_tokens = rearrange(image_tokens + self.view_embed[:, None], "b v n d -> b (v n) d")
         text = self.language(task)
         text_tokens = self.text_proj(text.tokens) + self.text_type  # (b, l, d)
 
