@@ -129,7 +129,7 @@ class StudentConfig:
     use_state: bool = True  # add a state token (a learned placeholder stands in when a batch has none)
     # spatial-softmax keypoint tokens per view (vlajepa.models.keypoints), read from the current image beside the
     # patch tokens; 0 turns them off. Student only: the target encoder and masked pretraining never see them.
-    keypoints: int = 0
+    keypoints: int = field(default=0, metadata=ADDED_LATER)
 
 
 @dataclass(frozen=True)
