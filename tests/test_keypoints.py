@@ -1,4 +1,4 @@
-"""Spatial-softmax keypoint tokens: coordinates where the evidence is, and a student that reads them."""
+"""The student's optional observation tokens: spatial-softmax keypoints and the pooled instruction (sentence) token."""
 
 from __future__ import annotations
 
@@ -66,3 +66,20 @@ def test_student_reads_the_image_through_keypoints_when_patch_tokens_are_cut():
         fourth = student([other], state, task).embodied_tokens
     assert not torch.allclose(first, second)
     torch.testing.assert_close(third, fourth)
+
+
+def test_sentence_token_is_the_normalized_mean_of_real_tokens_and_reaches_the_student():
+    from vlajepa.models.student import sentence_embedding
+
+    tokens = torch.tensor([[[2.0, 4.0], [4.0, 4.0], [100.0, -100.0]]])  # the last one is padding
+    mask = torch.tensor([[True, True, False]])
+    torch.testing.assert_close(sentence_embedding(tokens, mask), torch.tensor([[0.6, 0.8]]))  # mean (3, 4) -> unit
+
+    config = tiny_config()
+    config = dataclasses.replace(config, student=dataclasses.replace(config.student, sentence_token=True))
+    torch.manual_seed(0)
+    student = Student(config)
+    out = student([torch.rand(2, 3, 32, 32)], torch.zeros(2, 4), ["open the drawer", "push the puck"])
+    out.embodied_tokens.square().sum().backward()
+    assert student.sentence_proj.weight.grad is not None and student.sentence_proj.weight.grad.abs().sum() > 0
+    assert Student(tiny_config()).sentence_proj is None  # off by default

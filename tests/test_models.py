@@ -73,12 +73,12 @@ def test_config_rejects_unknown_and_missing_fields():
 def test_a_config_saved_before_a_field_was_added_loads_with_its_old_behaviour():
     data = tiny_config(action_head=dataclasses.replace(tiny_config().action_head, loss_samples=3)).to_dict()
     data["predictor"]["latent_pool"] = 2
-    data["student"]["keypoints"] = 8
+    data["student"]["keypoints"], data["student"]["sentence_token"] = 8, True
     del data["action_head"]["loss_samples"], data["predictor"]["latent_pool"]  # added after configs were saved
-    del data["student"]["keypoints"]
+    del data["student"]["keypoints"], data["student"]["sentence_token"]
     loaded = VLAJEPAConfig.from_dict(data)
     assert loaded.action_head.loss_samples == 1 and loaded.predictor.latent_pool == 1
-    assert loaded.student.keypoints == 0
+    assert loaded.student.keypoints == 0 and not loaded.student.sentence_token
 
 
 def test_yaml_presets_load_and_tiny_matches_code():

@@ -130,6 +130,9 @@ class StudentConfig:
     # spatial-softmax keypoint tokens per view (vlajepa.models.keypoints), read from the current image beside the
     # patch tokens; 0 turns them off. Student only: the target encoder and masked pretraining never see them.
     keypoints: int = field(default=0, metadata=ADDED_LATER)
+    # one more instruction token: the masked mean of the instruction's token features, L2-normalized (the
+    # sentence embedding MiniLM was trained to produce; paraphrases land close together), beside the token features
+    sentence_token: bool = field(default=False, metadata=ADDED_LATER)
 
 
 @dataclass(frozen=True)

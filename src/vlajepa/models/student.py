@@ -47,6 +47,14 @@ def join_views(tokens: Tensor, num_views: int) -> Tensor:
     return rearrange(tokens, "(b v) n d -> b v n d", v=num_views)
 
 
+def sentence_embedding(tokens: Tensor, mask: Tensor) -> Tensor:
+    """``(b, d)``: the mean of each instruction's real token features ``(b, l, d)``, L2-normalized (the
+    sentence-transformers pooling of all-MiniLM-L6-v2)."""
+    weights = mask.to(tokens.dtype)[..., None]  # (b, l, 1)
+    pooled = (tokens * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
+    return nn.functional.normalize(pooled, dim=-1)
+
+
 class Student(nn.Module):
     """Fusion transformer: latent-action tokens ``(b, T-1, K, d)`` and embodied tokens ``(b, M, d)``."""
 
@@ -70,14 +78,16 @@ class Student(nn.Module):
         self.keypoints = KeypointTokens(cfg.keypoints, dim) if cfg.keypoints else None
         self.view_embed = learned_embedding(len(config.cameras), dim)
         self.text_type = learned_embedding(dim)
+        self.sentence_proj = nn.Linear(self.language.out_dim, dim) if cfg.sentence_token else None
         if cfg.use_state:
             self.state_proj = nn.Linear(config.state_dim, dim)
             self.missing_state = learned_embedding(dim)  # stands in for the state of action-free video
         self.latent_queries = learned_embedding(self.num_steps * self.num_latent, dim)
         self.embodied_queries = learned_embedding(self.num_embodied, dim)
         self.transformer = Transformer(dim, cfg.depth, cfg.heads, cfg.mlp_ratio)
-        for module in (self.vision_proj, self.text_proj, self.transformer):
-            module.apply(init_weights)
+        for module in (self.vision_proj, self.text_proj, self.sentence_proj, self.transformer):
+            if module is not None:
+                module.apply(init_weights)
         if cfg.use_state:
             self.state_proj.apply(init_weights)
 
@@ -121,6 +131,8 @@ class Student(nn.Module):
         text_tokens = self.text_proj(text.tokens) + self.text_type  # (b, l, d)
 
         parts = [text_tokens, image_tokens]
+        if self.sentence_proj is not None:
+            parts.append(self.sentence_proj(sentence_embedding(text.tokens, text.mask))[:, None] + self.text_type)
         if self.use_state:
             if state is None:
                 parts.append(self.missing_state.expand(batch, 1, -1))
