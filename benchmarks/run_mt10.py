@@ -373,7 +373,10 @@ def main() -> None:
                         "privileged (plus object poses and the goal; a diagnostic of how much perception costs, "
                         "in its own data folder)")
     parser.add_argument("--videos", type=int, default=50, help="action-free videos per task")
-    parser.add_argument("--image-size", type=int, default=96)
+    parser.add_argument("--image-size", type=int, default=96,
+                        help="resolution the data is collected at (its own data folder); the model's comes from "
+                        "--config/--set, e.g. --set model.image_size=128 --set model.vision.patch_size=16, and "
+                        "evaluation renders at the checkpoint's")
     parser.add_argument("--config", default="configs/default.yaml", help="model + train preset for every method")
     parser.add_argument("--steps", type=int, default=1200, help="optimizer steps per method (same budget for all)")
     parser.add_argument("--batch-size", type=int, default=None, help="override the preset's batch size")
