@@ -370,7 +370,7 @@ def main() -> None:
                         "(vlajepa collect robot --action-noise); the recorded actions stay the expert's")
     parser.add_argument("--state", choices=STATE_KINDS, default="proprio",
                         help="observation.state of the robot data and the evaluation: proprio (the benchmark) or "
-                        "privileged (plus object poses and the goal; a diagnostic of how much perception costs, "
+                        "privileged (plus object and goal positions; a diagnostic of how much perception costs, "
                         "in its own data folder)")
     parser.add_argument("--videos", type=int, default=50, help="action-free videos per task")
     parser.add_argument("--image-size", type=int, default=96,

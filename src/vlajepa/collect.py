@@ -50,7 +50,7 @@ class CollectConfig:
         clean action at every visited state. The demonstrations then cover the small drifts a learned policy makes
         and label how the expert corrects them; 0 records the expert's own trajectories. Seeded per attempt.
     state: what ``observation.state`` records (``vlajepa.envs.state``): ``proprio`` (the benchmark) or
-        ``privileged`` (plus object poses and the goal, a diagnostic of how much perception costs).
+        ``privileged`` (plus object and goal positions, a diagnostic of how much perception costs).
     """
 
     tasks: tuple[str, ...]

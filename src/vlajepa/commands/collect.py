@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=STATE_KINDS,
         default="proprio",
         help="robot only: what observation.state records; proprio (hand xyz + gripper, the benchmark) or "
-        "privileged (plus object poses and the goal from the simulator: a diagnostic of how much perception costs)",
+        "privileged (plus object and goal positions from the simulator: a diagnostic of how much perception costs)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     parser.add_argument("--no-progress", action="store_true")

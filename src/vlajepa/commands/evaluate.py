@@ -127,8 +127,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--state",
         choices=STATE_KINDS,
         default="proprio",
-        help="observation.state: proprio (hand xyz + gripper, the benchmark) or privileged (plus object poses and "
-        "the goal from the simulator; a diagnostic, for policies collected and trained with it)",
+        help="observation.state: proprio (hand xyz + gripper, the benchmark) or privileged (plus object and goal "
+        "positions from the simulator; a diagnostic, for policies collected and trained with it)",
     )
     parser.add_argument(
         "--n-action-steps", type=int, default=None, help="actions executed per predicted chunk"

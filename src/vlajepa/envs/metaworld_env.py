@@ -56,7 +56,7 @@ class MetaWorldEnv(gym.Env):
         instruction_split: "canonical", or a random "train" (or "heldout") paraphrase per episode; the
             language perturbation overrides it with a held-out paraphrase.
         state: what ``observation.state`` holds (``vlajepa.envs.state``): ``proprio`` (hand xyz + gripper, the
-            benchmark's observation) or ``privileged`` (plus object poses and the goal; a diagnostic).
+            benchmark's observation) or ``privileged`` (plus object and goal positions; a diagnostic).
     """
 
     metadata = {"render_modes": ["rgb_array"]}

@@ -37,7 +37,7 @@ class EvalConfig:
     image_size: square camera resolution in pixels.
     camera: camera name (``None``: the environment's default camera).
     state: what ``observation.state`` holds (``vlajepa.envs.state``): ``proprio``, or the ``privileged`` diagnostic
-        (object poses and goal) for policies trained on it.
+        (object and goal positions) for policies trained on it.
     n_action_steps: actions executed from each predicted chunk before asking again (``None``: the whole chunk).
     max_steps: episode step limit (``None``: the per-task table of ``vlajepa.envs``).
     workers: worker processes (1 runs in this process, useful for debugging).
