@@ -10,7 +10,8 @@ about 80 % in distribution when the object and goal positions are given as state
 (``benchmarks/results/mt10_bc_privileged_id.md``). The policy has to read positions off the image and generalize
 them from ten layouts per task. A feature detector shared across positions plus a coordinate read-out makes an
 object's position a (nearly) linear function of where it appears, instead of something the patch transformer must
-learn from position embeddings.
+learn from position embeddings. Measured, it did not close the gap: 32 keypoints scored 40.0 % against 36.5 % without
+(BC, 1200 steps, 200 episodes each, ``mt10_bc_keypoints_id.md``), inside the intervals; off by default.
 """
 
 from __future__ import annotations
