@@ -2,10 +2,11 @@
 
 One fusion transformer over ``[instruction | current-image views | state | latent-action queries | embodied
 queries]``; each view contributes its patch tokens and, with ``student.keypoints``, spatial-softmax keypoint tokens
-(:mod:`vlajepa.models.keypoints`). The attention mask is ordered like a causal VLM's prefix: observation tokens
-attend among themselves, latent-action queries attend to the observation and to each other, embodied queries attend to
-everything (so they may read the latent actions), and no query is attended to by an earlier group. Future
-frames are not an input of this module at all, which is the leakage rule of DESIGN.md §3.1 by construction.
+(:mod:`vlajepa.models.keypoints`); ``student.sentence_token`` adds a pooled instruction token. The attention mask
+is ordered like a causal VLM's prefix: observation tokens attend among themselves, latent-action queries attend to
+the observation and to each other, embodied queries attend to everything (so they may read the latent actions), and
+no query is attended to by an earlier group. Future frames are not an input of this module at all, which is the
+leakage rule of DESIGN.md §3.1 by construction.
 
 Multi-view: every camera goes through the same vision encoder; the views of one sample are joined as extra
 tokens of that sample (``(b v) n d -> b (v n) d``) with a learned view embedding, so views of different
@@ -91,11 +92,13 @@ class Student(nn.Module):
         if cfg.use_state:
             self.state_proj.apply(init_weights)
 
-    def encode_views(self, images: Sequence[Tensor]) -> Tensor:
-        """Current-frame tokens of every view, ``(b, v, n, d_vision)``; ``images`` in camera order."""
-        stacked = torch.stack(list(images), dim=1)  # (b, v, 3, h, w)
-        tokens = self.vision(rearrange(stacked, "b v c h w -> (b v) c h w"))  # ((b v), n, d_vision)
-        return join_views(tokens, len(images))
+    def encode_views(self, images: Sequence[Tensor]) -> tuple[Tensor, Tensor | None]:
+        """Current-frame tokens of every view, ``(b, v, n, d_vision)`` patch tokens and, with keypoints,
+        ``(b, v, K, d)`` keypoint tokens (else None); ``images`` in camera order."""
+        stacked = rearrange(torch.stack(list(images), dim=1), "b v c h w -> (b v) c h w")
+        patches = join_views(self.vision(stacked), len(images))  # ((b v), n, d_vision) -> (b, v, n, d_vision)
+        keypoints = join_views(self.keypoints(stacked), len(images)) if self.keypoints is not None else None
+        return patches, keypoints
 
     def _attention_mask(self, text_mask: Tensor, num_observation: int) -> Tensor:
         """``(b, n, n)``: group order (observation < latent < embodied), and no key on instruction padding."""
@@ -120,12 +123,10 @@ class Student(nn.Module):
         if len(task) != batch:
             raise ValueError(f"got {len(task)} instructions for a batch of {batch}")
 
-        vision_tokens = self.encode_views(images)  # (b, v, n, d_vision)
+        vision_tokens, keypoint_tokens = self.encode_views(images)
         image_tokens = self.vision_proj(vision_tokens)  # (b, v, n, d)
-        if self.keypoints is not None:
-            stacked = rearrange(torch.stack(list(images), dim=1), "b v c h w -> (b v) c h w")
-            keypoint_tokens = join_views(self.keypoints(stacked), len(images))  # (b, v, K, d)
-            image_tokens = torch.cat([image_tokens, keypoint_tokens], dim=2)
+        if keypoint_tokens is not None:
+            image_tokens = torch.cat([image_tokens, keypoint_tokens], dim=2)  # (b, v, n + K, d)
         image_tokens = rearrange(image_tokens + self.view_embed[:, None], "b v n d -> b (v n) d")
         text = self.language(task)
         text_tokens = self.text_proj(text.tokens) + self.text_type  # (b, l, d)
