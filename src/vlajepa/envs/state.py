@@ -21,10 +21,13 @@ STATE_KINDS: tuple[str, ...] = ("proprio", "privileged")
 
 _PROPRIO = ("x", "y", "z", "gripper")
 _PRIVILEGED = (*_PROPRIO, *(f"{part}_{axis}" for part in ("obj1", "obj2", "goal") for axis in "xyz"))
-# MetaWorld v3's 39-D observation: [0:18] this step (hand xyz, gripper, object 1 xyz + quaternion, object 2 xyz +
-# quaternion), [18:36] the same for the previous step, [36:39] the goal (observable: MetaWorldEnv turns partial
-# observability off).
-_PRIVILEGED_INDEX = np.r_[0:4, 4:7, 11:14, 36:39]
+# kind -> (names, indices into MetaWorld v3's 39-D observation: [0:18] this step (hand xyz, gripper, object 1 xyz +
+# quaternion, object 2 xyz + quaternion), [18:36] the same for the previous step, [36:39] the goal (observable:
+# MetaWorldEnv turns partial observability off)).
+_LAYOUT: dict[str, tuple[tuple[str, ...], np.ndarray]] = {
+    "proprio": (_PROPRIO, np.r_[0:4]),
+    "privileged": (_PRIVILEGED, np.r_[0:4, 4:7, 11:14, 36:39]),
+}
 
 
 def check_state_kind(kind: str) -> StateKind:
@@ -35,7 +38,7 @@ def check_state_kind(kind: str) -> StateKind:
 
 def state_names(kind: str) -> tuple[str, ...]:
     """Per-dimension names of ``observation.state`` (the LeRobot feature's ``names``)."""
-    return _PRIVILEGED if check_state_kind(kind) == "privileged" else _PROPRIO
+    return _LAYOUT[check_state_kind(kind)][0]
 
 
 def state_from_raw(raw: np.ndarray, kind: str) -> np.ndarray:
@@ -43,6 +46,4 @@ def state_from_raw(raw: np.ndarray, kind: str) -> np.ndarray:
     raw = np.asarray(raw)
     if raw.shape != (39,):
         raise ValueError(f"expected MetaWorld's 39-D observation, got shape {raw.shape}")
-    if check_state_kind(kind) == "proprio":
-        return raw[: len(_PROPRIO)].astype(np.float32)
-    return raw[_PRIVILEGED_INDEX].astype(np.float32)
+    return raw[_LAYOUT[check_state_kind(kind)][1]].astype(np.float32)
