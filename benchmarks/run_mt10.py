@@ -52,7 +52,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from vlajepa.envs.state import STATE_KINDS, state_names
+from vlajepa.envs.state import ENVIRONMENT_STATE_NAMES, STATE_KINDS, state_names
 from vlajepa.io_utils import atomic_write_json, atomic_write_text, with_extension
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,7 +155,12 @@ class Pipeline:
     def collect(self, kind: str, episodes: int) -> Path:
         noisy = kind == "robot" and self.args.action_noise > 0
         privileged = kind == "robot" and self.args.state != "proprio"
-        suffix = (f"_noise{self.args.action_noise:g}" if noisy else "") + (f"_{self.args.state}" if privileged else "")
+        scene = kind == "robot" and self.args.environment_state
+        suffix = (
+            (f"_noise{self.args.action_noise:g}" if noisy else "")
+            + (f"_{self.args.state}" if privileged else "")
+            + ("_envstate" if scene else "")
+        )
         out = Path(self.args.data_dir) / f"{self.data_tag()}_{kind}_{episodes}{suffix}"
         if out.exists() and not (self.work / "stages" / f"collect-{kind}.json").is_file():
             # `vlajepa collect` renames its folder into place only when complete: an existing one is finished.
@@ -169,6 +174,7 @@ class Pipeline:
                 "--workers", str(self.args.workers), "--no-progress",
                 *(["--action-noise", f"{self.args.action_noise:g}"] if noisy else []),
                 *(["--state", self.args.state] if privileged else []),
+                *(["--environment-state"] if scene else []),
             ),
         )
         return out
@@ -182,6 +188,8 @@ class Pipeline:
             out += ["--batch-size", str(args.batch_size)]
         if args.state != "proprio":
             out += ["--set", f"model.state_dim={len(state_names(args.state))}"]
+        if args.environment_state:
+            out += ["--set", f"model.environment_state_dim={len(ENVIRONMENT_STATE_NAMES)}"]
         for item in args.set:
             out += ["--set", item]
         return out
@@ -372,6 +380,10 @@ def main() -> None:
                         help="observation.state of the robot data and the evaluation: proprio (the benchmark) or "
                         "privileged (plus object and goal positions; a diagnostic of how much perception costs, "
                         "in its own data folder)")
+    parser.add_argument("--environment-state", action="store_true",
+                        help="record the object and goal positions as observation.environment_state (own data "
+                        "folder) and train every method's student to read them out of its tokens "
+                        "(model.environment_state_dim): a training-time label, the policies still act from pixels")
     parser.add_argument("--videos", type=int, default=50, help="action-free videos per task")
     parser.add_argument("--image-size", type=int, default=96,
                         help="resolution the data is collected at (its own data folder); the model's comes from "

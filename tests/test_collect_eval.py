@@ -9,7 +9,7 @@ import pytest
 import vlajepa.collect as collect_module
 from vlajepa.cli import main
 from vlajepa.collect import CollectConfig, collect_robot_dataset, collect_video_set
-from vlajepa.constants import ACTION, OBS_STATE
+from vlajepa.constants import ACTION, OBS_ENV_STATE, OBS_STATE
 from vlajepa.data.lerobot import LeRobotDataset
 from vlajepa.data.videos import VideoSet
 from vlajepa.eval.policies import PolicySpec
@@ -58,6 +58,25 @@ def test_privileged_state_collects_and_evaluates(tmp_path, capsys):
         main(["collect", "video", "--state", "privileged", "--out", str(tmp_path / "v")])
     with pytest.raises(ValueError, match="unknown state kind"):
         CollectConfig(tasks=("reach-v3",), state="full")
+
+
+def test_environment_state_is_recorded_beside_the_proprio_state(tmp_path):
+    config = CollectConfig(tasks=("door-open-v3",), episodes_per_task=1, workers=1, seed=2)
+    collect_robot_dataset(config, tmp_path / "plain", progress=False)
+    scene_config = dataclasses.replace(config, environment_state=True)
+    collect_robot_dataset(dataclasses.replace(scene_config, state="privileged"), tmp_path / "both", progress=False)
+    collect_robot_dataset(scene_config, tmp_path / "scene", progress=False)
+    plain, both, scene = (LeRobotDataset(tmp_path / name) for name in ("plain", "both", "scene"))
+    feature = scene.features[OBS_ENV_STATE]
+    assert feature["shape"] == [9] and feature["names"][:3] == ["obj1_x", "obj1_y", "obj1_z"]
+    assert OBS_ENV_STATE not in plain.features
+    # The same episode: the proprio state and the actions are unchanged, the label is the privileged state's
+    # scene part (door-open's expert edits its observation in place; the label must not see that).
+    np.testing.assert_array_equal(scene.column(OBS_STATE), plain.column(OBS_STATE))
+    np.testing.assert_array_equal(scene.column(ACTION), plain.column(ACTION))
+    np.testing.assert_array_equal(scene.column(OBS_ENV_STATE), both.column(OBS_STATE)[:, 4:])
+    with pytest.raises(SystemExit, match="--environment-state applies to robot demonstrations only"):
+        main(["collect", "video", "--environment-state", "--out", str(tmp_path / "v")])
 
 
 def test_video_set_has_no_actions_and_captions(tmp_path):

@@ -32,7 +32,12 @@ from vlajepa.envs import (  # noqa: E402
     render_perturbation_grid,
 )
 from vlajepa.envs.perturbations import shift_layout  # noqa: E402
-from vlajepa.envs.state import state_from_raw, state_names  # noqa: E402
+from vlajepa.envs.state import (  # noqa: E402
+    ENVIRONMENT_STATE_NAMES,
+    environment_state_from_raw,
+    state_from_raw,
+    state_names,
+)
 
 SEED = 7
 
@@ -159,6 +164,25 @@ def test_privileged_state_reads_objects_and_goal_from_the_simulator(env):
         privileged_env.close()
     with pytest.raises(ValueError, match="unknown state kind"):
         MetaWorldEnv("reach", state="full")
+
+
+def test_environment_state_is_the_privileged_scene_part_and_survives_the_expert():
+    raw = np.arange(39.0)
+    np.testing.assert_array_equal(environment_state_from_raw(raw), state_from_raw(raw, "privileged")[4:])
+    assert ENVIRONMENT_STATE_NAMES == state_names("privileged")[4:]
+    env = MetaWorldEnv("door-open-v3", state="privileged")
+    try:
+        with pytest.raises(RuntimeError, match="reset"):
+            env.environment_state()
+        obs, _ = env.reset(seed=SEED)
+        first = env.expert_action()
+        # door-open's scripted expert edits the observation it is given; the environment hands it a copy, so a
+        # second call and the scene state read afterwards see the simulator's values.
+        np.testing.assert_array_equal(env.expert_action(), first)
+        np.testing.assert_array_equal(env.environment_state(), obs[OBS_STATE][4:])
+        assert env.environment_state().dtype == np.float32
+    finally:
+        env.close()
 
 
 def test_reset_is_deterministic(env):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from vlajepa.config import ConfigError, LanguageConfig, TargetConfig, VLAJEPAConfig
-from vlajepa.constants import ACTION, OBS_STATE
+from vlajepa.constants import ACTION, OBS_ENV_STATE, OBS_STATE
 from vlajepa.models.predictor import pool_latents
 from vlajepa.models.regularizers import sigreg, vicreg, vicreg_covariance, vicreg_variance
 from vlajepa.models.target import TargetEncoderError, save_encoder
@@ -74,11 +74,14 @@ def test_a_config_saved_before_a_field_was_added_loads_with_its_old_behaviour():
     data = tiny_config(action_head=dataclasses.replace(tiny_config().action_head, loss_samples=3)).to_dict()
     data["predictor"]["latent_pool"] = 2
     data["student"]["keypoints"], data["student"]["sentence_token"] = 8, True
+    data["environment_state_dim"], data["environment_state_weight"] = 9, 0.5
     del data["action_head"]["loss_samples"], data["predictor"]["latent_pool"]  # added after configs were saved
     del data["student"]["keypoints"], data["student"]["sentence_token"]
+    del data["environment_state_dim"], data["environment_state_weight"]
     loaded = VLAJEPAConfig.from_dict(data)
     assert loaded.action_head.loss_samples == 1 and loaded.predictor.latent_pool == 1
     assert loaded.student.keypoints == 0 and not loaded.student.sentence_token
+    assert loaded.environment_state_dim == 0 and VLAJEPA(loaded).environment_state_head is None
 
 
 def test_yaml_presets_load_and_tiny_matches_code():
@@ -123,8 +126,9 @@ def test_latent_action_tokens_do_not_read_the_embodied_queries():
     assert not torch.equal(before.embodied_tokens, after.embodied_tokens)
 
 
-def test_parameter_groups_cover_every_trainable_parameter_once():
-    model = build()
+@pytest.mark.parametrize("environment_state_dim", [0, 3], ids=["plain", "scene read-out"])
+def test_parameter_groups_cover_every_trainable_parameter_once(environment_state_dim):
+    model = build(environment_state_dim=environment_state_dim)
     grouped = [id(p) for group in model.trainable_parameter_groups().values() for p in group]
     trainable = [id(p) for p in model.parameters() if p.requires_grad]
     assert sorted(grouped) == sorted(trainable)
@@ -148,6 +152,30 @@ def test_video_batch_trains_world_model_without_actions_or_state():
     loss.backward()
     assert model.student.missing_state.grad is not None
     assert model.action_head.action_in.weight.grad is None  # the action head is untouched by video
+
+
+def test_scene_state_read_out_is_a_weighted_robot_loss_and_never_an_input():
+    model = build(use_world_model=False, environment_state_dim=3, environment_state_weight=0.5)
+    batch = random_batch(model.config)
+    loss, logs = seeded_loss(model, batch)
+    assert set(logs) == {"loss", "loss/action", "loss/environment_state"}
+    assert logs["loss"] == pytest.approx(logs["loss/action"] + 0.5 * logs["loss/environment_state"], rel=1e-5)
+    model.environment_state_head.loss(model.encode(batch).embodied_tokens, batch[OBS_ENV_STATE]).backward()
+    vision_grads = [p.grad for p in model.student.vision.parameters() if p.grad is not None]
+    assert vision_grads and any(g.abs().sum() > 0 for g in vision_grads)  # the label alone trains the vision
+    assert model.action_head.action_in.weight.grad is None  # and leaves the action head alone
+    # Acting never reads the label: the same chunk with it changed or absent.
+    torch.manual_seed(0)
+    with_label = model.predict_action(batch)
+    torch.manual_seed(0)
+    without = model.predict_action({k: v for k, v in batch.items() if k != OBS_ENV_STATE})
+    assert torch.equal(with_label, without)
+    with pytest.raises(KeyError, match="observation.environment_state"):
+        model({k: v for k, v in batch.items() if k != OBS_ENV_STATE})
+    with pytest.raises(ValueError, match=r"environment_state_dim"):
+        model.environment_state_head.loss(model.encode(batch).embodied_tokens, batch[OBS_ENV_STATE][:, :2])
+    with pytest.raises(ConfigError, match="environment_state_dim"):
+        tiny_config(environment_state_dim=-1)
 
 
 def test_behaviour_cloning_has_no_world_model_and_rejects_video():

@@ -55,7 +55,8 @@ def test_summary_pools_settings_and_compares_to_bc(run_mt10) -> None:
 
 def test_no_video_ablation_trains_on_bcs_robot_batches_with_the_world_model(run_mt10, tmp_path, monkeypatch) -> None:
     args = run_mt10.argparse.Namespace(work=str(tmp_path), threads=1, config="configs/default.yaml", batch_size=None,
-                                       set=[], steps=10, state="proprio")
+                                       set=[], steps=10, state="proprio",
+                                       environment_state=False)
     pipeline = run_mt10.Pipeline(args)
     commands = {}
     monkeypatch.setattr(pipeline, "train", lambda name, command: commands.setdefault(name, command))
@@ -89,10 +90,11 @@ def test_finished_stages_are_reused_across_thread_and_worker_counts_but_not_othe
 def test_noisy_and_privileged_demonstrations_get_their_own_data_folder(run_mt10, tmp_path, monkeypatch) -> None:
     commands = {}
 
-    def pipeline(noise: float, state: str = "proprio"):
+    def pipeline(noise: float, state: str = "proprio", environment_state: bool = False):
         args = run_mt10.argparse.Namespace(work=str(tmp_path / f"w{noise}"), threads=1, tasks="mt10", image_size=96,
                                            seed=0, workers=1, data_dir=str(tmp_path / "data"), action_noise=noise,
-                                           state=state, config="configs/default.yaml", batch_size=None, set=[],
+                                           state=state, environment_state=environment_state,
+                                           config="configs/default.yaml", batch_size=None, set=[],
                                            settings="id", episodes=2, perturbed_episodes=1)
         p = run_mt10.Pipeline(args)
         monkeypatch.setattr(p, "stage", lambda name, command: commands.setdefault((name, noise, state), command))
@@ -119,3 +121,15 @@ def test_noisy_and_privileged_demonstrations_get_their_own_data_folder(run_mt10,
     assert command[command.index("--state") + 1] == "privileged"
     pipeline(0.0).evaluate("bc", "bc", Path("checkpoint"))
     assert "--state" not in commands[("eval-bc", 0.0, "proprio")]  # benchmark commands stay as they were
+
+    # The scene-state label: its own robot folder and a read-out of matching width; evaluation is unchanged.
+    scene = pipeline(0.0, "scene", environment_state=True)
+    scene.args.state = "proprio"
+    assert scene.collect("robot", 10).name == "mt10_96px_robot_10_envstate"
+    assert "--environment-state" in commands[("collect-robot", 0.0, "scene")]
+    assert "--environment-state" not in commands[("collect-robot", 0.0, "proprio")]
+    assert "model.environment_state_dim=9" in scene.train_args(10)
+    assert not any("environment_state" in item for item in pipeline(0.0).train_args(10))
+    assert scene.collect("video", 5).name == "mt10_96px_video_5"
+    scene.evaluate("bc", "bc", Path("checkpoint"))
+    assert commands[("eval-bc", 0.0, "scene")] == commands[("eval-bc", 0.0, "proprio")]

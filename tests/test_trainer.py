@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from vlajepa.checkpoint import CheckpointError
 from vlajepa.config import ConfigError, TargetConfig
-from vlajepa.constants import FUTURE_FRAME_IDS, future_image_key
+from vlajepa.constants import FUTURE_FRAME_IDS, OBS_STATE, TASK, future_image_key, image_key
 from vlajepa.data.latent_cache import build_latent_cache, cache_key
 from vlajepa.data.windows import RobotWindows, VideoWindows, collate_windows
 from vlajepa.models.testing import single_thread, tiny_config
@@ -284,6 +284,28 @@ def test_cli_bc_method_and_overrides(data, tmp_path, capsys):
     assert cli("train", "--method", "bc", "--robot", data["robot"], "--video", data["video"], "--out",
                str(tmp_path / "y"), "--config", "tiny", "--no-progress") == 2
     assert "needs the world model" in capsys.readouterr().err
+
+
+def test_cli_trains_the_scene_read_out_and_the_policy_acts_without_the_label(tmp_path):
+    robot = write_robot_dataset(tmp_path / "robot", (12, 9, 15), environment_state=True)
+    out = tmp_path / "scene"
+    code = cli(
+        "train", "--method", "bc", "--robot", str(robot), "--out", str(out), "--config", "tiny", "--steps", "2",
+        "--set", "model.environment_state_dim=2", "--set", "train.tensorboard=false", "--set", "train.log_every=1",
+        "--no-progress",
+    )  # fmt: skip
+    assert code == 0
+    assert all("robot/loss/environment_state" in record for record in read_metrics(out))
+    last = ckpt.last_checkpoint(out)
+    assert any(k.startswith("environment_state_head.") for k in load_file(str(last / "model.safetensors")))
+    policy = VLAJEPAPolicy.from_pretrained(last)
+    frame = RobotWindows(robot, policy.config)[0]
+    observation = {
+        image_key(camera): (frame[image_key(camera)].permute(1, 2, 0).numpy() * 255).astype("uint8")
+        for camera in policy.config.cameras
+    } | {OBS_STATE: [0.5, 0.5, 0.5, 0.5], TASK: frame[TASK]}
+    actions = policy.predict_action_chunk(observation)  # image, state and instruction only
+    assert actions.shape == (policy.config.n_action_steps, policy.config.action_dim)
 
 
 def test_cli_help_explains_the_recipes(capsys):

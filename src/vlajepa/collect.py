@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from vlajepa.constants import ACTION, OBS_STATE
+from vlajepa.constants import ACTION, OBS_ENV_STATE, OBS_STATE
 
 ATTEMPT_STRIDE = 100_000  # seeds of different tasks never overlap for fewer attempts than this
 
@@ -51,6 +51,9 @@ class CollectConfig:
         and label how the expert corrects them; 0 records the expert's own trajectories. Seeded per attempt.
     state: what ``observation.state`` records (``vlajepa.envs.state``): ``proprio`` (the benchmark) or
         ``privileged`` (plus object and goal positions, a diagnostic of how much perception costs).
+    environment_state: also record ``observation.environment_state`` (object and goal xyz from the simulator,
+        :data:`vlajepa.envs.state.ENVIRONMENT_STATE_NAMES`): a training label for the student's auxiliary
+        position read-out (``model.environment_state_dim``), never a policy input.
     """
 
     tasks: tuple[str, ...]
@@ -64,6 +67,7 @@ class CollectConfig:
     paraphrases: bool = True
     action_noise: float = 0.0
     state: str = "proprio"
+    environment_state: bool = False
 
     def __post_init__(self) -> None:
         from vlajepa.envs.state import check_state_kind
@@ -87,7 +91,8 @@ class Attempt:
 
 @dataclass
 class Episode:
-    """One recorded episode: ``images`` [T, H, W, 3] uint8, ``state`` [T, S], ``action`` [T, 4] float32."""
+    """One recorded episode: ``images`` [T, H, W, 3] uint8, ``state`` [T, S], ``action`` [T, 4] float32, and
+    ``environment_state`` [T, 9] float32 when the collection records it."""
 
     attempt: Attempt
     success: bool
@@ -97,6 +102,7 @@ class Episode:
     instruction: str
     image_key: str
     fps: float
+    environment_state: np.ndarray | None = None
 
 
 # One environment per (task, rendering options) per process, reused across attempts: creating a MetaWorld env
@@ -137,12 +143,14 @@ def run_attempt(attempt: Attempt) -> Episode:
     env = _env_for(attempt)
     obs, _ = env.reset(seed=attempt.seed)
     noise_rng = np.random.default_rng([attempt.seed, 1])  # its own stream: noise never changes the caption drawn
-    images, states, actions = [], [], []
+    images, states, actions, scene = [], [], [], []
     success = False
     for _ in range(env.max_steps):
         action = env.expert_action()
         images.append(obs[env.image_key])
         states.append(obs[OBS_STATE])
+        if attempt.config.environment_state:
+            scene.append(env.environment_state())
         actions.append(action)
         if attempt.config.action_noise > 0.0:
             noise = noise_rng.normal(0.0, attempt.config.action_noise, size=np.shape(action))
@@ -166,6 +174,7 @@ def run_attempt(attempt: Attempt) -> Episode:
         instruction=text,
         image_key=env.image_key,
         fps=env.render_fps,
+        environment_state=np.stack(scene) if scene else None,
     )
 
 
@@ -278,11 +287,15 @@ def collect_robot_dataset(config: CollectConfig, root: str | Path, progress: boo
     from vlajepa.data.lerobot_writer import LeRobotDatasetWriter
 
     def open_writer(first: Episode) -> LeRobotDatasetWriter:
-        features = robot_features(first.image_key, first.images.shape[1:], config.state, first.action.shape[1:])
+        features = robot_features(
+            first.image_key, first.images.shape[1:], config.state, first.action.shape[1:], config.environment_state
+        )
         return LeRobotDatasetWriter(root, fps=first.fps, features=features, robot_type="sawyer")
 
     def add(writer: LeRobotDatasetWriter, episode: Episode) -> None:
         frames = {episode.image_key: episode.images, OBS_STATE: episode.state, ACTION: episode.action}
+        if episode.environment_state is not None:
+            frames[OBS_ENV_STATE] = episode.environment_state
         writer.add_episode(frames, task=episode.instruction)
 
     return _write_episodes(config, open_writer, add, progress)
@@ -303,13 +316,24 @@ def collect_video_set(config: CollectConfig, root: str | Path, progress: bool = 
     return _write_episodes(config, open_writer, add, progress)
 
 
-def robot_features(image_key: str, image_shape: Sequence[int], state: str, action_shape: Sequence[int]) -> dict:
-    """LeRobot ``features`` for one camera, the state of kind ``state`` (``vlajepa.envs.state``) and the action."""
-    from vlajepa.envs.state import state_names
+def robot_features(
+    image_key: str,
+    image_shape: Sequence[int],
+    state: str,
+    action_shape: Sequence[int],
+    environment_state: bool = False,
+) -> dict:
+    """LeRobot ``features`` for one camera, the state of kind ``state`` (``vlajepa.envs.state``), the action and,
+    with ``environment_state``, the simulator's object and goal positions."""
+    from vlajepa.envs.state import ENVIRONMENT_STATE_NAMES, state_names
 
     names = list(state_names(state))
-    return {
+    features = {
         image_key: {"dtype": "video", "shape": list(image_shape), "names": ["height", "width", "channels"]},
         OBS_STATE: {"dtype": "float32", "shape": [len(names)], "names": names},
         ACTION: {"dtype": "float32", "shape": list(action_shape), "names": ["dx", "dy", "dz", "gripper"]},
     }
+    if environment_state:
+        scene = list(ENVIRONMENT_STATE_NAMES)
+        features[OBS_ENV_STATE] = {"dtype": "float32", "shape": [len(scene)], "names": scene}
+    return features

@@ -210,6 +210,10 @@ class VLAJEPAConfig(JsonConfig):
     use_world_model: bool = True  # False: plain behaviour cloning (student + action head only)
     wm_weight: float = 1.0  # beta: weight of the world-model loss on robot batches (video batches: weight 1)
     reg_weight: float = 0.0  # lambda: weight of the anti-collapse regularizer (0: off)
+    # Auxiliary read-out of observation.environment_state (the simulator's object and goal xyz) from the embodied
+    # tokens on robot batches: a training-time label only, never an input. 0: off (no head, no label needed).
+    environment_state_dim: int = field(default=0, metadata=ADDED_LATER)
+    environment_state_weight: float = field(default=1.0, metadata=ADDED_LATER)
     vision: VisionConfig = field(default_factory=VisionConfig)  # student vision encoder (and EMA target)
     language: LanguageConfig = field(default_factory=LanguageConfig)  # instruction encoder
     student: StudentConfig = field(default_factory=StudentConfig)  # fusion transformer
@@ -263,8 +267,10 @@ class VLAJEPAConfig(JsonConfig):
                 problems.append(f"{name}={getattr(self, name)} must be >= 1")
         if self.action_head.loss_samples < 1:
             problems.append(f"action_head.loss_samples={self.action_head.loss_samples} must be >= 1")
-        if self.wm_weight < 0 or self.reg_weight < 0:
-            problems.append("wm_weight and reg_weight must be >= 0")
+        if self.wm_weight < 0 or self.reg_weight < 0 or self.environment_state_weight < 0:
+            problems.append("wm_weight, reg_weight and environment_state_weight must be >= 0")
+        if self.environment_state_dim < 0:
+            problems.append(f"environment_state_dim={self.environment_state_dim} must be >= 0 (0: off)")
         if problems:
             raise ConfigError("invalid VLAJEPAConfig: " + "; ".join(problems))
 

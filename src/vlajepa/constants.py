@@ -2,6 +2,7 @@
 
 OBS_IMAGES = "observation.images"  # prefix: one key per camera, e.g. "observation.images.corner2"
 OBS_STATE = "observation.state"
+OBS_ENV_STATE = "observation.environment_state"  # simulator scene state: a training label, never a policy input
 ACTION = "action"
 TASK = "task"
 PAD_SUFFIX = "_is_pad"

@@ -49,6 +49,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="robot only: what observation.state records; proprio (hand xyz + gripper, the benchmark) or "
         "privileged (plus object and goal positions from the simulator: a diagnostic of how much perception costs)",
     )
+    parser.add_argument(
+        "--environment-state",
+        action="store_true",
+        help="robot only: also record observation.environment_state, the object and goal xyz from the simulator: "
+        "a training label for the student's auxiliary position read-out (model.environment_state_dim), "
+        "never a policy input",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(func=run)
@@ -65,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("vlajepa collect: --action-noise applies to robot demonstrations only (videos carry none)")
     if args.kind == "video" and args.state != "proprio":
         raise SystemExit("vlajepa collect: --state applies to robot demonstrations only (videos carry no state)")
+    if args.kind == "video" and args.environment_state:
+        raise SystemExit("vlajepa collect: --environment-state applies to robot demonstrations only")
     if out.exists():
         if not args.overwrite:
             raise SystemExit(f"vlajepa collect: {out} already exists; pass --overwrite to replace it")
@@ -78,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         domain_shift=args.kind == "video",
         action_noise=args.action_noise,
         state=args.state,
+        environment_state=args.environment_state,
     )
     if out.exists():
         shutil.rmtree(out)

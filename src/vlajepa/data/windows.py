@@ -9,7 +9,8 @@ A window starts at one frame ``t`` of an episode (robot data) or a clip (action-
 - ``future.frame_ids`` ``(T,)``: rows of those frames in a latent cache (see :mod:`vlajepa.data.latent_cache`);
 - ``task``: the instruction (robot) or caption (video);
 - robot windows only: ``observation.state`` ``(S,)`` and ``action`` ``(H, A)`` normalized, ``action_is_pad``
-  ``(H,)`` (padded steps repeat the last action and are masked out of the loss, never zero-filled silently).
+  ``(H,)`` (padded steps repeat the last action and are masked out of the loss, never zero-filled silently);
+  ``observation.environment_state`` ``(E,)`` normalized, when the model trains its scene-state read-out.
 
 With ``future_images=False`` the clip frames are not decoded: a trainer with a latent cache reads
 ``future.frame_ids`` instead.
@@ -40,6 +41,7 @@ from vlajepa.constants import (
     ACTION_IS_PAD,
     FUTURE_FRAME_IDS,
     FUTURE_IS_PAD,
+    OBS_ENV_STATE,
     OBS_STATE,
     PAD_SUFFIX,
     TASK,
@@ -136,6 +138,8 @@ class RobotWindows(Dataset):
         self._row_of_index = np.full(int(index.max()) + 1, -1, dtype=np.int64)
         self._row_of_index[index] = np.arange(len(index))
         self.has_state = OBS_STATE in self.dataset.features
+        # The scene-state label of the auxiliary read-out (model.environment_state_dim); robot batches only.
+        self.has_environment_state = with_actions and config.environment_state_dim > 0
         self.normalizer = normalizer or self.default_normalizer(state_mode, action_mode)
         self._frames: LeRobotDataset | None = None
 
@@ -151,10 +155,18 @@ class RobotWindows(Dataset):
         widths = {OBS_STATE: self.config.state_dim}
         if self.with_actions:
             widths[ACTION] = self.config.action_dim
+            if self.config.environment_state_dim:
+                widths[OBS_ENV_STATE] = self.config.environment_state_dim
         for key, width in widths.items():
             if key not in features:
                 if key == OBS_STATE:
                     continue
+                if key == OBS_ENV_STATE:
+                    raise DatasetFormatError(
+                        f"{where}: no {key!r} feature, but model.environment_state_dim="
+                        f"{self.config.environment_state_dim} trains a read-out of it "
+                        "(collect with `vlajepa collect robot --environment-state`, or set it to 0)"
+                    )
                 raise DatasetFormatError(f"{where}: no {key!r} feature (robot windows need actions)")
             shape = list(features[key]["shape"])
             if shape != [width]:
@@ -165,6 +177,8 @@ class RobotWindows(Dataset):
         modes = {ACTION: action_mode} if self.with_actions else {}
         if self.has_state:
             modes[OBS_STATE] = state_mode
+        if self.has_environment_state:
+            modes[OBS_ENV_STATE] = state_mode
         stats = {}
         for key in modes:
             saved = self.dataset.meta.stats.get(key)
@@ -192,6 +206,8 @@ class RobotWindows(Dataset):
         if self.with_actions:
             window[ACTION] = self.normalizer.normalize(ACTION, item[ACTION].float())
             window[ACTION_IS_PAD] = item[ACTION + PAD_SUFFIX]
+        if self.has_environment_state:
+            window[OBS_ENV_STATE] = self.normalizer.normalize(OBS_ENV_STATE, item[OBS_ENV_STATE].float())
         window[TASK] = item[TASK]
         return window
 

@@ -33,7 +33,13 @@ from vlajepa.envs.scene import (  # noqa: E402
     apply_fast_render_settings,
     resolve_view,
 )
-from vlajepa.envs.state import StateKind, check_state_kind, state_from_raw, state_names  # noqa: E402
+from vlajepa.envs.state import (  # noqa: E402
+    StateKind,
+    check_state_kind,
+    environment_state_from_raw,
+    state_from_raw,
+    state_names,
+)
 from vlajepa.envs.tasks import max_steps as task_max_steps  # noqa: E402
 from vlajepa.envs.tasks import resolve_task  # noqa: E402
 
@@ -245,8 +251,19 @@ class MetaWorldEnv(gym.Env):
         with warnings.catch_warnings():
             # metaworld.policies.move warns whenever its gain saturates; the action is clipped just below.
             warnings.simplefilter("ignore")
-            action = self._expert.get_action(self._raw_obs)
+            # A copy: some experts edit the observation in place (door-open shifts the handle x by 5 cm), which
+            # would change a second call's action and the scene state read after it.
+            action = self._expert.get_action(self._raw_obs.copy())
         return np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
+
+    def environment_state(self) -> np.ndarray:
+        """Object and goal xyz now, from the simulator (``observation.environment_state``; never perturbed).
+
+        A training label for collection, not part of the observation: a policy never gets it.
+        """
+        if self._raw_obs is None:
+            raise RuntimeError("call reset() before environment_state()")
+        return environment_state_from_raw(self._raw_obs)
 
     # -- internals
     def _apply_scene_changes(self) -> None:

@@ -7,6 +7,10 @@ demonstrations, so min-max normalization would blow their tiny test-time changes
 
 ``privileged`` is a diagnostic, never a benchmark setting: a policy trained on it shows how much of the
 closed-loop failure is perception (finding the objects and the goal in a 96-pixel image) and how much is control.
+
+The same object and goal positions, recorded apart from ``observation.state`` as LeRobot's
+``observation.environment_state``, are a training-time label only (an auxiliary target of the student,
+``model.environment_state_dim``): the policy's inputs stay the image, the hand state and the instruction.
 Importable without MuJoCo.
 """
 
@@ -20,14 +24,17 @@ StateKind = Literal["proprio", "privileged"]
 STATE_KINDS: tuple[str, ...] = ("proprio", "privileged")
 
 _PROPRIO = ("x", "y", "z", "gripper")
-_PRIVILEGED = (*_PROPRIO, *(f"{part}_{axis}" for part in ("obj1", "obj2", "goal") for axis in "xyz"))
+_SCENE = tuple(f"{part}_{axis}" for part in ("obj1", "obj2", "goal") for axis in "xyz")
 # kind -> (names, indices into MetaWorld v3's 39-D observation: [0:18] this step (hand xyz, gripper, object 1 xyz +
 # quaternion, object 2 xyz + quaternion), [18:36] the same for the previous step, [36:39] the goal (observable:
 # MetaWorldEnv turns partial observability off)).
+_PROPRIO_INDICES = np.r_[0:4]
+_SCENE_INDICES = np.r_[4:7, 11:14, 36:39]
 _LAYOUT: dict[str, tuple[tuple[str, ...], np.ndarray]] = {
-    "proprio": (_PROPRIO, np.r_[0:4]),
-    "privileged": (_PRIVILEGED, np.r_[0:4, 4:7, 11:14, 36:39]),
+    "proprio": (_PROPRIO, _PROPRIO_INDICES),
+    "privileged": (_PROPRIO + _SCENE, np.r_[_PROPRIO_INDICES, _SCENE_INDICES]),
 }
+ENVIRONMENT_STATE_NAMES: tuple[str, ...] = _SCENE  # observation.environment_state: object and goal xyz
 
 
 def check_state_kind(kind: str) -> StateKind:
@@ -41,9 +48,18 @@ def state_names(kind: str) -> tuple[str, ...]:
     return _LAYOUT[check_state_kind(kind)][0]
 
 
-def state_from_raw(raw: np.ndarray, kind: str) -> np.ndarray:
-    """``observation.state`` (float32) from MetaWorld's raw 39-D observation."""
+def _check_raw(raw: np.ndarray) -> np.ndarray:
     raw = np.asarray(raw)
     if raw.shape != (39,):
         raise ValueError(f"expected MetaWorld's 39-D observation, got shape {raw.shape}")
-    return raw[_LAYOUT[check_state_kind(kind)][1]].astype(np.float32)
+    return raw
+
+
+def state_from_raw(raw: np.ndarray, kind: str) -> np.ndarray:
+    """``observation.state`` (float32) from MetaWorld's raw 39-D observation."""
+    return _check_raw(raw)[_LAYOUT[check_state_kind(kind)][1]].astype(np.float32)
+
+
+def environment_state_from_raw(raw: np.ndarray) -> np.ndarray:
+    """``observation.environment_state`` (float32, :data:`ENVIRONMENT_STATE_NAMES`) from the raw observation."""
+    return _check_raw(raw)[_SCENE_INDICES].astype(np.float32)

@@ -11,10 +11,12 @@ Batch format (torch tensors, batch dimension first):
 - ``future.latents``: optional ``(b, T, v*N, d)``, the frozen target's latents of that clip computed ahead (a
   latent cache); used instead of ``future.images.*`` when present;
 - ``future_is_pad``: bool ``(b, T)``, True for frames past the episode end (their predictions leave the loss);
-- ``action``: ``(b, H, A)`` normalized, and ``action_is_pad``: bool ``(b, H)`` — robot batches only.
+- ``action``: ``(b, H, A)`` normalized, and ``action_is_pad``: bool ``(b, H)`` — robot batches only;
+- ``observation.environment_state``: ``(b, E)`` normalized object and goal positions, a label read only with
+  ``environment_state_dim > 0`` — robot batches only.
 
-A robot batch (with ``action``) costs ``L_action + beta * L_wm (+ lambda * R)``; a video batch (no ``action``)
-costs ``L_wm (+ lambda * R)``; with ``use_world_model=False`` the model is plain behaviour cloning.
+A robot batch (with ``action``) costs ``L_action + beta * L_wm (+ lambda * R) (+ w_env * L_env)``; a video batch (no
+``action``) costs ``L_wm (+ lambda * R)``; with ``use_world_model=False`` the model is plain behaviour cloning.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from vlajepa.constants import (  # noqa: F401 - FUTURE_IMAGES and future_image_k
     FUTURE_IMAGES,
     FUTURE_IS_PAD,
     FUTURE_LATENTS,
+    OBS_ENV_STATE,
     OBS_STATE,
     TASK,
     future_image_key,
@@ -40,6 +43,7 @@ from vlajepa.constants import (  # noqa: F401 - FUTURE_IMAGES and future_image_k
 )
 from vlajepa.models.action_head import FlowMatchingActionHead
 from vlajepa.models.predictor import Predictor, pool_latents
+from vlajepa.models.readout import EnvironmentStateHead
 from vlajepa.models.regularizers import build_regularizer
 from vlajepa.models.student import Student, StudentOutput
 from vlajepa.models.target import build_target_encoder
@@ -72,6 +76,11 @@ class VLAJEPA(nn.Module):
                 max_steps=config.clip_length - 1,
             )
         self.regularizer = build_regularizer(config.regularizer) if config.reg_weight > 0 else None
+        self.environment_state_head = None
+        if config.environment_state_dim:
+            self.environment_state_head = EnvironmentStateHead(
+                config.num_embodied_tokens, config.student.dim, config.environment_state_dim
+            )
 
     # ------------------------------------------------------------------ inputs
 
@@ -103,6 +112,10 @@ class VLAJEPA(nn.Module):
             )
             total = total + action_loss
             logs["loss/action"] = action_loss.item()
+            if self.environment_state_head is not None:
+                env_loss = self.environment_state_head.loss(out.embodied_tokens, self._get(batch, OBS_ENV_STATE))
+                total = total + self.config.environment_state_weight * env_loss
+                logs["loss/environment_state"] = env_loss.item()
         if self.config.use_world_model:
             wm_loss, wm_logs = self.world_model_loss(out.latent_action_tokens, batch)
             total = total + (self.config.wm_weight if is_robot else 1.0) * wm_loss
@@ -197,6 +210,8 @@ class VLAJEPA(nn.Module):
         student_rest = [
             p for name, p in self.student.named_parameters() if not name.startswith(("vision.", "language."))
         ]
+        if self.environment_state_head is not None:  # a read-out of the student's tokens: the student's rate
+            student_rest += list(self.environment_state_head.parameters())
         groups = {
             "vision": list(self.student.vision.parameters()),
             "language": list(self.student.language.parameters()),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vlajepa.constants import ACTION, OBS_STATE, image_key
+from vlajepa.constants import ACTION, OBS_ENV_STATE, OBS_STATE, image_key
 
 TASKS = ("push the block to the goal", "open the drawer", "press the button")
 FPS = 10
@@ -39,8 +39,10 @@ def write_robot_dataset(
     camera: str = "corner2",
     seed: int = 0,
     codec: str = "libx264",
+    environment_state: bool = False,
 ) -> Path:
-    """A LeRobot v3 dataset with one camera, a 4-D state and a 4-D action, one episode per length."""
+    """A LeRobot v3 dataset with one camera, a 4-D state and a 4-D action, one episode per length; with
+    ``environment_state`` also ``observation.environment_state``: the square's 2-D position (the "scene")."""
     from vlajepa.data.lerobot_writer import LeRobotDatasetWriter
 
     rng = np.random.default_rng(seed)
@@ -49,15 +51,17 @@ def write_robot_dataset(
         OBS_STATE: {"dtype": "float32", "shape": [4]},
         ACTION: {"dtype": "float32", "shape": [4]},
     }
+    if environment_state:
+        features[OBS_ENV_STATE] = {"dtype": "float32", "shape": [2]}
     with LeRobotDatasetWriter(root, FPS, features, codec=codec) as writer:
         for episode, length in enumerate(lengths):
             frames, positions = moving_square_frames(length, size, rng)
             state = np.concatenate([positions, rng.uniform(0, 1, (length, 2))], axis=1).astype(np.float32)
             action = np.concatenate([np.diff(positions, axis=0, append=positions[-1:]) * 10, state[:, 2:]], axis=1)
-            writer.add_episode(
-                {image_key(camera): frames, OBS_STATE: state, ACTION: action.astype(np.float32)},
-                task=TASKS[episode % len(TASKS)],
-            )
+            frame = {image_key(camera): frames, OBS_STATE: state, ACTION: action.astype(np.float32)}
+            if environment_state:
+                frame[OBS_ENV_STATE] = positions.astype(np.float32)
+            writer.add_episode(frame, task=TASKS[episode % len(TASKS)])
     return Path(root)
 
 

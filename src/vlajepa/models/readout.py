@@ -1,0 +1,35 @@
+"""Auxiliary read-out of the scene state (object and goal positions) from the student's embodied tokens.
+
+Why: a pixel policy given the simulator's object and goal positions as input reaches about twice the success of the
+same policy from pixels (README, privileged-state diagnostic), so its failures are mostly in turning the image into
+positions. This head gives that skill a direct training signal: on robot batches the embodied tokens, the ones the
+action head reads, must also predict ``observation.environment_state`` (normalized). The positions are a label
+only: nothing at inference reads them, and the head itself is unused when acting.
+"""
+
+from __future__ import annotations
+
+from einops import rearrange
+from torch import Tensor, nn
+
+
+class EnvironmentStateHead(nn.Module):
+    """``(b, m, d)`` embodied tokens -> ``(b, e)`` normalized scene state; ``loss`` is the mean squared error."""
+
+    def __init__(self, num_tokens: int, dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.LayerNorm(num_tokens * dim), nn.Linear(num_tokens * dim, dim), nn.GELU(), nn.Linear(dim, out_dim)
+        )
+
+    def forward(self, embodied_tokens: Tensor) -> Tensor:
+        return self.net(rearrange(embodied_tokens, "b m d -> b (m d)"))
+
+    def loss(self, embodied_tokens: Tensor, target: Tensor) -> Tensor:
+        prediction = self(embodied_tokens)
+        if prediction.shape != target.shape:
+            raise ValueError(
+                f"observation.environment_state has shape {tuple(target.shape)}; the model predicts "
+                f"{tuple(prediction.shape)} (model.environment_state_dim)"
+            )
+        return nn.functional.mse_loss(prediction, target.to(prediction.dtype))
