@@ -30,7 +30,7 @@ from tqdm import tqdm
 from vlajepa.commands.evaluate import named_checkpoint
 from vlajepa.constants import ACTION, OBS_STATE, TASK
 from vlajepa.data.lerobot import LeRobotDataset
-from vlajepa.envs.language import LANGUAGE
+from vlajepa.envs.language import task_of_instruction
 from vlajepa.eval.report import current_command
 from vlajepa.io_utils import atomic_write_json, atomic_write_text, with_extension
 from vlajepa.policy import VLAJEPAPolicy
@@ -50,7 +50,6 @@ def fit_errors(
 ) -> dict[str, dict]:
     """Per MetaWorld task (found from the episode's instruction; an unknown one stands for itself): MAE, scale,
     baselines."""
-    task_of = {text: name for name, lang in LANGUAGE.items() for text in (lang.canonical, *lang.train, *lang.heldout)}
     key = dataset.meta.video_keys[0]
     actions, states = dataset.column(ACTION), dataset.column(OBS_STATE)
     horizon = policy.n_action_steps
@@ -60,7 +59,7 @@ def fit_errors(
     for rows in tqdm(rows_per_episode, desc="episodes", unit="ep"):
         for row in rows:
             item = dataset[int(row)]
-            task = task_of.get(item["task"], item["task"])
+            task = task_of_instruction(item["task"]) or item["task"]
             image = (item[key].permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
             chunk = policy.predict_action_chunk({key: image, OBS_STATE: states[row], TASK: item["task"]})
             target = actions[row : row + horizon]

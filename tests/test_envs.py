@@ -31,6 +31,7 @@ from vlajepa.envs import (  # noqa: E402
     Perturbation,
     render_perturbation_grid,
 )
+from vlajepa.envs.language import task_of_instruction  # noqa: E402
 from vlajepa.envs.perturbations import shift_layout  # noqa: E402
 from vlajepa.envs.state import (  # noqa: E402
     ENVIRONMENT_STATE_NAMES,
@@ -87,6 +88,9 @@ def test_language_tables_complete_and_disjoint():
         assert len(seen) == 1 + len(language.train), task
         assert not seen & set(language.heldout), task
         assert len(set(language.heldout)) == len(language.heldout), task
+        for text in (language.canonical, *language.train, *language.heldout):  # no phrasing names two tasks
+            assert task_of_instruction(text) == task, text
+    assert task_of_instruction("do something else") is None
 
 
 def test_instruction_splits():

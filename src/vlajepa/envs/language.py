@@ -801,6 +801,14 @@ def training_instructions(task: str) -> tuple[str, ...]:
     return (language.canonical, *language.train)
 
 
+def task_of_instruction(text: str) -> str | None:
+    """The MetaWorld task whose canonical instruction or paraphrase ``text`` is (``None`` for any other text)."""
+    return _TASK_OF_TEXT.get(text)
+
+
+_TASK_OF_TEXT = {text: task for task, lang in LANGUAGE.items() for text in (lang.canonical, *lang.train, *lang.heldout)}
+
+
 def instruction(task: str, split: Split = "canonical", rng: np.random.Generator | None = None) -> str:
     """An instruction for ``task`` from ``split``.
 
