@@ -5,7 +5,9 @@ predicts ``observation.environment_state`` (both objects' and the goal's xyz) fr
 which see only the current image, the hand state and the instruction. This script runs that head on every
 ``--stride``-th frame of two datasets recorded with the label (``vlajepa collect robot --environment-state``):
 
-* ``--train``: the checkpoint's own training data (how well the head fits);
+* ``--train``: the checkpoint's own training data, or part of it (how well the head fits; the collector's first
+  ``N`` demonstrations of a seed are the same for any larger ``N``, so the 10-demonstration set lies inside the
+  100-demonstration one);
 * ``--heldout``: demonstrations from other seeds, so other layouts (how well it generalizes to a new scene).
 
 Per MetaWorld task (from the instruction) and part (``obj1``, ``obj2``, ``goal``) it reports the mean absolute
@@ -105,7 +107,9 @@ def markdown(report: dict) -> str:
         "",
         f"Wall time: {report['wall_time_s']} s. Mean absolute error in cm, x / y / z, of the read-out "
         "head's prediction from the current image, hand state and instruction; the baseline always answers the "
-        "task's mean position over the training frames. Parts that do not move in a task are left out.",
+        "task's mean position over the training frames. Parts that do not move in a task are left out. "
+        f"Training frames: `{report['train']}`; held-out frames: `{report['heldout']}` (other seeds, so other "
+        "layouts).",
         "",
         "| checkpoint | task | part | training frames | held-out frames | held-out mean baseline | spread (std) |",
         "|---|---|---|---|---|---|---|",
@@ -151,7 +155,8 @@ def main() -> None:
         tasks = report_for(read_out(policy, args.train, args.stride), read_out(policy, args.heldout, args.stride))
         checkpoints[name] = {"tasks": tasks, "pooled": pooled(tasks)}
     report = {"command": current_command(), "wall_time_s": round(time.perf_counter() - start, 1),
-              "parts": list(ENVIRONMENT_STATE_NAMES), "checkpoints": checkpoints}
+              "train": args.train, "heldout": args.heldout, "parts": list(ENVIRONMENT_STATE_NAMES),
+              "checkpoints": checkpoints}
     atomic_write_json(with_extension(args.out, ".json"), report)
     text = markdown(report)
     atomic_write_text(with_extension(args.out, ".md"), text)

@@ -9,13 +9,13 @@ from safetensors.torch import load_file
 
 from vlajepa.checkpoint import CONFIG_FILE, NORMALIZATION_FILE, WEIGHTS_FILE, CheckpointError
 from vlajepa.config import TargetConfig
-from vlajepa.constants import ACTION, OBS_STATE, TASK, image_key
+from vlajepa.constants import ACTION, OBS_ENV_STATE, OBS_STATE, TASK, image_key
 from vlajepa.eval.policy import Policy
 from vlajepa.models.target import save_encoder
 from vlajepa.models.testing import single_thread, tiny_config
 from vlajepa.models.vla_jepa import VLAJEPA
 from vlajepa.normalize import Normalizer
-from vlajepa.policy import VLAJEPAPolicy
+from vlajepa.policy import EstimatedScenePolicy, VLAJEPAPolicy
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -262,3 +262,61 @@ def test_eval_renders_a_checkpoint_at_its_training_camera_and_resolution(tmp_pat
     explicit = json.loads((tmp_path / "explicit.json").read_text())["config"]
     assert (default["image_size"], default["camera"]) == (32, "corner2")
     assert explicit["image_size"] == 48  # an explicit flag still wins
+
+
+# ---------------------------------------------------------------------------- scene-state estimate
+
+
+def scene_policies() -> tuple[VLAJEPAPolicy, VLAJEPAPolicy]:
+    """An actor trained on a 6-D state (4 proprio + a 2-D scene) and an estimator that reads the scene out."""
+    torch.manual_seed(0)
+    actor_model, estimator_model = VLAJEPA(tiny_config(state_dim=6)), VLAJEPA(tiny_config(environment_state_dim=2))
+    with torch.no_grad():
+        for p in [*actor_model.parameters(), *estimator_model.parameters()]:
+            p.add_(0.05 * torch.randn_like(p))
+    action = {ACTION: {"min": [-1.0] * 4, "max": [1.0] * 4}}
+    actor = VLAJEPAPolicy(
+        actor_model,
+        Normalizer.from_stats(action | {OBS_STATE: {"min": [0.0] * 6, "max": [1.0] * 6}}, dict.fromkeys(
+            (ACTION, OBS_STATE), "min_max")),
+    )
+    scene = {OBS_STATE: {"min": [0.0] * 4, "max": [1.0] * 4}, OBS_ENV_STATE: {"min": [10.0, 20.0], "max": [11.0, 22.0]}}
+    estimator = VLAJEPAPolicy(
+        estimator_model, Normalizer.from_stats(action | scene, dict.fromkeys((ACTION, OBS_STATE, OBS_ENV_STATE),
+                                                                            "min_max"))
+    )
+    return actor, estimator
+
+
+def test_the_actor_acts_on_the_proprio_state_plus_the_estimated_scene():
+    actor, estimator = scene_policies()
+    obs = observation()
+    scene = estimator.predict_environment_state(obs)
+    assert scene.shape == (2,) and scene.dtype == np.float32
+    assert 9.0 < scene[0] < 12.0 and 18.0 < scene[1] < 24.0  # un-normalized into the label's units
+    composite = EstimatedScenePolicy(actor, estimator)
+    assert isinstance(composite, Policy)
+    composite.reset()
+    composite.reseed(3)
+    chunk = composite.predict_action_chunk(obs)
+    actor.reset()
+    actor.reseed(3)
+    expected = actor.predict_action_chunk({**obs, OBS_STATE: np.concatenate([obs[OBS_STATE], scene])})
+    np.testing.assert_array_equal(chunk, expected)
+    with pytest.raises(ValueError, match="no scene-state read-out"):
+        actor.predict_environment_state(obs)
+    with pytest.raises(ValueError, match="must match"):
+        EstimatedScenePolicy(estimator, estimator)
+
+
+def test_scene_from_is_for_checkpoints_with_the_proprio_state(tmp_path):
+    from vlajepa.cli import main
+    from vlajepa.commands.evaluate import parse_policy
+
+    spec = parse_policy("checkpoint:a", scene_from="b")
+    assert spec.kwargs["scene_from"] == "b" and "scene_from" not in parse_policy("checkpoint:a").kwargs
+    with pytest.raises(ValueError, match="--scene-from applies to checkpoint policies"):
+        parse_policy("expert", scene_from="b")
+    with pytest.raises(SystemExit, match="use it with --state proprio"):
+        main(["eval", "--policy", f"checkpoint:{tmp_path}", "--state", "privileged", "--scene-from", "b",
+              "--out", str(tmp_path / "r")])

@@ -47,8 +47,8 @@ def test_a_perfect_read_out_beats_the_mean_baseline_and_static_parts_are_left_ou
     assert all(4.0 < v < 6.0 for v in goal["heldout_mean_baseline"])
     pooled = probe.pooled({"reach-v3": report})
     assert pooled["heldout"] == pytest.approx([1.0, 0.0, 0.0], abs=1e-6)  # mean of obj1 (0 cm) and goal (2 cm)
-    text = probe.markdown({"command": "c", "wall_time_s": 1.0, "checkpoints": {"bc": {"tasks": {"reach-v3": report},
-                                                                                      "pooled": pooled}}})
+    text = probe.markdown({"command": "c", "wall_time_s": 1.0, "train": "t", "heldout": "h",
+                           "checkpoints": {"bc": {"tasks": {"reach-v3": report}, "pooled": pooled}}})
     assert "| bc | reach-v3 | goal | 0.0 / 0.0 / 0.0 | 2.0 / 0.0 / 0.0 |" in text
 
 

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from vlajepa.checkpoint import load_model, save_model_files
 from vlajepa.config import VLAJEPAConfig
-from vlajepa.constants import ACTION, OBS_STATE, TASK, image_key
+from vlajepa.constants import ACTION, OBS_ENV_STATE, OBS_STATE, TASK, image_key
 from vlajepa.models.vla_jepa import VLAJEPA
 from vlajepa.normalize import Normalizer
 
@@ -95,6 +95,17 @@ class VLAJEPAPolicy:
         actions = chunk[:, : self.n_action_steps].cpu().double().numpy()  # (b, n, A)
         return self.normalizer.unnormalize(ACTION, actions).astype(np.float32)
 
+    @torch.inference_mode()
+    def predict_environment_state(self, observation: dict[str, Any]) -> np.ndarray:
+        """Where the policy's scene-state read-out puts the objects and the goal (float32 ``[E]``, the units of
+        ``observation.environment_state``), from the same inputs as its actions; needs a checkpoint trained with
+        ``model.environment_state_dim``."""
+        head = self.model.environment_state_head
+        if head is None:
+            raise ValueError("this policy has no scene-state read-out (trained with model.environment_state_dim=0)")
+        predicted = head(self.model.encode(self._to_batch(observation)).embodied_tokens)
+        return self.normalizer.unnormalize(OBS_ENV_STATE, predicted[0].cpu().double().numpy()).astype(np.float32)
+
     def select_action(self, observation: dict[str, Any]) -> np.ndarray:
         """One action ``[A]``, predicting a new chunk whenever the queue runs out."""
         if not self._queue:
@@ -140,3 +151,36 @@ class VLAJEPAPolicy:
         """Load a policy saved by :meth:`save_pretrained` or the trainer; ``kwargs`` go to ``__init__``."""
         model, normalizer = load_model(directory)
         return cls(model, normalizer, **kwargs)
+
+
+class EstimatedScenePolicy:
+    """A policy trained on the privileged state, acting from pixels: the object and goal positions it was trained to
+    read from ``observation.state`` come from another policy's scene-state read-out instead of the simulator.
+
+    The classic "privileged actor + learned state estimator" split, here a diagnostic: against the actor with the
+    true positions it measures what the estimator's errors cost in closed loop; against an end-to-end pixel policy,
+    whether an explicit position bottleneck uses the same perception better. The observation's ``observation.state``
+    must be the proprioceptive one; the estimate is appended to it (the ``privileged`` layout,
+    :mod:`vlajepa.envs.state`).
+    """
+
+    def __init__(self, actor: VLAJEPAPolicy, estimator: VLAJEPAPolicy) -> None:
+        missing = actor.config.state_dim - estimator.config.state_dim
+        if estimator.config.environment_state_dim != missing or missing <= 0:
+            raise ValueError(
+                f"the actor's state has {actor.config.state_dim} dims; the estimator's own state "
+                f"{estimator.config.state_dim} plus its read-out {estimator.config.environment_state_dim} must match"
+            )
+        self.actor, self.estimator = actor, estimator
+
+    def reset(self) -> None:
+        self.actor.reset()
+        self.estimator.reset()
+
+    def reseed(self, seed: int) -> None:
+        self.actor.reseed(seed)
+
+    def predict_action_chunk(self, observation: dict[str, Any]) -> np.ndarray:
+        scene = self.estimator.predict_environment_state(observation)
+        proprio = np.asarray(observation[OBS_STATE], dtype=np.float32).reshape(-1)
+        return self.actor.predict_action_chunk({**observation, OBS_STATE: np.concatenate([proprio, scene])})

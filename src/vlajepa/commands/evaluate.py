@@ -23,12 +23,16 @@ examples:
 
 
 def parse_policy(
-    text: str, name: str | None = None, euler_steps: int | None = None, noise_scale: float | None = None
+    text: str,
+    name: str | None = None,
+    euler_steps: int | None = None,
+    noise_scale: float | None = None,
+    scene_from: str | None = None,
 ) -> PolicySpec:
-    """Parse ``kind[:argument]`` into a :class:`PolicySpec`; ``euler_steps`` and ``noise_scale`` apply to
-    checkpoints only."""
+    """Parse ``kind[:argument]`` into a :class:`PolicySpec`; ``euler_steps``, ``noise_scale`` and ``scene_from``
+    apply to checkpoints only."""
     kind, _, arg = text.partition(":")
-    for flag, value in (("--euler-steps", euler_steps), ("--noise-scale", noise_scale)):
+    for flag, value in (("--euler-steps", euler_steps), ("--noise-scale", noise_scale), ("--scene-from", scene_from)):
         if value is not None and kind != "checkpoint":
             raise ValueError(f"{flag} applies to checkpoint policies, not {kind!r}")
     if euler_steps is not None and euler_steps < 1:
@@ -41,6 +45,8 @@ def parse_policy(
         kwargs = {"path": arg, "num_inference_steps": euler_steps}
         if noise_scale is not None:
             kwargs["noise_scale"] = noise_scale
+        if scene_from is not None:
+            kwargs["scene_from"] = scene_from
         return PolicySpec("checkpoint", kwargs, name)
     if kind == "remote":
         if not arg:
@@ -147,6 +153,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="checkpoint policies: flow-matching sampling temperature in [0, 1] (default 1, the trained noise; "
         "0 gives deterministic chunks)",
     )
+    parser.add_argument(
+        "--scene-from",
+        default=None,
+        metavar="PATH",
+        help="checkpoint policies trained on --state privileged: take the object and goal positions from the "
+        "scene-state read-out of this checkpoint (trained with model.environment_state_dim) instead of the "
+        "simulator, so the policy acts from pixels (run with --state proprio)",
+    )
     parser.add_argument("--max-steps", type=int, default=None, help="override the per-task step limit")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1_000_000, help="base evaluation seed")
@@ -163,7 +177,9 @@ def run(args: argparse.Namespace) -> int:
     from vlajepa.eval.report import build_report, markdown_table, rows_from_episodes, write_report
     from vlajepa.eval.runner import EvalConfig, evaluate
 
-    policy = parse_policy(args.policy, args.name, args.euler_steps, args.noise_scale)
+    policy = parse_policy(args.policy, args.name, args.euler_steps, args.noise_scale, args.scene_from)
+    if args.scene_from is not None and args.state != "proprio":
+        raise SystemExit("vlajepa eval: --scene-from estimates the positions itself; use it with --state proprio")
     camera, image_size = args.camera, args.image_size
     if policy.kind == "checkpoint":
         from vlajepa.checkpoint import load_config

@@ -21,8 +21,9 @@ class PolicySpec:
     """How to build a policy in a worker.
 
     kind: one of ``POLICY_KINDS``.
-    kwargs: keyword arguments for that kind (``checkpoint``: ``path`` and optional ``num_inference_steps`` and
-        ``noise_scale``;
+    kwargs: keyword arguments for that kind (``checkpoint``: ``path`` and optional ``num_inference_steps``,
+        ``noise_scale`` and ``scene_from``, a checkpoint whose scene-state read-out supplies the object and goal
+        positions of a policy trained on the privileged state;
         ``remote``: ``url``; ``random``: ``seed``).
     name: the method name written in result rows (defaults to ``kind``).
     """
@@ -86,11 +87,16 @@ def build_policy(spec: PolicySpec, env: Any) -> Policy:
     if spec.kind == "checkpoint":
         from vlajepa.policy import VLAJEPAPolicy
 
-        return VLAJEPAPolicy.from_pretrained(
+        policy = VLAJEPAPolicy.from_pretrained(
             spec.kwargs["path"],
             num_inference_steps=spec.kwargs.get("num_inference_steps"),
             noise_scale=spec.kwargs.get("noise_scale", 1.0),
         )
+        if spec.kwargs.get("scene_from"):
+            from vlajepa.policy import EstimatedScenePolicy
+
+            return EstimatedScenePolicy(policy, VLAJEPAPolicy.from_pretrained(spec.kwargs["scene_from"]))
+        return policy
     if spec.kind == "remote":
         from vlajepa.serve import RemotePolicy
 
