@@ -32,7 +32,7 @@ from vlajepa.constants import ACTION, OBS_STATE, TASK
 from vlajepa.data.lerobot import LeRobotDataset
 from vlajepa.envs.language import task_of_instruction
 from vlajepa.eval.report import current_command
-from vlajepa.io_utils import atomic_write_json, atomic_write_text, with_extension
+from vlajepa.io_utils import write_report_files
 from vlajepa.policy import VLAJEPAPolicy
 
 
@@ -128,9 +128,8 @@ def main() -> None:
     checkpoints = {name: fit_errors(policy, dataset, rows, args.shifts) for name, policy in policies.items()}
     report = {"command": current_command(), "wall_time_s": round(time.perf_counter() - start, 1),
               "horizon": horizon, "shifts": args.shifts, "checkpoints": checkpoints}
-    atomic_write_json(with_extension(args.out, ".json"), report)
     text = markdown(report)
-    atomic_write_text(with_extension(args.out, ".md"), text)
+    write_report_files(args.out, report, text)
     print(text)
 
 

@@ -39,7 +39,7 @@ from vlajepa.envs.language import LANGUAGE
 from vlajepa.envs.metaworld_env import MetaWorldEnv
 from vlajepa.envs.tasks import MT10
 from vlajepa.eval.report import current_command
-from vlajepa.io_utils import atomic_write_json, atomic_write_text, with_extension
+from vlajepa.io_utils import write_report_files
 from vlajepa.policy import VLAJEPAPolicy
 
 
@@ -207,9 +207,8 @@ def main(argv: list[str] | None = None) -> None:
     report["wall_time_s"] = time.perf_counter() - start
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(with_extension(out, ".json"), report)
     text = markdown(report)
-    atomic_write_text(with_extension(out, ".md"), text)
+    write_report_files(out, report, text)
     sys.stdout.write(text)
 
 

@@ -39,7 +39,7 @@ from vlajepa.data.windows import RobotWindows, collate_windows
 from vlajepa.envs.language import task_of_instruction
 from vlajepa.envs.state import ENVIRONMENT_STATE_NAMES
 from vlajepa.eval.report import current_command
-from vlajepa.io_utils import atomic_write_json, atomic_write_text, with_extension
+from vlajepa.io_utils import write_report_files
 from vlajepa.policy import VLAJEPAPolicy
 
 PARTS = ("obj1", "obj2", "goal")
@@ -157,9 +157,8 @@ def main() -> None:
     report = {"command": current_command(), "wall_time_s": round(time.perf_counter() - start, 1),
               "train": args.train, "heldout": args.heldout, "parts": list(ENVIRONMENT_STATE_NAMES),
               "checkpoints": checkpoints}
-    atomic_write_json(with_extension(args.out, ".json"), report)
     text = markdown(report)
-    atomic_write_text(with_extension(args.out, ".md"), text)
+    write_report_files(args.out, report, text)
     print(text)
 
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -13,18 +10,12 @@ import torch
 
 from vlajepa.constants import ACTION, OBS_STATE, TASK
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "fit_error.py"
 KEY = "observation.images.cam"
 
 
 @pytest.fixture(scope="module")
-def fit_error():
-    spec = importlib.util.spec_from_file_location("fit_error", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+def fit_error(benchmark_script):
+    return benchmark_script("fit_error")
 
 
 class ReplayDataset:

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -17,17 +13,10 @@ from vlajepa.models.vla_jepa import VLAJEPA
 from vlajepa.normalize import Normalizer
 from vlajepa.policy import VLAJEPAPolicy
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "probe_language.py"
-
 
 @pytest.fixture(scope="module")
-def probe_language():
-    spec = importlib.util.spec_from_file_location("probe_language", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+def probe_language(benchmark_script):
+    return benchmark_script("probe_language")
 
 
 @pytest.fixture(scope="module")

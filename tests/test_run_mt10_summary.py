@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -10,15 +9,10 @@ import pytest
 
 from vlajepa.eval.report import make_row
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "run_mt10.py"
-
 
 @pytest.fixture(scope="module")
-def run_mt10():
-    spec = importlib.util.spec_from_file_location("run_mt10", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def run_mt10(benchmark_script):
+    return benchmark_script("run_mt10")
 
 
 def row(method: str, target: str, task: str, setting: str, successes: int, episodes: int) -> dict:

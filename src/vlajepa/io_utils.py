@@ -50,6 +50,13 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def write_report_files(prefix: str | Path, report: Any, markdown: str) -> tuple[Path, Path]:
+    """A benchmark's results: ``<prefix>.json`` (``report``) and ``<prefix>.md`` (``markdown``), both atomic."""
+    return atomic_write_json(with_extension(prefix, ".json"), report), atomic_write_text(
+        with_extension(prefix, ".md"), markdown
+    )
+
+
 def read_json(path: str | Path, error: type[Exception] = ValueError, what: str = "JSON file") -> Any:
     """Parse ``path`` as JSON; a missing or malformed file raises ``error`` naming the file and ``what`` it is."""
     path = Path(path)
