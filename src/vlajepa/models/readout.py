@@ -5,6 +5,9 @@ same policy from pixels (README, privileged-state diagnostic), so its failures a
 positions. This head gives that skill a direct training signal: on robot batches the embodied tokens, the ones the
 action head reads, must also predict ``observation.environment_state`` (normalized). The positions are a label
 only: nothing at inference reads them, and the head itself is unused when acting.
+
+Measured on MT10 (README): alone it leaves in-distribution success where it was (39.0 %; 41.5 % with 100
+demonstrations per task); with 32 keypoint tokens and 100 demonstrations it scores 52.5 %, against 45.0 % without it.
 """
 
 from __future__ import annotations
