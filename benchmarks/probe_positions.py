@@ -57,7 +57,7 @@ def read_out(policy: VLAJEPAPolicy, root: str, stride: int, batch_size: int = 64
     with torch.inference_mode():
         for start in tqdm(range(0, len(rows), batch_size), desc=Path(root).name, unit="batch"):
             batch = collate_windows([windows[row] for row in rows[start : start + batch_size]])
-            predicted = model.environment_state_head(model.encode(batch).embodied_tokens).double().numpy()
+            predicted = model.predict_environment_state(batch).double().numpy()
             predicted = policy.normalizer.unnormalize(OBS_ENV_STATE, predicted)
             label = policy.normalizer.unnormalize(OBS_ENV_STATE, batch[OBS_ENV_STATE].double().numpy())
             for text, p, y in zip(batch[TASK], predicted, label, strict=True):

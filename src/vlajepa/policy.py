@@ -100,10 +100,8 @@ class VLAJEPAPolicy:
         """Where the policy's scene-state read-out puts the objects and the goal (float32 ``[E]``, the units of
         ``observation.environment_state``), from the same inputs as its actions; needs a checkpoint trained with
         ``model.environment_state_dim``."""
-        head = self.model.environment_state_head
-        if head is None:
-            raise ValueError("this policy has no scene-state read-out (trained with model.environment_state_dim=0)")
-        predicted = head(self.model.encode(self._to_batch(observation)).embodied_tokens)
+        self.model.require_environment_state_head()  # before the observation is checked against the config
+        predicted = self.model.predict_environment_state(self._to_batch(observation))
         return self.normalizer.unnormalize(OBS_ENV_STATE, predicted[0].cpu().double().numpy()).astype(np.float32)
 
     def select_action(self, observation: dict[str, Any]) -> np.ndarray:

@@ -124,6 +124,8 @@ class RobotWindows(Dataset):
         self.config = config
         self.future_images = future_images
         self.with_actions = with_actions
+        # The scene-state label of the auxiliary read-out (model.environment_state_dim); robot batches only.
+        self.has_environment_state = with_actions and config.environment_state_dim > 0
         info = load_info(self.root)
         self._check_features(info["features"])
         fps = float(info["fps"])
@@ -138,8 +140,6 @@ class RobotWindows(Dataset):
         self._row_of_index = np.full(int(index.max()) + 1, -1, dtype=np.int64)
         self._row_of_index[index] = np.arange(len(index))
         self.has_state = OBS_STATE in self.dataset.features
-        # The scene-state label of the auxiliary read-out (model.environment_state_dim); robot batches only.
-        self.has_environment_state = with_actions and config.environment_state_dim > 0
         self.normalizer = normalizer or self.default_normalizer(state_mode, action_mode)
         self._frames: LeRobotDataset | None = None
 
@@ -155,8 +155,8 @@ class RobotWindows(Dataset):
         widths = {OBS_STATE: self.config.state_dim}
         if self.with_actions:
             widths[ACTION] = self.config.action_dim
-            if self.config.environment_state_dim:
-                widths[OBS_ENV_STATE] = self.config.environment_state_dim
+        if self.has_environment_state:
+            widths[OBS_ENV_STATE] = self.config.environment_state_dim
         for key, width in widths.items():
             if key not in features:
                 if key == OBS_STATE:

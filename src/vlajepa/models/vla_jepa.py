@@ -195,6 +195,17 @@ class VLAJEPA(nn.Module):
             out.embodied_tokens, batch.get(OBS_STATE), num_steps, noise, generator, noise_scale=noise_scale
         )
 
+    def require_environment_state_head(self) -> EnvironmentStateHead:
+        """The scene-state read-out; ValueError for a model trained with ``environment_state_dim=0``."""
+        if self.environment_state_head is None:
+            raise ValueError("this model has no scene-state read-out (trained with model.environment_state_dim=0)")
+        return self.environment_state_head
+
+    def predict_environment_state(self, batch: Mapping[str, Any]) -> Tensor:
+        """Normalized ``(b, E)`` object and goal positions from the scene-state read-out, given the same inputs as
+        :meth:`predict_action`."""
+        return self.require_environment_state_head()(self.encode(batch).embodied_tokens)
+
     # ------------------------------------------------------------------ training helpers
 
     @torch.no_grad()
