@@ -93,6 +93,21 @@ def without_runtime_options(command: str) -> list[str]:
     return out
 
 
+def refuse_uncaptioned_canonical(robot: Path) -> None:
+    """Stop before reusing robot data in which some task never carries its canonical instruction (collected before
+    `vlajepa collect` captioned every phrasing in turn): in-distribution evaluation would instruct that task with a
+    sentence it was never trained on."""
+    from vlajepa.data.lerobot import LeRobotDatasetMetadata
+    from vlajepa.envs.language import tasks_without_canonical
+
+    uncovered = tasks_without_canonical(LeRobotDatasetMetadata(robot).tasks)
+    if uncovered:
+        raise SystemExit(
+            f"[run_mt10] {robot}: no demonstration of {', '.join(uncovered)} is captioned with the canonical "
+            "instruction (collected by an older `vlajepa collect`); move the folder away to re-collect it"
+        )
+
+
 class Pipeline:
     """Runs stages once each, records their wall times, skips the ones a previous run finished."""
 
@@ -164,6 +179,8 @@ class Pipeline:
         out = Path(self.args.data_dir) / f"{self.data_tag()}_{kind}_{episodes}{suffix}"
         if out.exists() and not (self.work / "stages" / f"collect-{kind}.json").is_file():
             # `vlajepa collect` renames its folder into place only when complete: an existing one is finished.
+            if kind == "robot":
+                refuse_uncaptioned_canonical(out)
             self.reused(f"collect-{kind}", out, f"{out} exists, reused")
             return out
         self.stage(

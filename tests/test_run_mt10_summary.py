@@ -127,3 +127,20 @@ def test_noisy_and_privileged_demonstrations_get_their_own_data_folder(run_mt10,
     assert scene.collect("video", 5).name == "mt10_96px_video_5"
     scene.evaluate("bc", "bc", Path("checkpoint"))
     assert commands[("eval-bc", 0.0, "scene")] == commands[("eval-bc", 0.0, "proprio")]
+
+
+def test_robot_data_without_the_canonical_instructions_is_not_reused(run_mt10, tmp_path, monkeypatch) -> None:
+    from vlajepa.train.testing import write_robot_dataset
+
+    args = run_mt10.argparse.Namespace(work=str(tmp_path / "w"), threads=1, tasks="mt10", image_size=96, seed=0,
+                                       workers=1, data_dir=str(tmp_path / "data"), action_noise=0.0, state="proprio",
+                                       environment_state=False)
+    pipeline = run_mt10.Pipeline(args)
+    monkeypatch.setattr(pipeline, "stage", lambda name, command: pytest.fail("an existing folder is not collected"))
+    folder = tmp_path / "data" / "mt10_96px_robot_10"
+    write_robot_dataset(folder, (6, 6), tasks=("reach to the goal position", "push the puck to the goal"))
+    with pytest.raises(SystemExit, match=r"reach-v3.*canonical"):
+        pipeline.collect("robot", 10)
+    balanced = tmp_path / "data" / "mt10_96px_robot_3"
+    write_robot_dataset(balanced, (6, 6), tasks=("reach the goal", "reach to the goal position"))
+    assert pipeline.collect("robot", 3) == balanced

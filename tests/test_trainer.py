@@ -208,6 +208,24 @@ def test_recipe_errors_are_clear(data, tmp_path):
 # ---------------------------------------------------------------------------- latent cache
 
 
+@pytest.mark.parametrize(
+    "captions", [("reach to the goal position",), ("reach to the goal position", "reach the goal")]
+)
+def test_training_warns_when_a_task_never_has_its_canonical_instruction(tmp_path, captions):
+    import warnings
+
+    robot = write_robot_dataset(tmp_path / "robot", (8, 8), tasks=captions)
+    config = TrainConfig(robot=str(robot), steps=1, batch_size=2, tensorboard=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Trainer(tiny_config(use_world_model=False), config, tmp_path / "run", progress=False)
+    messages = [str(w.message) for w in caught if "canonical" in str(w.message)]
+    if "reach the goal" in captions:
+        assert not messages
+    else:  # evaluation would instruct reach with a sentence the data never shows
+        assert len(messages) == 1 and "reach-v3" in messages[0] and str(robot) in messages[0]
+
+
 def test_latent_cache_equals_the_target_latents_computed_on_the_fly(data, tmp_path):
     model = VLAJEPA(tiny_config(target=FROZEN)).eval()
     for windows in (RobotWindows(data["robot"], model.config), VideoWindows(data["video"], model.config)):

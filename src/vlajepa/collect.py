@@ -43,8 +43,8 @@ class CollectConfig:
     workers: worker processes.
     domain_shift: film with the action-free domain shift (arm hidden/recoloured, moving camera, random scene).
     max_attempt_factor: give up on a task after ``ceil(factor * episodes_per_task) + 5`` attempts.
-    paraphrases: caption each episode with a seeded draw from the canonical instruction and the training paraphrases
-        (:func:`vlajepa.envs.language.training_instructions`) instead of always the canonical instruction.
+    paraphrases: caption a task's kept episodes with the canonical instruction and the training paraphrases in turn
+        (:func:`vlajepa.envs.language.training_caption`) instead of always the canonical instruction.
     action_noise: DART-style noise injection (Laskey et al. 2017): the environment executes the expert's action plus
         Gaussian noise of this standard deviation (actions live in [-1, 1]), while the dataset records the expert's
         clean action at every visited state. The demonstrations then cover the small drifts a learned policy makes
@@ -138,11 +138,9 @@ def run_attempt(attempt: Attempt) -> Episode:
     With ``action_noise`` the executed action is the expert's plus seeded Gaussian noise, clipped to [-1, 1]; the
     recorded one stays the expert's (the label of the state the noisy rollout reached).
     """
-    from vlajepa.envs.language import training_instructions
-
     env = _env_for(attempt)
     obs, _ = env.reset(seed=attempt.seed)
-    noise_rng = np.random.default_rng([attempt.seed, 1])  # its own stream: noise never changes the caption drawn
+    noise_rng = np.random.default_rng([attempt.seed, 1])
     images, states, actions, scene = [], [], [], []
     success = False
     for _ in range(env.max_steps):
@@ -161,17 +159,13 @@ def run_attempt(attempt: Attempt) -> Episode:
             break
         if terminated or truncated:
             break
-    text = env.instruction
-    if attempt.config.paraphrases:
-        options = training_instructions(attempt.task)
-        text = options[int(np.random.default_rng(attempt.seed).integers(len(options)))]
     return Episode(
         attempt=attempt,
         success=success,
         images=np.stack(images),
         state=np.stack(states).astype(np.float32),
         action=np.clip(np.stack(actions), -1.0, 1.0).astype(np.float32),
-        instruction=text,
+        instruction=env.instruction,
         image_key=env.image_key,
         fps=env.render_fps,
         environment_state=np.stack(scene) if scene else None,
@@ -211,8 +205,11 @@ def iter_successful_episodes(config: CollectConfig, progress: bool = True) -> It
 
     Attempts are issued in rounds: a round asks every unfinished task for as many attempts as it still needs
     (plus a small margin for expert failures); ``imap`` returns them in submission order, so which episodes are kept
-    does not depend on scheduling.
+    does not depend on scheduling. With ``paraphrases`` the k-th kept episode of a task is captioned
+    ``training_caption(task, k)``, so the captions cover every phrasing evenly whatever the episode count.
     """
+    from vlajepa.envs.language import training_caption
+
     start_time = time.perf_counter()
     need = {i: config.episodes_per_task for i in range(len(config.tasks))}
     next_attempt = dict.fromkeys(need, 0)
@@ -244,6 +241,8 @@ def iter_successful_episodes(config: CollectConfig, progress: bool = True) -> It
                 if not episode.success:
                     dropped[episode.attempt.task] += 1
                     continue
+                if config.paraphrases:
+                    episode.instruction = training_caption(episode.attempt.task, kept[episode.attempt.task])
                 need[i] -= 1
                 kept[episode.attempt.task] += 1
                 bar.update(1)

@@ -40,9 +40,11 @@ def write_robot_dataset(
     seed: int = 0,
     codec: str = "libx264",
     environment_state: bool = False,
+    tasks: Sequence[str] = TASKS,
 ) -> Path:
-    """A LeRobot v3 dataset with one camera, a 4-D state and a 4-D action, one episode per length; with
-    ``environment_state`` also ``observation.environment_state``: the square's 2-D position (the "scene")."""
+    """A LeRobot v3 dataset with one camera, a 4-D state and a 4-D action, one episode per length, captioned with
+    ``tasks`` in turn; with ``environment_state`` also ``observation.environment_state``: the square's 2-D position
+    (the "scene")."""
     from vlajepa.data.lerobot_writer import LeRobotDatasetWriter
 
     rng = np.random.default_rng(seed)
@@ -61,7 +63,7 @@ def write_robot_dataset(
             frame = {image_key(camera): frames, OBS_STATE: state, ACTION: action.astype(np.float32)}
             if environment_state:
                 frame[OBS_ENV_STATE] = positions.astype(np.float32)
-            writer.add_episode(frame, task=TASKS[episode % len(TASKS)])
+            writer.add_episode(frame, task=tasks[episode % len(tasks)])
     return Path(root)
 
 
