@@ -16,6 +16,7 @@ class PointEnv:
     max_steps = 40
     render_fps = 10.0
     instruction = "go to the goal"
+    image_shape = (2, 2, 3)
 
     def reset(self, seed: int):
         self.position = np.random.default_rng(seed).uniform(-1.0, 1.0, size=4)
@@ -31,7 +32,7 @@ class PointEnv:
         return self._obs(), 0.0, False, False, {"success": success}
 
     def _obs(self):
-        return {self.image_key: np.zeros((2, 2, 3), np.uint8), OBS_STATE: self.position.astype(np.float32)}
+        return {self.image_key: np.zeros(self.image_shape, np.uint8), OBS_STATE: self.position.astype(np.float32)}
 
 
 @pytest.fixture
@@ -99,6 +100,22 @@ def test_captions_cycle_through_the_canonical_instruction_and_the_training_parap
     assert {e.instruction for e in iter_successful_episodes(plain, progress=False) if hasattr(e, "instruction")} == {
         point_env.instruction
     }
+
+
+def test_the_dataset_records_how_it_was_collected(point_env, tmp_path):
+    import json
+
+    from vlajepa.collect import collect_robot_dataset
+    from vlajepa.data.lerobot import LeRobotDataset
+
+    point_env.image_shape = (32, 32, 3)  # large enough for the video encoder
+    config = CollectConfig(tasks=("reach-v3",), episodes_per_task=3, workers=1, seed=7)
+    collect_robot_dataset(config, tmp_path / "data", progress=False)
+    provenance = json.loads((tmp_path / "data" / "meta" / "info.json").read_text())["provenance"]
+    assert (provenance["seed"], provenance["action_noise"], provenance["tasks"]) == (7, 0.0, ["reach-v3"])
+    assert provenance["episode_seeds"] == [7, 8, 9]  # every attempt of the point succeeds: attempts 0, 1, 2
+    assert "training_caption" in provenance["captions"] and "workers" not in provenance
+    assert len(LeRobotDataset(tmp_path / "data")) > 0  # the extra metadata does not disturb reading
 
 
 def test_training_caption_rejects_a_negative_index():

@@ -20,8 +20,9 @@ import multiprocessing.util as mp_util
 import os
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -262,18 +263,42 @@ def iter_successful_episodes(config: CollectConfig, progress: bool = True) -> It
     yield CollectSummary(kept, dropped, time.perf_counter() - start_time)
 
 
+def collection_provenance(config: CollectConfig) -> dict[str, Any]:
+    """How a collection run made its data, for the written dataset's metadata: the collection options (not the
+    worker count, which does not change the output), the seed rule and the caption rule. The writer adds
+    ``episode_seeds``, the seed of every kept episode in episode order, so each one can be replayed."""
+    from vlajepa import __version__
+
+    options = {name: value for name, value in asdict(config).items() if name != "workers"}
+    return {
+        "collector": f"vlajepa {__version__}",
+        **options,
+        "tasks": list(config.tasks),
+        "episode_seed": f"seed + {ATTEMPT_STRIDE} * task_index + attempt",
+        "captions": (
+            "vlajepa.envs.language.training_caption(task, k) for the k-th kept episode of a task"
+            if config.paraphrases
+            else "the canonical instruction"
+        ),
+    }
+
+
 def _write_episodes(config: CollectConfig, open_writer, add, progress: bool) -> CollectSummary:
-    """Stream kept episodes into a writer made from the first one; abort it (no output) on any error."""
+    """Stream kept episodes into a writer made from the first one and the run's provenance; abort it (no output)
+    on any error."""
     writer = None
+    seeds: list[int] = []
     try:
         for item in iter_successful_episodes(config, progress):
             if isinstance(item, CollectSummary):
                 if writer is None:
                     raise RuntimeError("no episodes were collected")
+                writer.provenance["episode_seeds"] = seeds
                 writer.finalize()
                 return item
-            writer = writer or open_writer(item)
+            writer = writer or open_writer(item, collection_provenance(config))
             add(writer, item)
+            seeds.append(item.attempt.seed)
     except BaseException:
         if writer is not None:
             writer.abort()
@@ -285,11 +310,13 @@ def collect_robot_dataset(config: CollectConfig, root: str | Path, progress: boo
     """Collect scripted-expert demonstrations into a LeRobot v3 dataset at ``root``."""
     from vlajepa.data.lerobot_writer import LeRobotDatasetWriter
 
-    def open_writer(first: Episode) -> LeRobotDatasetWriter:
+    def open_writer(first: Episode, provenance: dict[str, Any]) -> LeRobotDatasetWriter:
         features = robot_features(
             first.image_key, first.images.shape[1:], config.state, first.action.shape[1:], config.environment_state
         )
-        return LeRobotDatasetWriter(root, fps=first.fps, features=features, robot_type="sawyer")
+        return LeRobotDatasetWriter(
+            root, fps=first.fps, features=features, robot_type="sawyer", provenance=provenance
+        )
 
     def add(writer: LeRobotDatasetWriter, episode: Episode) -> None:
         frames = {episode.image_key: episode.images, OBS_STATE: episode.state, ACTION: episode.action}
@@ -304,10 +331,8 @@ def collect_video_set(config: CollectConfig, root: str | Path, progress: bool = 
     """Collect an action-free, domain-shifted video set (mp4 + captions CSV) at ``root``."""
     from vlajepa.data.videos import VideoSetWriter
 
-    def open_writer(first: Episode) -> VideoSetWriter:
-        return VideoSetWriter(
-            root, fps=first.fps, provenance={"domain_shift": "vlajepa.envs.DomainShift()", "seed": config.seed}
-        )
+    def open_writer(first: Episode, provenance: dict[str, Any]) -> VideoSetWriter:
+        return VideoSetWriter(root, fps=first.fps, provenance=provenance)
 
     def add(writer: VideoSetWriter, episode: Episode) -> None:
         writer.add_video(episode.images, text=episode.instruction, task=episode.attempt.task)

@@ -138,6 +138,8 @@ class LeRobotDatasetWriter(StagedDirectory):
             Per-frame bookkeeping (``timestamp``, ``frame_index``, ``episode_index``, ``index``,
             ``task_index``) is added automatically.
         robot_type: free text stored in ``info.json``.
+        provenance: free-form description of how the data were made (e.g. collection seeds), stored as
+            ``info.json["provenance"]`` when given; ``self.provenance`` may be filled in until :meth:`finalize`.
         codec: video encoder (``libsvtav1`` like LeRobot, or ``libx264``: faster to encode).
         gop, crf: keyframe interval and quality, see :class:`~vlajepa.data.video_io.VideoEncoding`.
     """
@@ -157,12 +159,14 @@ class LeRobotDatasetWriter(StagedDirectory):
         chunks_size: int = DEFAULT_CHUNK_SIZE,
         data_files_size_in_mb: int = DEFAULT_DATA_FILE_SIZE_IN_MB,
         video_files_size_in_mb: int = DEFAULT_VIDEO_FILE_SIZE_IN_MB,
+        provenance: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(root)
         if fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}")
         self.fps = fps
         self.robot_type = robot_type
+        self.provenance = dict(provenance) if provenance is not None else None
         self.encoding = VideoEncoding(codec=codec, gop=gop, crf=crf)
         self.chunks_size = chunks_size
         self.data_files_size_in_mb = data_files_size_in_mb
@@ -478,7 +482,7 @@ class LeRobotDatasetWriter(StagedDirectory):
                 "video.channels": channels,
                 "has_audio": False,
             }
-        return {
+        info = {
             "codebase_version": CODEBASE_VERSION,
             "robot_type": self.robot_type,
             "total_episodes": len(self._episodes),
@@ -493,6 +497,9 @@ class LeRobotDatasetWriter(StagedDirectory):
             "video_path": DEFAULT_VIDEO_PATH if self.video_keys else None,
             "features": features,
         }
+        if self.provenance is not None:
+            info["provenance"] = dict(self.provenance)
+        return info
 
     def _release(self) -> None:
         for encoder in self._encoders.values():
