@@ -33,7 +33,7 @@ from vlajepa.commands.evaluate import named_checkpoint, parse_policy, parse_task
 from vlajepa.eval.report import current_command, git_commit, rows_from_episodes, success_cell
 from vlajepa.eval.report import summarize as pool_tasks
 from vlajepa.eval.runner import EvalConfig, evaluate
-from vlajepa.io_utils import atomic_write_json, atomic_write_text, with_extension
+from vlajepa.io_utils import with_extension, write_report_files
 
 
 def variants(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
@@ -117,7 +117,6 @@ def main() -> None:
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(with_extension(out, ".json"), report)
     per_task = ["| checkpoint | variant | task | success % | episodes |", "|---|---|---|---|---|"]
     per_task += [f"| {r['method']} | {r['variant']} | {r['task']} | {100 * r['success_rate']:.0f} | {r['episodes']} |"
                  for r in rows]
@@ -125,7 +124,7 @@ def main() -> None:
             f"Wall time: {report['wall_time_s']} s. {args.episodes} episodes per task per variant; success % "
             f"[95 % Wilson interval] (successes/episodes), pooled over tasks.\n\n{table(summary)}\n\n"
             f"## Per task\n\n" + "\n".join(per_task) + "\n")
-    atomic_write_text(with_extension(out, ".md"), text)
+    write_report_files(out, report, text)
     print(table(summary))
     print(f"wrote {with_extension(out, '.json')} and {with_extension(out, '.md')}")
 

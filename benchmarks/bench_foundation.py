@@ -26,7 +26,7 @@ from vlajepa.data.lerobot import LeRobotDataset, LeRobotDatasetMetadata  # noqa:
 from vlajepa.eval.policies import PolicySpec  # noqa: E402
 from vlajepa.eval.report import current_command  # noqa: E402
 from vlajepa.eval.runner import EvalConfig, evaluate  # noqa: E402
-from vlajepa.io_utils import atomic_write_json, atomic_write_text  # noqa: E402
+from vlajepa.io_utils import write_report_files  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -120,7 +120,6 @@ def main() -> None:
         "reader": reader,
         "reader_cache_speedup": round(reader[1]["frames_per_second"] / reader[0]["frames_per_second"], 1),
     }
-    atomic_write_json(args.out + ".json", report)
     lines = [
         "# Foundation throughput",
         "",
@@ -145,7 +144,7 @@ def main() -> None:
             f"| reader random access, {label} | {r['frames_per_second']} frames/s "
             f"({r['samples_per_second']} samples/s) |"
         )
-    atomic_write_text(args.out + ".md", "\n".join(lines) + "\n")
+    write_report_files(args.out, report, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

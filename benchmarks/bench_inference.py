@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vlajepa.io_utils import atomic_write_json, atomic_write_text, with_extension
+from vlajepa.io_utils import write_report_files
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -180,8 +180,7 @@ def main() -> None:
         "repeats": args.repeats,
         "results": results,
     }
-    atomic_write_json(with_extension(args.out, ".json"), report)
-    atomic_write_text(with_extension(args.out, ".md"), markdown(report))
+    write_report_files(args.out, report, markdown(report))
 
 
 if __name__ == "__main__":

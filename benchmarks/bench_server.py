@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from vlajepa.constants import OBS_STATE, TASK
-from vlajepa.io_utils import atomic_write_json, atomic_write_text, with_extension
+from vlajepa.io_utils import with_extension, write_report_files
 from vlajepa.serve import Client, PolicyServer, ServerConfig, load_policy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -238,8 +238,7 @@ def main() -> None:
     if args.quick:
         print(json.dumps(result, indent=2))
         return
-    atomic_write_json(with_extension(args.out, ".json"), result)
-    atomic_write_text(with_extension(args.out, ".md"), _markdown(result))
+    write_report_files(args.out, result, _markdown(result))
     print(f"wrote {with_extension(args.out, '.json')} and {with_extension(args.out, '.md')}")
 
 

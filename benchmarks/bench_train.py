@@ -155,7 +155,7 @@ def main() -> None:
 
     import torch
 
-    from vlajepa.io_utils import atomic_write_json, atomic_write_text
+    from vlajepa.io_utils import write_report_files
     from vlajepa.train.config import TrainConfig
 
     command = shlex.join([sys.executable.rsplit("/", 1)[-1], *sys.argv])
@@ -204,8 +204,7 @@ def main() -> None:
             by_name["default"]["samples_per_s"] / by_name["frozen-no-cache"]["samples_per_s"], 2
         )
     out = Path(args.out)
-    atomic_write_json(out / "train_perf.json", report)
-    atomic_write_text(out / "train_perf.md", markdown(report))
+    write_report_files(out / "train_perf", report, markdown(report))
     print(markdown(report))
 
 

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from vlajepa.eval.report import current_command, success_cell
-from vlajepa.io_utils import atomic_write_json, atomic_write_text, with_extension
+from vlajepa.io_utils import atomic_write_json, with_extension, write_report_files
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,7 +89,6 @@ def main() -> None:
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         rows = list(pool.map(lambda n: run_variant(n, args), names))
     command = current_command()
-    atomic_write_json(with_extension(args.results, ".json"), {"command": command, "rows": rows})
     lines = [
         "# MT10 recipe pilot: BC, learning rate and flow-matching draws per window", "",
         f"Command: `{command}`. Every variant: BC, {args.steps} steps of 32 windows, evaluated on "
@@ -101,7 +100,7 @@ def main() -> None:
     for r in rows:
         lines.append(f"| {r['variant']} | {r['lr']:g} | {r['loss_samples']} | {r['final_action_loss']} | "
                      f"{r['train_s']} | {success_cell(r)} |")
-    atomic_write_text(with_extension(args.results, ".md"), "\n".join(lines) + "\n")
+    write_report_files(args.results, {"command": command, "rows": rows}, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from vlajepa.envs.state import ENVIRONMENT_STATE_NAMES, STATE_KINDS, state_names
-from vlajepa.io_utils import atomic_write_json, atomic_write_text, with_extension
+from vlajepa.io_utils import with_extension, write_report_files
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("bc", "vla-jepa-cotrain", "vla-jepa-finetune", "vla-jepa-no-video")
@@ -359,7 +359,6 @@ def write_results(args: argparse.Namespace, evals: list[tuple[str, str, Path]], 
     report = build_report(rows, wall_time_s, command=command, stages=stages, summary=summary,
                           setup={k: v for k, v in vars(args).items() if k != "set"} | {"set": args.set})
     prefix = Path(args.results)
-    atomic_write_json(with_extension(prefix, ".json"), report)
     per_task = build_report(display, wall_time_s, command=command)
     table = markdown_table(per_task, title="MT10 benchmark: per task and setting")
     lines = ["# MT10 benchmark: summary", "",
@@ -371,7 +370,7 @@ def write_results(args: argparse.Namespace, evals: list[tuple[str, str, Path]], 
              "an earlier run finished them count 0 here; their own times are below).", "",
              "| stage | wall time (s) | skipped |", "|---|---|---|"]
     lines += [f"| {s['stage']} | {s['wall_time_s']} | {'yes' if s.get('skipped') else 'no'} |" for s in stages]
-    atomic_write_text(with_extension(prefix, ".md"), "\n".join(lines) + "\n")
+    write_report_files(prefix, report, "\n".join(lines) + "\n")
     plot_settings(display, with_extension(prefix, ".png"))
     print(table)
 

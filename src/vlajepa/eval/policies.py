@@ -87,11 +87,8 @@ def build_policy(spec: PolicySpec, env: Any) -> Policy:
     if spec.kind == "checkpoint":
         from vlajepa.policy import VLAJEPAPolicy
 
-        policy = VLAJEPAPolicy.from_pretrained(
-            spec.kwargs["path"],
-            num_inference_steps=spec.kwargs.get("num_inference_steps"),
-            noise_scale=spec.kwargs.get("noise_scale", 1.0),
-        )
+        sampling = {key: spec.kwargs[key] for key in ("num_inference_steps", "noise_scale") if key in spec.kwargs}
+        policy = VLAJEPAPolicy.from_pretrained(spec.kwargs["path"], **sampling)  # absent: the policy's defaults
         if spec.kwargs.get("scene_from"):
             from vlajepa.policy import EstimatedScenePolicy
 
