@@ -809,7 +809,7 @@ def training_caption(task: str, index: int) -> str:
     Any number of demonstrations then carries the canonical instruction, and the phrasings' counts differ by at
     most one. A seeded random draw per episode did not: 10 demonstrations over 6 phrasings left four MT10
     tasks without their canonical instruction, so in-distribution evaluation gave them a sentence they had never
-    been trained on (reach: 1/10 successes with the canonical instruction, 6/10 with a trained phrasing).
+    been trained on.
     """
     if index < 0:
         raise ValueError(f"index must be >= 0, got {index}")
