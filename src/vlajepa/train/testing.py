@@ -13,7 +13,7 @@ import numpy as np
 
 from vlajepa.constants import ACTION, OBS_ENV_STATE, OBS_STATE, image_key
 
-TASKS = ("push the block to the goal", "open the drawer", "press the button")
+TASKS = ("push the puck to the goal", "open the drawer", "press the button")  # canonical MT10 instructions
 FPS = 10
 
 
