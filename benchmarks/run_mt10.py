@@ -98,13 +98,13 @@ def refuse_uncaptioned_canonical(robot: Path) -> None:
     `vlajepa collect` captioned every phrasing in turn): in-distribution evaluation would instruct that task with a
     sentence it was never trained on."""
     from vlajepa.data.lerobot import LeRobotDatasetMetadata
-    from vlajepa.envs.language import tasks_without_canonical
+    from vlajepa.envs.language import missing_canonical_message
 
-    uncovered = tasks_without_canonical(LeRobotDatasetMetadata(robot).tasks)
-    if uncovered:
+    problem = missing_canonical_message(LeRobotDatasetMetadata(robot).tasks)
+    if problem:
         raise SystemExit(
-            f"[run_mt10] {robot}: no demonstration of {', '.join(uncovered)} is captioned with the canonical "
-            "instruction (collected by an older `vlajepa collect`); move the folder away to re-collect it"
+            f"[run_mt10] {robot}: {problem} (collected by an older `vlajepa collect`); move the folder away to "
+            "re-collect it"
         )
 
 

@@ -273,7 +273,6 @@ def collection_provenance(config: CollectConfig) -> dict[str, Any]:
     return {
         "collector": f"vlajepa {__version__}",
         **options,
-        "tasks": list(config.tasks),
         "episode_seed": f"seed + {ATTEMPT_STRIDE} * task_index + attempt",
         "captions": (
             "vlajepa.envs.language.training_caption(task, k) for the k-th kept episode of a task"

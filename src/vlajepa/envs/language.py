@@ -836,6 +836,17 @@ def tasks_without_canonical(captions: Iterable[str]) -> list[str]:
     return sorted(task for task in named if LANGUAGE[task].canonical not in captions)
 
 
+def missing_canonical_message(captions: Iterable[str]) -> str | None:
+    """What is wrong with a training set's ``captions`` if :func:`tasks_without_canonical` finds tasks, else None."""
+    uncovered = tasks_without_canonical(captions)
+    if not uncovered:
+        return None
+    return (
+        f"no demonstration of {', '.join(uncovered)} is captioned with the canonical instruction, the only one "
+        "in-distribution evaluation uses"
+    )
+
+
 def instruction(task: str, split: Split = "canonical", rng: np.random.Generator | None = None) -> str:
     """An instruction for ``task`` from ``split``.
 

@@ -42,7 +42,7 @@ from vlajepa.constants import FUTURE_FRAME_IDS, TASK
 from vlajepa.data.latent_cache import LatentCache, build_latent_cache
 from vlajepa.data.video_io import DecodeCache
 from vlajepa.data.windows import MixtureLoader, RobotWindows, VideoWindows
-from vlajepa.envs.language import tasks_without_canonical
+from vlajepa.envs.language import missing_canonical_message
 from vlajepa.io_utils import atomic_write_json
 from vlajepa.models.target import load_encoder
 from vlajepa.models.vla_jepa import VLAJEPA
@@ -238,12 +238,11 @@ class Trainer:
                 with_actions=cfg.robot_actions,
                 decode_cache=DecodeCache(max_bytes=cache_bytes),
             )
-            uncovered = tasks_without_canonical(windows[ROBOT].dataset.meta.tasks)
-            if uncovered:
+            problem = missing_canonical_message(windows[ROBOT].dataset.meta.tasks)
+            if problem:
                 warnings.warn(
-                    f"{cfg.robot}: no demonstration of {', '.join(uncovered)} is captioned with the canonical "
-                    "instruction that in-distribution evaluation uses (vlajepa.envs.language); re-collect with "
-                    "this version of `vlajepa collect robot`, which captions every phrasing in turn",
+                    f"{cfg.robot}: {problem}; re-collect with this version of `vlajepa collect robot`, which "
+                    "captions every phrasing in turn",
                     stacklevel=2,
                 )
         if cfg.video:
