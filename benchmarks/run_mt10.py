@@ -93,14 +93,23 @@ def without_runtime_options(command: str) -> list[str]:
     return out
 
 
-def refuse_uncaptioned_canonical(robot: Path) -> None:
-    """Stop before reusing robot data in which some task never carries its canonical instruction (collected before
-    `vlajepa collect` captioned every phrasing in turn): in-distribution evaluation would instruct that task with a
-    sentence it was never trained on."""
+def refuse_stale_robot_data(robot: Path) -> None:
+    """Stop before reusing robot data that today's `vlajepa collect` would not write: data in which some task never
+    carries its canonical instruction (in-distribution evaluation would instruct that task with a sentence it was
+    never trained on), or data recorded with other demonstrators than :mod:`vlajepa.envs.experts`' (its provenance
+    names no or another expert revision)."""
     from vlajepa.data.lerobot import LeRobotDatasetMetadata
+    from vlajepa.envs.experts import EXPERT_REVISION
     from vlajepa.envs.language import missing_canonical_message
 
-    problem = missing_canonical_message(LeRobotDatasetMetadata(robot).tasks)
+    meta = LeRobotDatasetMetadata(robot)
+    problem = missing_canonical_message(meta.tasks)
+    revision = (meta.info.get("provenance") or {}).get("expert", {}).get("revision")
+    if not problem and revision != EXPERT_REVISION:
+        problem = (
+            f"its demonstrations come from expert revision {revision or 'unrecorded'}, not {EXPERT_REVISION} "
+            "(vlajepa.envs.experts)"
+        )
     if problem:
         raise SystemExit(
             f"[run_mt10] {robot}: {problem} (collected by an older `vlajepa collect`); move the folder away to "
@@ -180,7 +189,7 @@ class Pipeline:
         if out.exists() and not (self.work / "stages" / f"collect-{kind}.json").is_file():
             # `vlajepa collect` renames its folder into place only when complete: an existing one is finished.
             if kind == "robot":
-                refuse_uncaptioned_canonical(out)
+                refuse_stale_robot_data(out)
             self.reused(f"collect-{kind}", out, f"{out} exists, reused")
             return out
         self.stage(

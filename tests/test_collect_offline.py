@@ -7,6 +7,7 @@ import pytest
 import vlajepa.collect as collect_module
 from vlajepa.collect import Attempt, CollectConfig, run_attempt
 from vlajepa.constants import OBS_STATE
+from vlajepa.envs.experts import EXPERT_REVISION
 
 
 class PointEnv:
@@ -115,6 +116,7 @@ def test_the_dataset_records_how_it_was_collected(point_env, tmp_path):
     assert (provenance["seed"], provenance["action_noise"], provenance["tasks"]) == (7, 0.0, ["reach-v3"])
     assert provenance["episode_seeds"] == [7, 8, 9]  # every attempt of the point succeeds: attempts 0, 1, 2
     assert "training_caption" in provenance["captions"] and "workers" not in provenance
+    assert provenance["expert"]["revision"] == EXPERT_REVISION  # run_mt10 refuses data of other demonstrators
     assert len(LeRobotDataset(tmp_path / "data")) > 0  # the extra metadata does not disturb reading
 
 

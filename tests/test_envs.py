@@ -319,3 +319,27 @@ def test_skipping_renders_leaves_later_observations_unchanged(name):
     for full, skipped in zip(*runs, strict=True):
         np.testing.assert_array_equal(full[OBS_STATE], skipped[OBS_STATE])
         np.testing.assert_array_equal(full[image_key(DEFAULT_CAMERA)], skipped[image_key(DEFAULT_CAMERA)])
+
+
+def test_reach_expert_steers_the_fingertips_to_the_goal():
+    """reach-v3 scores the fingertip centre, 4.5 cm below the hand: the demonstrator must aim that point, not the
+    hand, at the goal; the other experts see the raw observation."""
+    from vlajepa.envs.experts import expert_observation
+
+    env = MetaWorldEnv("reach-v3", image_size=32)
+    try:
+        env.reset(seed=SEED)
+        for _ in range(8):  # away from the start, where the gain saturates less
+            env.step(env.expert_action(), render=False)
+        sim = env._mw
+        offset = sim.tcp_center - env._raw_obs[:3]
+        assert offset[2] < -0.03  # the premise: the fingertips hang centimetres below the hand
+        expected = np.clip(5.0 * (sim._target_pos - sim.tcp_center), -1.0, 1.0)  # MetaWorld's move(), p=5
+        np.testing.assert_allclose(env.expert_action()[:3], expected, atol=1e-5)
+    finally:
+        env.close()
+    raw = np.arange(12, dtype=np.float64)
+    np.testing.assert_array_equal(expert_observation("push-v3", raw, np.array([0, 0, -0.045])), raw)
+    moved = expert_observation("reach-v3", raw, np.array([0, 0, -0.045]))
+    np.testing.assert_allclose(moved[-3:], raw[-3:] + [0, 0, 0.045])
+    assert raw[-1] == 11  # the caller's array is left alone

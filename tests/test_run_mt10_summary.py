@@ -129,7 +129,10 @@ def test_noisy_and_privileged_demonstrations_get_their_own_data_folder(run_mt10,
     assert commands[("eval-bc", 0.0, "scene")] == commands[("eval-bc", 0.0, "proprio")]
 
 
-def test_robot_data_without_the_canonical_instructions_is_not_reused(run_mt10, tmp_path, monkeypatch) -> None:
+def test_stale_robot_data_is_not_reused(run_mt10, tmp_path, monkeypatch) -> None:
+    """Folders missing a canonical instruction, or recorded by other demonstrators, are refused; current ones are
+    reused without collecting."""
+    from vlajepa.envs.experts import expert_provenance
     from vlajepa.train.testing import write_robot_dataset
 
     args = run_mt10.argparse.Namespace(work=str(tmp_path / "w"), threads=1, tasks="mt10", image_size=96, seed=0,
@@ -137,10 +140,21 @@ def test_robot_data_without_the_canonical_instructions_is_not_reused(run_mt10, t
                                        environment_state=False)
     pipeline = run_mt10.Pipeline(args)
     monkeypatch.setattr(pipeline, "stage", lambda name, command: pytest.fail("an existing folder is not collected"))
+    current = {"expert": expert_provenance()}
     folder = tmp_path / "data" / "mt10_96px_robot_10"
-    write_robot_dataset(folder, (6, 6), tasks=("reach to the goal position", "push the puck to the goal"))
+    write_robot_dataset(folder, (6, 6), tasks=("reach to the goal position", "push the puck to the goal"),
+                        provenance=current)
     with pytest.raises(SystemExit, match=r"reach-v3.*canonical"):
         pipeline.collect("robot", 10)
-    balanced = tmp_path / "data" / "mt10_96px_robot_3"
-    write_robot_dataset(balanced, (6, 6), tasks=("reach the goal", "reach to the goal position"))
-    assert pipeline.collect("robot", 3) == balanced
+    balanced = ("reach the goal", "reach to the goal position")
+    unrecorded = tmp_path / "data" / "mt10_96px_robot_2"
+    write_robot_dataset(unrecorded, (6, 6), tasks=balanced)
+    with pytest.raises(SystemExit, match="expert revision unrecorded"):
+        pipeline.collect("robot", 2)
+    older = tmp_path / "data" / "mt10_96px_robot_4"
+    write_robot_dataset(older, (6, 6), tasks=balanced, provenance={"expert": {**expert_provenance(), "revision": 1}})
+    with pytest.raises(SystemExit, match="expert revision 1, not"):
+        pipeline.collect("robot", 4)
+    fresh = tmp_path / "data" / "mt10_96px_robot_3"
+    write_robot_dataset(fresh, (6, 6), tasks=balanced, provenance=current)
+    assert pipeline.collect("robot", 3) == fresh

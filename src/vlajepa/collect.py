@@ -1,4 +1,4 @@
-"""Data collection with MetaWorld's scripted experts.
+"""Data collection with the scripted experts (MetaWorld's, aimed as :mod:`vlajepa.envs.experts` says).
 
 Two products:
 - **robot demonstrations** (images, state, actions, instruction) written as a LeRobot v3 dataset, keeping only
@@ -268,10 +268,12 @@ def collection_provenance(config: CollectConfig) -> dict[str, Any]:
     worker count, which does not change the output), the seed rule and the caption rule. The writer adds
     ``episode_seeds``, the seed of every kept episode in episode order, so each one can be replayed."""
     from vlajepa import __version__
+    from vlajepa.envs.experts import expert_provenance
 
     options = {name: value for name, value in asdict(config).items() if name != "workers"}
     return {
         "collector": f"vlajepa {__version__}",
+        "expert": expert_provenance(),
         **options,
         "episode_seed": f"seed + {ATTEMPT_STRIDE} * task_index + attempt",
         "captions": (

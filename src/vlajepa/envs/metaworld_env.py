@@ -22,6 +22,7 @@ from metaworld.policies import ENV_POLICY_MAP  # noqa: E402
 
 from vlajepa.constants import OBS_STATE, TASK, image_key  # noqa: E402
 from vlajepa.envs.domain_shift import DomainShift, DomainShiftPlan  # noqa: E402
+from vlajepa.envs.experts import expert_observation  # noqa: E402
 from vlajepa.envs.language import LANGUAGE, Split, instruction  # noqa: E402
 from vlajepa.envs.perturbations import EpisodePlan, Perturbation, shift_layout  # noqa: E402
 from vlajepa.envs.scene import (  # noqa: E402
@@ -245,7 +246,8 @@ class MetaWorldEnv(gym.Env):
         self._mw.close()
 
     def expert_action(self) -> np.ndarray:
-        """The scripted ``metaworld.policies`` action for the current noise-free full state, float32 [4]."""
+        """The scripted demonstrator's action for the current noise-free full state, float32 [4]: MetaWorld's expert,
+        aimed where the task measures success (:mod:`vlajepa.envs.experts`)."""
         if self._raw_obs is None:
             raise RuntimeError("call reset() before expert_action()")
         with warnings.catch_warnings():
@@ -253,7 +255,8 @@ class MetaWorldEnv(gym.Env):
             warnings.simplefilter("ignore")
             # A copy: some experts edit the observation in place (door-open shifts the handle x by 5 cm), which
             # would change a second call's action and the scene state read after it.
-            action = self._expert.get_action(self._raw_obs.copy())
+            tcp_offset = self._mw.tcp_center - self._raw_obs[:3]
+            action = self._expert.get_action(expert_observation(self._task, self._raw_obs, tcp_offset))
         return np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
 
     def environment_state(self) -> np.ndarray:

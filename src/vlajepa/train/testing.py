@@ -41,10 +41,11 @@ def write_robot_dataset(
     codec: str = "libx264",
     environment_state: bool = False,
     tasks: Sequence[str] = TASKS,
+    provenance: dict | None = None,
 ) -> Path:
     """A LeRobot v3 dataset with one camera, a 4-D state and a 4-D action, one episode per length, captioned with
     ``tasks`` in turn; with ``environment_state`` also ``observation.environment_state``: the square's 2-D position
-    (the "scene")."""
+    (the "scene"); ``provenance`` as :class:`~vlajepa.data.lerobot_writer.LeRobotDatasetWriter`'s."""
     from vlajepa.data.lerobot_writer import LeRobotDatasetWriter
 
     rng = np.random.default_rng(seed)
@@ -55,7 +56,7 @@ def write_robot_dataset(
     }
     if environment_state:
         features[OBS_ENV_STATE] = {"dtype": "float32", "shape": [2]}
-    with LeRobotDatasetWriter(root, FPS, features, codec=codec) as writer:
+    with LeRobotDatasetWriter(root, FPS, features, codec=codec, provenance=provenance) as writer:
         for episode, length in enumerate(lengths):
             frames, positions = moving_square_frames(length, size, rng)
             state = np.concatenate([positions, rng.uniform(0, 1, (length, 2))], axis=1).astype(np.float32)
