@@ -7,6 +7,7 @@ runs of the same methods (each JSON is one seed of every method in it) and repor
 * each run's in-distribution and pooled-perturbation success, and their mean over runs;
 * the episodes pooled over runs, with a 95 % Wilson interval (this interval covers episode sampling only, not the
   spread between training runs, which the per-run columns show);
+* each perturbation's success averaged over runs;
 * the difference to ``--reference`` under perturbation, paired by run (the same JSON, so the same data and seed),
   with its mean, minimum and maximum over runs.
 
@@ -65,6 +66,11 @@ def compare(runs: list[dict[tuple[str, str], dict[str, Any]]], reference: str) -
                 "mean_over_runs": _mean([p["success_rate"] for p in per_run if p is not None]),
                 "pooled": pooled(per_run),
             }
+        settings = [run.get((method, target), {}).get("perturbed", {}).get("per_setting") for run in runs]
+        entry["perturbed"]["per_setting_mean_over_runs"] = {
+            name: _mean([rates[name] for rates in settings if rates and name in rates])
+            for name in dict.fromkeys(name for rates in settings if rates for name in rates)
+        }
         if reference_keys and (method, target) not in reference_keys:
             deltas = []
             for run in runs:
@@ -129,6 +135,13 @@ def markdown(entries: list[dict[str, Any]], files: list[str], command: str) -> s
             )
             + f" | {per_run_delta} | {mean_delta} |"
         )
+    names = list(dict.fromkeys(n for e in entries for n in e["perturbed"]["per_setting_mean_over_runs"]))
+    if names:
+        lines += ["", "Per perturbation, success % averaged over runs:", "",
+                  "| method | target | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+        for e in entries:
+            rates = e["perturbed"]["per_setting_mean_over_runs"]
+            lines.append(f"| {e['method']} | {e['target']} | " + " | ".join(_pct(rates.get(n)) for n in names) + " |")
     return "\n".join(lines) + "\n"
 
 

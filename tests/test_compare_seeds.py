@@ -12,7 +12,10 @@ def _part(successes: int, episodes: int) -> dict:
 
 
 def _result(path, entries) -> str:
-    summary = [{"method": m, "target": t, "id": _part(*i), "perturbed": _part(*p)} for m, t, i, p in entries]
+    summary = [
+        {"method": m, "target": t, "id": _part(*i), "perturbed": {**_part(*p), "per_setting": {"camera": p[0] / p[1]}}}
+        for m, t, i, p in entries
+    ]
     path.write_text(json.dumps({"summary": summary}))
     return str(path)
 
@@ -32,6 +35,7 @@ def test_runs_are_pooled_and_differences_paired_by_run(benchmark_script, tmp_pat
     delta = cotrain["perturbed_minus_reference_points"]
     assert delta["per_run"][0] == pytest.approx(5.0) and delta["per_run"][1] is None  # only paired runs count
     assert delta["mean"] == pytest.approx(5.0) and "perturbed_minus_reference_points" not in bc
+    assert bc["perturbed"]["per_setting_mean_over_runs"]["camera"] == pytest.approx(0.25)
     text = (tmp_path / "cmp.md").read_text()
     assert "150/400" in text and "+5.0" in text and json.loads((tmp_path / "cmp.json").read_text())["runs"]
 
