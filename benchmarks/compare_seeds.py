@@ -21,8 +21,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from vlajepa.eval.report import current_command
-from vlajepa.eval.stats import wilson_interval
+from vlajepa.eval.report import current_command, make_row, success_cell
 from vlajepa.io_utils import read_json, write_report_files
 
 PARTS = ("id", "perturbed")
@@ -40,16 +39,14 @@ def load_runs(paths: list[Path]) -> list[dict[tuple[str, str], dict[str, Any]]]:
     return runs
 
 
-def pooled(parts: list[dict[str, Any] | None]) -> dict[str, Any] | None:
-    """Successes and episodes summed over runs, with the Wilson interval of the pooled rate."""
-    present = [part for part in parts if part is not None]
+def pooled(method: str, part: str, parts: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """Successes and episodes summed over runs, as a row of the shared schema (Wilson interval of the pooled rate)."""
+    present = [entry for entry in parts if entry is not None]
     if not present:
         return None
-    successes = sum(part["successes"] for part in present)
-    episodes = sum(part["episodes"] for part in present)
-    low, high = wilson_interval(successes, episodes)
-    return {"successes": successes, "episodes": episodes, "success_rate": successes / episodes,
-            "ci_low": low, "ci_high": high}
+    successes = sum(entry["successes"] for entry in present)
+    episodes = sum(entry["episodes"] for entry in present)
+    return make_row(method, "all", part, successes, episodes)
 
 
 def compare(runs: list[dict[tuple[str, str], dict[str, Any]]], reference: str) -> list[dict[str, Any]]:
@@ -64,7 +61,7 @@ def compare(runs: list[dict[tuple[str, str], dict[str, Any]]], reference: str) -
             entry[part] = {
                 "per_run": [None if p is None else p["success_rate"] for p in per_run],
                 "mean_over_runs": _mean([p["success_rate"] for p in per_run if p is not None]),
-                "pooled": pooled(per_run),
+                "pooled": pooled(method, part, per_run),
             }
         settings = [run.get((method, target), {}).get("perturbed", {}).get("per_setting") for run in runs]
         entry["perturbed"]["per_setting_mean_over_runs"] = {
@@ -98,13 +95,6 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
 
 
-def _pooled_cell(part: dict[str, Any] | None) -> str:
-    if part is None:
-        return "not run"
-    return (f"{100 * part['success_rate']:.1f} [{100 * part['ci_low']:.1f}, {100 * part['ci_high']:.1f}] "
-            f"({part['successes']}/{part['episodes']})")
-
-
 def markdown(entries: list[dict[str, Any]], files: list[str], command: str) -> str:
     lines = [
         "# MT10: methods over repeated training runs",
@@ -130,7 +120,7 @@ def markdown(entries: list[dict[str, Any]], files: list[str], command: str) -> s
             f"| {e['method']} | {e['target']} | {e['runs']} | "
             + " | ".join(
                 f"{', '.join(_pct(v) for v in e[part]['per_run'])} | {_pct(e[part]['mean_over_runs'])} | "
-                f"{_pooled_cell(e[part]['pooled'])}"
+                f"{success_cell(e[part]['pooled']) if e[part]['pooled'] else 'not run'}"
                 for part in PARTS
             )
             + f" | {per_run_delta} | {mean_delta} |"
