@@ -52,6 +52,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from vlajepa.data.video_io import VIDEO_QUALITIES
 from vlajepa.envs.state import ENVIRONMENT_STATE_NAMES, STATE_KINDS, state_names
 from vlajepa.io_utils import with_extension, write_report_files
 
@@ -93,23 +94,28 @@ def without_runtime_options(command: str) -> list[str]:
     return out
 
 
-def refuse_stale_robot_data(robot: Path) -> None:
-    """Stop before reusing robot data that today's `vlajepa collect` would not write: data in which some task never
-    carries its canonical instruction (in-distribution evaluation would instruct that task with a sentence it was
-    never trained on), or data recorded with other demonstrators than :mod:`vlajepa.envs.experts`' (its provenance
-    names no or another expert revision)."""
+def refuse_stale_robot_data(robot: Path, video_quality: str) -> None:
+    """Stop before reusing robot data that today's `vlajepa collect --video-quality VIDEO_QUALITY` would not write:
+    data in which some task never carries its canonical instruction (in-distribution evaluation would instruct that
+    task with a sentence it was never trained on), data recorded with other demonstrators than
+    :mod:`vlajepa.envs.experts`' (its provenance names no or another expert revision), or frames stored at another
+    quality (data from before the quality option were stored as ``lerobot``)."""
     from vlajepa.data.lerobot import LeRobotDatasetMetadata
     from vlajepa.envs.experts import EXPERT_REVISION
     from vlajepa.envs.language import missing_canonical_message
 
     meta = LeRobotDatasetMetadata(robot)
     problem = missing_canonical_message(meta.tasks)
-    revision = (meta.info.get("provenance") or {}).get("expert", {}).get("revision")
+    provenance = meta.info.get("provenance") or {}
+    revision = provenance.get("expert", {}).get("revision")
+    stored = provenance.get("video_quality", "lerobot")
     if not problem and revision != EXPERT_REVISION:
         problem = (
             f"its demonstrations come from expert revision {revision or 'unrecorded'}, not {EXPERT_REVISION} "
             "(vlajepa.envs.experts)"
         )
+    if not problem and stored != video_quality:
+        problem = f"its frames are stored at video quality {stored!r}, not the requested {video_quality!r}"
     if problem:
         raise SystemExit(
             f"[run_mt10] {robot}: {problem} (collected by an older `vlajepa collect`); move the folder away to "
@@ -184,12 +190,13 @@ class Pipeline:
             (f"_noise{self.args.action_noise:g}" if noisy else "")
             + (f"_{self.args.state}" if privileged else "")
             + ("_envstate" if scene else "")
+            + (f"_{self.args.video_quality}" if self.args.video_quality != "lossless" else "")
         )
         out = Path(self.args.data_dir) / f"{self.data_tag()}_{kind}_{episodes}{suffix}"
         if out.exists() and not (self.work / "stages" / f"collect-{kind}.json").is_file():
             # `vlajepa collect` renames its folder into place only when complete: an existing one is finished.
             if kind == "robot":
-                refuse_stale_robot_data(out)
+                refuse_stale_robot_data(out, self.args.video_quality)
             self.reused(f"collect-{kind}", out, f"{out} exists, reused")
             return out
         self.stage(
@@ -201,6 +208,7 @@ class Pipeline:
                 *(["--action-noise", f"{self.args.action_noise:g}"] if noisy else []),
                 *(["--state", self.args.state] if privileged else []),
                 *(["--environment-state"] if scene else []),
+                "--video-quality", self.args.video_quality,
             ),
         )
         return out
@@ -410,6 +418,9 @@ def main() -> None:
                         "folder) and train every method's student to read them out of its tokens "
                         "(model.environment_state_dim): a training-time label, the policies still act from pixels")
     parser.add_argument("--videos", type=int, default=50, help="action-free videos per task")
+    parser.add_argument("--video-quality", choices=sorted(VIDEO_QUALITIES), default="lossless",
+                        help="how the robot data and the video set store frames (vlajepa collect --video-quality); "
+                        "lerobot (AV1) data live in folders with a _lerobot suffix")
     parser.add_argument("--image-size", type=int, default=96,
                         help="resolution the data is collected at (its own data folder); the model's comes from "
                         "--config/--set, e.g. --set model.image_size=128 --set model.vision.patch_size=16, and "

@@ -117,7 +117,15 @@ def test_the_dataset_records_how_it_was_collected(point_env, tmp_path):
     assert provenance["episode_seeds"] == [7, 8, 9]  # every attempt of the point succeeds: attempts 0, 1, 2
     assert "training_caption" in provenance["captions"] and "workers" not in provenance
     assert provenance["expert"]["revision"] == EXPERT_REVISION  # run_mt10 refuses data of other demonstrators
-    assert len(LeRobotDataset(tmp_path / "data")) > 0  # the extra metadata does not disturb reading
+    assert provenance["video_quality"] == "lossless"  # and data stored at another quality
+    dataset = LeRobotDataset(tmp_path / "data")
+    assert len(dataset) > 0  # the extra metadata does not disturb reading
+    assert dataset.meta.info["features"][point_env.image_key]["info"]["video.pix_fmt"] == "yuv444p"
+
+
+def test_unknown_video_quality_is_refused():
+    with pytest.raises(ValueError, match="unknown video quality 'best'.*lerobot.*lossless"):
+        CollectConfig(tasks=("reach-v3",), video_quality="best")
 
 
 def test_training_caption_rejects_a_negative_index():

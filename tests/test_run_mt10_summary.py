@@ -84,10 +84,11 @@ def test_finished_stages_are_reused_across_thread_and_worker_counts_but_not_othe
 def test_noisy_and_privileged_demonstrations_get_their_own_data_folder(run_mt10, tmp_path, monkeypatch) -> None:
     commands = {}
 
-    def pipeline(noise: float, state: str = "proprio", environment_state: bool = False):
-        args = run_mt10.argparse.Namespace(work=str(tmp_path / f"w{noise}"), threads=1, tasks="mt10", image_size=96,
-                                           seed=0, workers=1, data_dir=str(tmp_path / "data"), action_noise=noise,
-                                           state=state, environment_state=environment_state,
+    def pipeline(noise: float, state: str = "proprio", environment_state: bool = False, quality: str = "lossless"):
+        args = run_mt10.argparse.Namespace(work=str(tmp_path / f"w{noise}{quality}"), threads=1, tasks="mt10",
+                                           image_size=96, seed=0, workers=1, data_dir=str(tmp_path / "data"),
+                                           action_noise=noise, state=state, environment_state=environment_state,
+                                           video_quality=quality,
                                            config="configs/default.yaml", batch_size=None, set=[],
                                            settings="id", episodes=2, perturbed_episodes=1)
         p = run_mt10.Pipeline(args)
@@ -100,6 +101,15 @@ def test_noisy_and_privileged_demonstrations_get_their_own_data_folder(run_mt10,
     noisy_command = commands[("collect-robot", 0.3, "proprio")]
     assert noisy_command[noisy_command.index("--action-noise") + 1] == "0.3"
     assert pipeline(0.3).collect("video", 5).name == "mt10_96px_video_5"  # the video set is shared
+    command = commands[("collect-robot", 0.0, "proprio")]
+    assert command[command.index("--video-quality") + 1] == "lossless"
+    av1 = pipeline(0.0, quality="lerobot")  # the AV1 comparison: folders of its own, collected at that quality
+    av1_commands = []
+    monkeypatch.setattr(av1, "stage", lambda name, command: av1_commands.append(command))
+    assert (av1.collect("robot", 10).name, av1.collect("video", 5).name) == (
+        "mt10_96px_robot_10_lerobot", "mt10_96px_video_5_lerobot"
+    )
+    assert [command[-2:] for command in av1_commands] == [["--video-quality", "lerobot"]] * 2
 
     # The privileged-state diagnostic: its own robot folder, collected with the state, and a matching model width.
     privileged = pipeline(0.0, "privileged")
@@ -130,17 +140,17 @@ def test_noisy_and_privileged_demonstrations_get_their_own_data_folder(run_mt10,
 
 
 def test_stale_robot_data_is_not_reused(run_mt10, tmp_path, monkeypatch) -> None:
-    """Folders missing a canonical instruction, or recorded by other demonstrators, are refused; current ones are
-    reused without collecting."""
+    """Folders missing a canonical instruction, recorded by other demonstrators or stored at another video quality
+    are refused; current ones are reused without collecting."""
     from vlajepa.envs.experts import expert_provenance
     from vlajepa.train.testing import write_robot_dataset
 
     args = run_mt10.argparse.Namespace(work=str(tmp_path / "w"), threads=1, tasks="mt10", image_size=96, seed=0,
                                        workers=1, data_dir=str(tmp_path / "data"), action_noise=0.0, state="proprio",
-                                       environment_state=False)
+                                       environment_state=False, video_quality="lossless")
     pipeline = run_mt10.Pipeline(args)
     monkeypatch.setattr(pipeline, "stage", lambda name, command: pytest.fail("an existing folder is not collected"))
-    current = {"expert": expert_provenance()}
+    current = {"expert": expert_provenance(), "video_quality": "lossless"}
     folder = tmp_path / "data" / "mt10_96px_robot_10"
     write_robot_dataset(folder, (6, 6), tasks=("reach to the goal position", "push the puck to the goal"),
                         provenance=current)
@@ -155,6 +165,14 @@ def test_stale_robot_data_is_not_reused(run_mt10, tmp_path, monkeypatch) -> None
     write_robot_dataset(older, (6, 6), tasks=balanced, provenance={"expert": {**expert_provenance(), "revision": 1}})
     with pytest.raises(SystemExit, match="expert revision 1, not"):
         pipeline.collect("robot", 4)
+    av1 = tmp_path / "data" / "mt10_96px_robot_5"  # before the option existed, frames were stored as `lerobot`
+    write_robot_dataset(av1, (6, 6), tasks=balanced, provenance={"expert": expert_provenance()})
+    with pytest.raises(SystemExit, match="video quality 'lerobot', not the requested 'lossless'"):
+        pipeline.collect("robot", 5)
     fresh = tmp_path / "data" / "mt10_96px_robot_3"
     write_robot_dataset(fresh, (6, 6), tasks=balanced, provenance=current)
     assert pipeline.collect("robot", 3) == fresh
+    args.video_quality = "lerobot"  # the AV1 comparison has folders of its own, which may predate the option
+    write_robot_dataset(tmp_path / "data" / "mt10_96px_robot_5_lerobot", (6, 6), tasks=balanced,
+                        provenance={"expert": expert_provenance()})
+    assert pipeline.collect("robot", 5).name == "mt10_96px_robot_5_lerobot"

@@ -382,3 +382,70 @@ def test_cli_names_missing_encoder_weights_without_a_traceback(data, tmp_path, c
     assert f"{missing}: init_vision" in capsys.readouterr().err
     assert cli("train", "--target-checkpoint", missing, "--out", str(tmp_path / "b"), *common) == 2
     assert f"{missing}: frozen target encoder weights not found" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- weight averaging
+
+
+def test_weight_average_is_what_checkpoints_serve_and_resume_is_exact(data, tmp_path):
+    """With ``ema_weights``, model.safetensors holds the running average of every step's weights (checked against
+    one computed here), the iterate sits beside it, and a killed run resumes to the same losses and both files."""
+    from vlajepa.train.weight_ema import RAW_WEIGHTS_FILE, ema_decay
+
+    config = train_config(data, steps=7, ema_weights=0.9)
+    trainer = Trainer(tiny_config(), config, tmp_path / "a", progress=False)
+    names = list(trainer.weight_ema.params)
+    expected = {n: trainer.weight_ema.params[n].detach().clone() for n in names}
+    original = trainer.train_step
+
+    def step_and_average():
+        metrics = original()
+        decay = ema_decay(trainer.step, 0.9)
+        for n in names:
+            expected[n] = decay * expected[n] + (1 - decay) * trainer.weight_ema.params[n].detach()
+        return metrics
+
+    trainer.train_step = step_and_average
+    trainer.train()
+    last = ckpt.last_checkpoint(tmp_path / "a")
+    served, raw = load_file(str(last / "model.safetensors")), load_file(str(last / RAW_WEIGHTS_FILE))
+    assert all(torch.allclose(served[n], expected[n], atol=1e-6) for n in names)
+    assert any(not torch.equal(served[n], raw[n]) for n in names)
+    assert all(torch.equal(raw[n], trainer.weight_ema.params[n].detach()) for n in names)  # the model kept its iterate
+    policy = VLAJEPAPolicy.from_pretrained(last)
+    assert torch.equal(dict(policy.model.named_parameters())[names[0]], served[names[0]])
+
+    interrupted = Trainer(tiny_config(), config, tmp_path / "b", progress=False)
+    original_b = interrupted.train_step
+
+    def killed_after_four_steps():
+        if interrupted.step == 4:
+            raise KeyboardInterrupt
+        return original_b()
+
+    interrupted.train_step = killed_after_four_steps
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.train()
+    Trainer.resume(tmp_path / "b", progress=False).train()
+    assert losses(tmp_path / "b") == losses(tmp_path / "a")
+    for name in ("model.safetensors", RAW_WEIGHTS_FILE):
+        a = load_file(str(last / name))
+        b = load_file(str(ckpt.last_checkpoint(tmp_path / "b") / name))
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_weight_average_decay_and_errors(data, tmp_path):
+    from vlajepa.train.weight_ema import RAW_WEIGHTS_FILE, ema_decay
+
+    decays = [ema_decay(step, 0.9999) for step in (1, 10, 100, 1000, 10**7)]
+    assert decays == sorted(decays) and decays[0] < 0.5 and decays[-1] == 0.9999
+    with pytest.raises(ConfigError, match="ema_weights"):
+        TrainConfig(ema_weights=1.0)
+    Trainer(tiny_config(), train_config(data, steps=2, ema_weights=0.99), tmp_path, progress=False).train()
+    raw = ckpt.last_checkpoint(tmp_path) / RAW_WEIGHTS_FILE
+    raw.write_bytes(raw.read_bytes()[:50])
+    with pytest.raises(CheckpointError, match=str(raw)):
+        Trainer.resume(tmp_path, steps=4, progress=False)
+    raw.unlink()
+    with pytest.raises(CheckpointError, match=f"{raw}: missing"):
+        Trainer.resume(tmp_path, steps=4, progress=False)

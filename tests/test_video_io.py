@@ -16,6 +16,7 @@ from vlajepa.data.video_io import (
     encode_video,
     probe_video,
     read_video,
+    video_quality,
 )
 from vlajepa.data.videos import VideoSet, VideoSetWriter
 
@@ -90,6 +91,39 @@ def test_decode_cache_serves_repeats_from_memory_and_disk(tmp_path: Path) -> Non
     small.segment(path, None, 0.55)
     small.segment(path, 0.55, None)
     assert small.stats().entries == 1  # least recently used segment evicted
+
+
+def marker_clip(length: int = 6, size: int = 48) -> np.ndarray:
+    """A brown table with a 1-pixel green marker that moves one pixel per frame: the scale of MT10's goal markers."""
+    frames = np.empty((length, size, size, 3), dtype=np.uint8)
+    frames[:] = (110, 75, 50)
+    for t in range(length):
+        frames[t, 20, 10 + t] = (30, 200, 40)
+    return frames
+
+
+def test_lossless_quality_keeps_one_pixel_markers(tmp_path: Path) -> None:
+    """What evaluation shows the policy (raw renders) is what training reads back, up to colour-space rounding; the
+    LeRobot default, for comparison, loses the marker's colour."""
+    clip = marker_clip()
+    lossless = video_quality("lossless")
+    decoded = read_video(encode_video(clip, tmp_path / "lossless.mp4", FPS, codec=lossless.codec,
+                                      pix_fmt=lossless.pix_fmt, crf=lossless.crf))
+    assert np.abs(decoded.astype(int) - clip).max() <= 2
+    lerobot = video_quality("lerobot")
+    blurred = read_video(encode_video(clip, tmp_path / "lerobot.mp4", FPS, codec=lerobot.codec, crf=lerobot.crf))
+    markers = [blurred[t, 20, 10 + t].astype(int) - clip[t, 20, 10 + t] for t in range(len(clip))]
+    assert max(np.abs(m).max() for m in markers) > 30
+    with pytest.raises(ValueError, match="unknown video quality"):
+        video_quality("high")
+
+
+def test_video_set_writer_stores_at_the_given_quality(tmp_path: Path) -> None:
+    lossless = video_quality("lossless")
+    with VideoSetWriter(tmp_path / "v", FPS, codec=lossless.codec, crf=lossless.crf,
+                        pix_fmt=lossless.pix_fmt) as writer:
+        writer.add_video(marker_clip(), "reach the goal")
+    assert np.abs(VideoSet(tmp_path / "v").frames(0).astype(int) - marker_clip()).max() <= 2
 
 
 def test_video_set_round_trip(tmp_path: Path) -> None:

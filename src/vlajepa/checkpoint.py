@@ -67,10 +67,15 @@ def load_config(directory: str | Path) -> VLAJEPAConfig:
 
 
 def load_weights(directory: str | Path) -> dict:
+    return load_safetensors(Path(directory) / WEIGHTS_FILE)
+
+
+def load_safetensors(path: str | Path) -> dict:
+    """Tensors of a safetensors file; a missing or damaged file raises :class:`CheckpointError` naming it."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    path = Path(directory) / WEIGHTS_FILE
+    path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: missing")
     try:

@@ -28,6 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vlajepa.constants import ACTION, OBS_ENV_STATE, OBS_STATE
+from vlajepa.data.video_io import video_quality
 
 ATTEMPT_STRIDE = 100_000  # seeds of different tasks never overlap for fewer attempts than this
 
@@ -55,6 +56,9 @@ class CollectConfig:
     environment_state: also record ``observation.environment_state`` (object and goal xyz from the simulator,
         :data:`vlajepa.envs.state.ENVIRONMENT_STATE_NAMES`): a training label for the student's auxiliary
         position read-out (``model.environment_state_dim``), never a policy input.
+    video_quality: how frames are stored, a :data:`vlajepa.data.video_io.VIDEO_QUALITIES` name: ``lossless``
+        (decoded frames equal the renders evaluation shows the policy, up to colour rounding) or ``lerobot``
+        (LeRobot's AV1 default, which at 96 px blurs small objects the policy must locate).
     """
 
     tasks: tuple[str, ...]
@@ -69,11 +73,13 @@ class CollectConfig:
     action_noise: float = 0.0
     state: str = "proprio"
     environment_state: bool = False
+    video_quality: str = "lossless"
 
     def __post_init__(self) -> None:
         from vlajepa.envs.state import check_state_kind
 
         check_state_kind(self.state)
+        video_quality(self.video_quality)
         if not (math.isfinite(self.action_noise) and self.action_noise >= 0.0):
             raise ValueError(f"action_noise must be a finite number >= 0, got {self.action_noise}")
 
@@ -315,8 +321,10 @@ def collect_robot_dataset(config: CollectConfig, root: str | Path, progress: boo
         features = robot_features(
             first.image_key, first.images.shape[1:], config.state, first.action.shape[1:], config.environment_state
         )
+        encoding = video_quality(config.video_quality)
         return LeRobotDatasetWriter(
-            root, fps=first.fps, features=features, robot_type="sawyer", provenance=provenance
+            root, fps=first.fps, features=features, robot_type="sawyer", provenance=provenance,
+            codec=encoding.codec, crf=encoding.crf, pix_fmt=encoding.pix_fmt,
         )
 
     def add(writer: LeRobotDatasetWriter, episode: Episode) -> None:
@@ -333,7 +341,11 @@ def collect_video_set(config: CollectConfig, root: str | Path, progress: bool = 
     from vlajepa.data.videos import VideoSetWriter
 
     def open_writer(first: Episode, provenance: dict[str, Any]) -> VideoSetWriter:
-        return VideoSetWriter(root, fps=first.fps, provenance=provenance)
+        encoding = video_quality(config.video_quality)
+        return VideoSetWriter(
+            root, fps=first.fps, provenance=provenance, codec=encoding.codec, crf=encoding.crf,
+            pix_fmt=encoding.pix_fmt,
+        )
 
     def add(writer: VideoSetWriter, episode: Episode) -> None:
         writer.add_video(episode.images, text=episode.instruction, task=episode.attempt.task)

@@ -141,7 +141,8 @@ class LeRobotDatasetWriter(StagedDirectory):
         provenance: free-form description of how the data were made (e.g. collection seeds), stored as
             ``info.json["provenance"]`` when given; ``self.provenance`` may be filled in until :meth:`finalize`.
         codec: video encoder (``libsvtav1`` like LeRobot, or ``libx264``: faster to encode).
-        gop, crf: keyframe interval and quality, see :class:`~vlajepa.data.video_io.VideoEncoding`.
+        gop, crf, pix_fmt: keyframe interval, quality and pixel format, see
+            :class:`~vlajepa.data.video_io.VideoEncoding`.
     """
 
     what = "dataset"
@@ -156,6 +157,7 @@ class LeRobotDatasetWriter(StagedDirectory):
         *,
         gop: int = 2,
         crf: int | None = None,
+        pix_fmt: str = "yuv420p",
         chunks_size: int = DEFAULT_CHUNK_SIZE,
         data_files_size_in_mb: int = DEFAULT_DATA_FILE_SIZE_IN_MB,
         video_files_size_in_mb: int = DEFAULT_VIDEO_FILE_SIZE_IN_MB,
@@ -167,7 +169,7 @@ class LeRobotDatasetWriter(StagedDirectory):
         self.fps = fps
         self.robot_type = robot_type
         self.provenance = dict(provenance) if provenance is not None else None
-        self.encoding = VideoEncoding(codec=codec, gop=gop, crf=crf)
+        self.encoding = VideoEncoding(codec=codec, pix_fmt=pix_fmt, gop=gop, crf=crf)
         self.chunks_size = chunks_size
         self.data_files_size_in_mb = data_files_size_in_mb
         self.video_files_size_in_mb = video_files_size_in_mb

@@ -43,6 +43,8 @@ __all__ = [
     "encode_video",
     "probe_video",
     "read_video",
+    "VIDEO_QUALITIES",
+    "video_quality",
 ]
 
 DEFAULT_CODEC = "libsvtav1"
@@ -68,6 +70,25 @@ class VideoEncoding:
     pix_fmt: str = "yuv420p"  # chroma-subsampled like LeRobot; needs even width and height
     gop: int = 2  # keyframe interval: 2 keeps random access cheap (LeRobot's choice)
     crf: int | None = None  # quality; None = codec default (30 for AV1, 23 for x264)
+
+
+# Named encodings for collected data. ``lerobot`` is LeRobot's default (AV1, CRF 30, 4:2:0 chroma). At 96 px it
+# blurs the scene and smears the colour of 1-3 px objects (4:2:0 keeps one chroma sample per 2x2 pixels; a 1 px
+# goal marker can decode as the table's colour), while evaluation feeds the policy raw renders. ``lossless`` is
+# H.264 at QP 0 with full-resolution chroma: decoded frames differ from the renders by the RGB <-> YUV rounding
+# only (at most 2 levels), at several times the file size.
+VIDEO_QUALITIES: dict[str, VideoEncoding] = {
+    "lerobot": VideoEncoding(),
+    "lossless": VideoEncoding(codec="libx264", pix_fmt="yuv444p", crf=0),
+}
+
+
+def video_quality(name: str) -> VideoEncoding:
+    """The :data:`VIDEO_QUALITIES` encoding called ``name`` (a clear error naming the choices otherwise)."""
+    try:
+        return VIDEO_QUALITIES[name]
+    except KeyError:
+        raise ValueError(f"unknown video quality {name!r}; choose from {sorted(VIDEO_QUALITIES)}") from None
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ class VideoSetWriter(StagedDirectory):
     Args:
         root: final folder; must not exist yet.
         fps: frame rate of every clip.
-        codec: video encoder (see :mod:`vlajepa.data.video_io`).
+        codec, crf, pix_fmt: video encoder, quality and pixel format (see :mod:`vlajepa.data.video_io`).
         provenance: free-form description of where the clips come from (stored in ``meta.json``).
     """
 
@@ -55,12 +55,17 @@ class VideoSetWriter(StagedDirectory):
         fps: int,
         codec: str = DEFAULT_CODEC,
         provenance: Mapping[str, Any] | None = None,
+        *,
+        crf: int | None = None,
+        pix_fmt: str = "yuv420p",
     ) -> None:
         super().__init__(root)
         if fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}")
         self.fps = fps
         self.codec = codec
+        self.crf = crf
+        self.pix_fmt = pix_fmt
         self.provenance = dict(provenance or {})
         self._stage()
         (self.partial_root / VIDEOS_DIR).mkdir()
@@ -87,7 +92,10 @@ class VideoSetWriter(StagedDirectory):
         elif size != self._size:
             raise ValueError(f"all clips of a video set share one size {self._size} (h, w); got {size}")
         index = f"{len(self._rows):06d}"
-        encode_video(frames, self.partial_root / VIDEOS_DIR / f"{index}.mp4", self.fps, codec=self.codec)
+        encode_video(
+            frames, self.partial_root / VIDEOS_DIR / f"{index}.mp4", self.fps,
+            codec=self.codec, crf=self.crf, pix_fmt=self.pix_fmt,
+        )
         self._rows.append({INDEX_COLUMN: index, TEXT_COLUMN: text, TASK: task or ""})
         self._num_frames.append(len(frames))
         return index

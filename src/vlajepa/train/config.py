@@ -65,6 +65,9 @@ class TrainConfig(JsonConfig):
     min_lr_ratio: float = 0.1  # cosine decay ends at lr * min_lr_ratio at the last step
     grad_clip: float = 1.0  # max global gradient norm (0: no clipping)
     augment_shift: int = 0  # random shift of the student's current image by up to this many pixels (0: off)
+    # checkpoints hold a moving average of the trained weights, with this maximum decay (vlajepa.train.weight_ema;
+    # Diffusion Policy uses 0.9999); 0: the last optimizer iterate
+    ema_weights: float = field(default=0.0, metadata=ADDED_LATER)
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast forward passes (accelerate mixed precision)
     seed: int = 0  # model initialization, data order, flow-matching noise
     checkpoint_every: int = 500  # optimizer steps between checkpoints (a final one is always written)
@@ -96,6 +99,8 @@ class TrainConfig(JsonConfig):
             problems.append(f"min_lr_ratio={self.min_lr_ratio} must be in [0, 1]")
         if self.warmup_steps < 0 or self.keep_checkpoints < 0 or self.num_workers < 0 or self.augment_shift < 0:
             problems.append("warmup_steps, keep_checkpoints, num_workers and augment_shift must be >= 0")
+        if not 0 <= self.ema_weights < 1:
+            problems.append(f"ema_weights={self.ema_weights} must be in [0, 1) (0: off)")
         if self.init_from and self.init_vision:
             problems.append("init_from and init_vision both initialize the vision encoder: give one")
         if any(scale < 0 for scale in dataclasses.astuple(self.lr_scales)):

@@ -36,7 +36,14 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from vlajepa.checkpoint import CheckpointError, load_config, load_normalizer, load_weights, save_model_files
+from vlajepa.checkpoint import (
+    CheckpointError,
+    load_config,
+    load_normalizer,
+    load_safetensors,
+    load_weights,
+    save_model_files,
+)
 from vlajepa.config import ConfigError, VLAJEPAConfig
 from vlajepa.constants import FUTURE_FRAME_IDS, TASK
 from vlajepa.data.latent_cache import LatentCache, build_latent_cache
@@ -52,6 +59,7 @@ from vlajepa.train.augment import augment_batch
 from vlajepa.train.config import RUNTIME_FIELDS, TrainConfig
 from vlajepa.train.metrics import MetricsLogger
 from vlajepa.train.optim import build_optimizer, build_scheduler
+from vlajepa.train.weight_ema import RAW_WEIGHTS_FILE, WeightEMA
 
 ROBOT, VIDEO = "robot", "video"
 LATENT_CACHE_DIR = "latent_cache"
@@ -173,6 +181,7 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, train_config)  # stepped by hand: once per optimizer step
         self.step_module, self.optimizer = self.accelerator.prepare(StepModule(self.model), self.optimizer)
         self.trainable = [p for group in self.optimizer.param_groups for p in group["params"]]
+        self.weight_ema = WeightEMA(self.model, train_config.ema_weights) if train_config.ema_weights else None
         self.loader = MixtureLoader(
             self.windows,
             {ROBOT: train_config.robot_weight, VIDEO: train_config.video_weight},
@@ -325,6 +334,12 @@ class Trainer:
             self.model.load_checkpoint_state_dict(load_weights(path))
         except ValueError as err:
             raise CheckpointError(f"{path}: {err}") from err
+        if self.weight_ema is not None:  # model.safetensors held the averages; the iterate is beside them
+            raw = path / RAW_WEIGHTS_FILE
+            try:
+                self.weight_ema.restore(load_safetensors(raw))
+            except ValueError as err:
+                raise CheckpointError(f"{raw}: {err}") from err
         self.optimizer.load_state_dict(ckpt.load_torch(path / ckpt.OPTIMIZER_FILE))
         self.scheduler.load_state_dict(ckpt.load_torch(path / ckpt.SCHEDULER_FILE))
         self.loader.load_state_dict(state["data"])
@@ -377,6 +392,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.model.update_target()
         self.step += 1
+        if self.weight_ema is not None:
+            self.weight_ema.update(self.step)
         samples = sum(len(batch[TASK]) for batch in batches) * self.world_size
         self.samples_seen += samples
         metrics: dict[str, Any] = {"loss": mean_loss, "grad_norm": grad_norm, "samples": samples, **learning_rates}
@@ -446,7 +463,12 @@ class Trainer:
         accelerator.wait_for_everyone()
         final = ckpt.checkpoints_root(self.out) / ckpt.step_name(self.step)
         if self.is_main:
-            save_model_files(tmp, self.model, self.normalizer)
+            if self.weight_ema is None:
+                save_model_files(tmp, self.model, self.normalizer)
+            else:
+                ckpt.save_safetensors(tmp / RAW_WEIGHTS_FILE, self.weight_ema.raw_state())
+                with self.weight_ema.swapped():
+                    save_model_files(tmp, self.model, self.normalizer)
             ckpt.save_torch(tmp / ckpt.OPTIMIZER_FILE, self.optimizer.state_dict())
             ckpt.save_torch(tmp / ckpt.SCHEDULER_FILE, self.scheduler.state_dict())
             self.train_config.save_json(tmp / ckpt.TRAIN_CONFIG_FILE)
