@@ -108,19 +108,40 @@ def refuse_stale_robot_data(robot: Path, video_quality: str) -> None:
     problem = missing_canonical_message(meta.tasks)
     provenance = meta.info.get("provenance") or {}
     revision = provenance.get("expert", {}).get("revision")
-    stored = provenance.get("video_quality", "lerobot")
     if not problem and revision != EXPERT_REVISION:
         problem = (
             f"its demonstrations come from expert revision {revision or 'unrecorded'}, not {EXPERT_REVISION} "
             "(vlajepa.envs.experts)"
         )
-    if not problem and stored != video_quality:
-        problem = f"its frames are stored at video quality {stored!r}, not the requested {video_quality!r}"
+    if not problem:
+        problem = quality_problem(provenance, video_quality)
     if problem:
-        raise SystemExit(
-            f"[run_mt10] {robot}: {problem} (collected by an older `vlajepa collect`); move the folder away to "
-            "re-collect it"
-        )
+        refuse(robot, problem)
+
+
+def refuse_stale_video_set(video: Path, video_quality: str) -> None:
+    """Stop before reusing a video set whose frames are stored at another quality than requested."""
+    from vlajepa.data.videos import VideoSet
+
+    problem = quality_problem(VideoSet(video).meta.get("provenance") or {}, video_quality)
+    if problem:
+        refuse(video, problem)
+
+
+def quality_problem(provenance: dict[str, Any], video_quality: str) -> str | None:
+    """Why data with this collection ``provenance`` do not match ``video_quality`` (data from before the option
+    were stored as ``lerobot``), or None."""
+    stored = provenance.get("video_quality", "lerobot")
+    if stored == video_quality:
+        return None
+    return f"its frames are stored at video quality {stored!r}, not the requested {video_quality!r}"
+
+
+def refuse(folder: Path, problem: str) -> None:
+    raise SystemExit(
+        f"[run_mt10] {folder}: {problem} (collected by an older `vlajepa collect`); move the folder away to "
+        "re-collect it"
+    )
 
 
 class Pipeline:
@@ -197,6 +218,8 @@ class Pipeline:
             # `vlajepa collect` renames its folder into place only when complete: an existing one is finished.
             if kind == "robot":
                 refuse_stale_robot_data(out, self.args.video_quality)
+            else:
+                refuse_stale_video_set(out, self.args.video_quality)
             self.reused(f"collect-{kind}", out, f"{out} exists, reused")
             return out
         self.stage(

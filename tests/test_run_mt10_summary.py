@@ -143,7 +143,7 @@ def test_stale_robot_data_is_not_reused(run_mt10, tmp_path, monkeypatch) -> None
     """Folders missing a canonical instruction, recorded by other demonstrators or stored at another video quality
     are refused; current ones are reused without collecting."""
     from vlajepa.envs.experts import expert_provenance
-    from vlajepa.train.testing import write_robot_dataset
+    from vlajepa.train.testing import write_robot_dataset, write_video_set
 
     args = run_mt10.argparse.Namespace(work=str(tmp_path / "w"), threads=1, tasks="mt10", image_size=96, seed=0,
                                        workers=1, data_dir=str(tmp_path / "data"), action_noise=0.0, state="proprio",
@@ -172,6 +172,11 @@ def test_stale_robot_data_is_not_reused(run_mt10, tmp_path, monkeypatch) -> None
     fresh = tmp_path / "data" / "mt10_96px_robot_3"
     write_robot_dataset(fresh, (6, 6), tasks=balanced, provenance=current)
     assert pipeline.collect("robot", 3) == fresh
+    write_video_set(tmp_path / "data" / "mt10_96px_video_2", (6, 6))  # AV1-era video set: no recorded quality
+    with pytest.raises(SystemExit, match="mt10_96px_video_2: its frames are stored at video quality 'lerobot'"):
+        pipeline.collect("video", 2)
+    video = write_video_set(tmp_path / "data" / "mt10_96px_video_3", (6, 6), provenance={"video_quality": "lossless"})
+    assert pipeline.collect("video", 3) == video
     args.video_quality = "lerobot"  # the AV1 comparison has folders of its own, which may predate the option
     write_robot_dataset(tmp_path / "data" / "mt10_96px_robot_5_lerobot", (6, 6), tasks=balanced,
                         provenance={"expert": expert_provenance()})

@@ -75,12 +75,14 @@ def write_video_set(
     size: int = 32,
     seed: int = 1,
     codec: str = "libx264",
+    provenance: dict | None = None,
 ) -> Path:
-    """An action-free video set, one clip per length, captioned with the task texts."""
+    """An action-free video set, one clip per length, captioned with the task texts; ``provenance`` as
+    :class:`~vlajepa.data.videos.VideoSetWriter`'s."""
     from vlajepa.data.videos import VideoSetWriter
 
     rng = np.random.default_rng(seed)
-    with VideoSetWriter(root, FPS, codec=codec) as writer:
+    with VideoSetWriter(root, FPS, codec=codec, provenance=provenance) as writer:
         for clip, length in enumerate(lengths):
             frames, _ = moving_square_frames(length, size, rng)
             writer.add_video(frames, TASKS[clip % len(TASKS)])
