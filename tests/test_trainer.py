@@ -66,6 +66,20 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def kill_after(trainer: Trainer, steps: int) -> None:
+    """Train until ``steps`` optimizer steps are done, then die as a killed process would (no final checkpoint)."""
+    original = trainer.train_step
+
+    def killed():
+        if trainer.step == steps:
+            raise KeyboardInterrupt
+        return original()
+
+    trainer.train_step = killed
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+
+
 # ---------------------------------------------------------------------------- schedule and optimizer
 
 
@@ -127,17 +141,7 @@ def test_killed_run_resumes_with_the_uninterrupted_loss_sequence(data, tmp_path)
     model_config = tiny_config()
     Trainer(model_config, config, tmp_path / "a", progress=False).train()
 
-    interrupted = Trainer(model_config, config, tmp_path / "b", progress=False)
-    original = interrupted.train_step
-
-    def killed_after_four_steps():
-        if interrupted.step == 4:
-            raise KeyboardInterrupt
-        return original()
-
-    interrupted.train_step = killed_after_four_steps
-    with pytest.raises(KeyboardInterrupt):
-        interrupted.train()
+    kill_after(Trainer(model_config, config, tmp_path / "b", progress=False), 4)
     assert ckpt.last_checkpoint(tmp_path / "b").name == ckpt.step_name(3)  # step 4 was never saved
     assert len(read_metrics(tmp_path / "b")) == 4
 
@@ -415,17 +419,7 @@ def test_weight_average_is_what_checkpoints_serve_and_resume_is_exact(data, tmp_
     policy = VLAJEPAPolicy.from_pretrained(last)
     assert torch.equal(dict(policy.model.named_parameters())[names[0]], served[names[0]])
 
-    interrupted = Trainer(tiny_config(), config, tmp_path / "b", progress=False)
-    original_b = interrupted.train_step
-
-    def killed_after_four_steps():
-        if interrupted.step == 4:
-            raise KeyboardInterrupt
-        return original_b()
-
-    interrupted.train_step = killed_after_four_steps
-    with pytest.raises(KeyboardInterrupt):
-        interrupted.train()
+    kill_after(Trainer(tiny_config(), config, tmp_path / "b", progress=False), 4)
     Trainer.resume(tmp_path / "b", progress=False).train()
     assert losses(tmp_path / "b") == losses(tmp_path / "a")
     for name in ("model.safetensors", RAW_WEIGHTS_FILE):
