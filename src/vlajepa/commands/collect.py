@@ -63,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=sorted(VIDEO_QUALITIES),
         default="lossless",
         help="how frames are stored: lossless (H.264 QP 0, full-resolution colour; decoded frames match the "
-        "renders the policy sees at evaluation) or lerobot (LeRobot's AV1 CRF 30 default, about 10x smaller, "
+        "renders the policy sees at evaluation) or lerobot (LeRobot's AV1 CRF 30 default, about 4x smaller, "
         "but at 96 px it blurs 1-3 px objects such as goal markers). Default: lossless",
     )
     parser.add_argument("--no-progress", action="store_true")
