@@ -18,6 +18,10 @@ from vlajepa.config import ConfigError, VLAJEPAConfig, read_json_file
 from vlajepa.normalize import NormalizationError, Normalizer
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from torch import Tensor
+
     from vlajepa.models.vla_jepa import VLAJEPA
 
 CONFIG_FILE = "config.json"
@@ -34,14 +38,11 @@ class CheckpointError(RuntimeError):
 
 def save_model_files(directory: str | Path, model: VLAJEPA, normalizer: Normalizer) -> Path:
     """Write config, weights and normalization of ``model`` into ``directory``."""
-    from safetensors.torch import save_file
-
-    from vlajepa.io_utils import atomic_write, atomic_write_json
+    from vlajepa.io_utils import atomic_write_json
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.checkpoint_state_dict().items()}
-    atomic_write(directory / WEIGHTS_FILE, lambda tmp: save_file(tensors, str(tmp)))
+    save_safetensors(directory / WEIGHTS_FILE, model.checkpoint_state_dict())
     normalizer.save(directory / NORMALIZATION_FILE)
     # The config goes last: its presence marks a complete set of model files.
     atomic_write_json(directory / CONFIG_FILE, {"model_type": MODEL_TYPE, **model.config.to_dict()})
@@ -68,6 +69,16 @@ def load_config(directory: str | Path) -> VLAJEPAConfig:
 
 def load_weights(directory: str | Path) -> dict:
     return load_safetensors(Path(directory) / WEIGHTS_FILE)
+
+
+def save_safetensors(path: str | Path, tensors: Mapping[str, Tensor]) -> None:
+    """Write ``tensors`` (moved to CPU, made contiguous) to a safetensors file atomically."""
+    from safetensors.torch import save_file
+
+    from vlajepa.io_utils import atomic_write
+
+    state = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    atomic_write(Path(path), lambda tmp: save_file(state, str(tmp)))
 
 
 def load_safetensors(path: str | Path) -> dict:

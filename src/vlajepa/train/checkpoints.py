@@ -89,12 +89,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
 # ----------------------------------------------------------------------------------------------------------
 
 
-def save_safetensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    from safetensors.torch import save_file
-
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
-
-
 def save_torch(path: Path, obj: Any) -> None:
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
 

@@ -43,6 +43,7 @@ from vlajepa.checkpoint import (
     load_safetensors,
     load_weights,
     save_model_files,
+    save_safetensors,
 )
 from vlajepa.config import ConfigError, VLAJEPAConfig
 from vlajepa.constants import FUTURE_FRAME_IDS, TASK
@@ -466,7 +467,7 @@ class Trainer:
             if self.weight_ema is None:
                 save_model_files(tmp, self.model, self.normalizer)
             else:
-                ckpt.save_safetensors(tmp / RAW_WEIGHTS_FILE, self.weight_ema.raw_state())
+                save_safetensors(tmp / RAW_WEIGHTS_FILE, self.weight_ema.raw_state())
                 with self.weight_ema.swapped():
                     save_model_files(tmp, self.model, self.normalizer)
             ckpt.save_torch(tmp / ckpt.OPTIMIZER_FILE, self.optimizer.state_dict())

@@ -59,7 +59,7 @@ class WeightEMA:
 
     def raw_state(self) -> dict[str, Tensor]:
         """The optimizer's iterate of every averaged parameter (saved as :data:`RAW_WEIGHTS_FILE`)."""
-        return {name: p.detach().cpu().contiguous() for name, p in self.params.items()}
+        return {name: p.detach() for name, p in self.params.items()}
 
     @torch.no_grad()
     def restore(self, raw: dict[str, Tensor]) -> None:
