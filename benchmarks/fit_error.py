@@ -82,7 +82,7 @@ def fit_errors(
 
 def markdown(report: dict) -> str:
     lines = [
-        "# Open-loop fit on the training demonstrations",
+        f"# Open-loop fit on `{report['robot']}`",
         "",
         f"Command: `{report['command']}`",
         "",
@@ -108,7 +108,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", action="append", required=True, metavar="NAME=PATH", type=named_checkpoint,
                         help="a policy checkpoint (repeat)")
-    parser.add_argument("--robot", required=True, help="the LeRobot dataset the checkpoints were trained on")
+    parser.add_argument("--robot", required=True, help="a LeRobot dataset: the checkpoints' training data (fit), or "
+                        "demonstrations from other seeds (generalization to new layouts)")
     parser.add_argument("--episode-stride", type=int, default=3, help="probe every k-th episode")
     parser.add_argument("--stride", type=int, default=4, help="probe every k-th frame of an episode")
     parser.add_argument("--shifts", type=int, nargs="+", default=[-2, -1, 0, 1, 2], help="action offsets compared")
@@ -127,7 +128,7 @@ def main() -> None:
     rows = sample_rows(dataset.column("episode_index"), args.episode_stride, args.stride, margin + horizon)
     checkpoints = {name: fit_errors(policy, dataset, rows, args.shifts) for name, policy in policies.items()}
     report = {"command": current_command(), "wall_time_s": round(time.perf_counter() - start, 1),
-              "horizon": horizon, "shifts": args.shifts, "checkpoints": checkpoints}
+              "robot": args.robot, "horizon": horizon, "shifts": args.shifts, "checkpoints": checkpoints}
     text = markdown(report)
     write_report_files(args.out, report, text)
     print(text)
