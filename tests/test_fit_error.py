@@ -65,9 +65,9 @@ def test_a_replaying_policy_has_zero_error_at_shift_zero_only(fit_error):
     assert reach["mae"] == [0.0] * 4 and reach["shift_mae"]["0"] == 0.0
     assert min(reach["shift_mae"][str(k)] for k in (-2, -1, 1, 2)) > 0.1
     assert all(b > 0.1 for b in reach["mean_baseline"])  # random actions: far from their mean
-    assert "| reach-v3 |" in fit_error.markdown(
-        {"command": "c", "wall_time_s": 1.0, "horizon": 4, "shifts": [-2, -1, 0, 1, 2], "checkpoints": {"p": report}}
-    )
+    text = fit_error.markdown({"command": "c", "wall_time_s": 1.0, "robot": "data/heldout", "horizon": 4,
+                               "shifts": [-2, -1, 0, 1, 2], "checkpoints": {"p": report}})
+    assert "| reach-v3 |" in text and text.startswith("# Open-loop fit on `data/heldout`")
 
 
 def test_checkpoint_specs_need_a_name_and_an_existing_directory(tmp_path):
