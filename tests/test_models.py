@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from einops import rearrange
 
 from vlajepa.config import ConfigError, LanguageConfig, TargetConfig, VLAJEPAConfig
 from vlajepa.constants import ACTION, OBS_ENV_STATE, OBS_STATE
@@ -77,11 +78,13 @@ def test_a_config_saved_before_a_field_was_added_loads_with_its_old_behaviour():
     data["environment_state_dim"], data["environment_state_weight"] = 9, 0.5
     del data["action_head"]["loss_samples"], data["predictor"]["latent_pool"]  # added after configs were saved
     del data["student"]["keypoints"], data["student"]["sentence_token"]
-    del data["environment_state_dim"], data["environment_state_weight"]
+    data["environment_state_source"] = "vision"
+    del data["environment_state_dim"], data["environment_state_weight"], data["environment_state_source"]
     loaded = VLAJEPAConfig.from_dict(data)
     assert loaded.action_head.loss_samples == 1 and loaded.predictor.latent_pool == 1
     assert loaded.student.keypoints == 0 and not loaded.student.sentence_token
     assert loaded.environment_state_dim == 0 and VLAJEPA(loaded).environment_state_head is None
+    assert loaded.environment_state_source == "embodied"
 
 
 def test_yaml_presets_load_and_tiny_matches_code():
@@ -176,6 +179,23 @@ def test_scene_state_read_out_is_a_weighted_robot_loss_and_never_an_input():
         model.environment_state_head.loss(model.encode(batch).embodied_tokens, batch[OBS_ENV_STATE][:, :2])
     with pytest.raises(ConfigError, match="environment_state_dim"):
         tiny_config(environment_state_dim=-1)
+
+
+def test_a_vision_read_out_reads_the_patch_tokens_and_teaches_only_the_vision_encoder():
+    model = build(use_world_model=False, environment_state_dim=3, environment_state_source="vision")
+    batch = random_batch(model.config)
+    out = model.encode(batch)
+    patches = model.student.vision.num_patches * len(model.config.cameras)
+    assert model.environment_state_head.net[0].normalized_shape == (patches * model.config.vision.dim,)
+    predicted = model.predict_environment_state(batch)
+    assert torch.equal(predicted, model.environment_state_head(rearrange(out.vision_tokens, "b v n d -> b (v n) d")))
+    model.zero_grad()
+    model.environment_state_head.loss(model._scene_tokens(out), batch[OBS_ENV_STATE]).backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.student.vision.parameters())
+    # downstream of the patch tokens nothing is trained by the label: not the fusion queries, not the action head
+    assert model.student.embodied_queries.grad is None and model.action_head.action_in.weight.grad is None
+    with pytest.raises(ConfigError, match="environment_state_source"):
+        tiny_config(environment_state_source="pixels")
 
 
 def test_behaviour_cloning_has_no_world_model_and_rejects_video():

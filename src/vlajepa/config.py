@@ -214,6 +214,10 @@ class VLAJEPAConfig(JsonConfig):
     # tokens on robot batches: a training-time label only, never an input. 0: off (no head, no label needed).
     environment_state_dim: int = field(default=0, metadata=ADDED_LATER)
     environment_state_weight: float = field(default=1.0, metadata=ADDED_LATER)
+    # What the read-out reads: "embodied" (the tokens the action head reads, so the actor's input must carry the
+    # positions) or "vision" (the student's current-frame patch tokens, so only the vision encoder is taught where
+    # things are; the read-out then serves as a scene estimator for `vlajepa eval --scene-from`).
+    environment_state_source: Literal["embodied", "vision"] = field(default="embodied", metadata=ADDED_LATER)
     vision: VisionConfig = field(default_factory=VisionConfig)  # student vision encoder (and EMA target)
     language: LanguageConfig = field(default_factory=LanguageConfig)  # instruction encoder
     student: StudentConfig = field(default_factory=StudentConfig)  # fusion transformer
@@ -271,6 +275,8 @@ class VLAJEPAConfig(JsonConfig):
             problems.append("wm_weight, reg_weight and environment_state_weight must be >= 0")
         if self.environment_state_dim < 0:
             problems.append(f"environment_state_dim={self.environment_state_dim} must be >= 0 (0: off)")
+        if self.environment_state_source not in ("embodied", "vision"):
+            problems.append(f"environment_state_source={self.environment_state_source!r} must be embodied or vision")
         if problems:
             raise ConfigError("invalid VLAJEPAConfig: " + "; ".join(problems))
 

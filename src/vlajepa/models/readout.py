@@ -1,4 +1,4 @@
-"""Auxiliary read-out of the scene state (object and goal positions) from the student's embodied tokens.
+"""Auxiliary read-out of the scene state (object and goal positions) from the student's tokens.
 
 Why: a pixel policy given the simulator's object and goal positions as input reaches about twice the success of the
 same policy from pixels (README, privileged-state diagnostic), so its failures are mostly in turning the image into
@@ -8,6 +8,10 @@ only: nothing at inference reads them, and the head itself is unused when acting
 
 Measured on MT10 (README): alone it leaves in-distribution success where it was (39.0 %; 41.5 % with 100
 demonstrations per task); with 32 keypoint tokens and 100 demonstrations it scores 52.5 %, against 45.0 % without it.
+
+``model.environment_state_source="vision"`` reads the student's current-frame patch tokens instead, so the label
+teaches the vision encoder where things are and nothing downstream of it; the head then serves as a scene estimator
+for a privileged-state actor (``vlajepa eval --scene-from``), an explicit position interface.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from torch import Tensor, nn
 
 
 class EnvironmentStateHead(nn.Module):
-    """``(b, m, d)`` embodied tokens -> ``(b, e)`` normalized scene state; ``loss`` is the mean squared error."""
+    """``(b, m, d)`` tokens (embodied or patch tokens, ``model.environment_state_source``) -> ``(b, e)`` normalized
+    scene state; ``loss`` is the mean squared error."""
 
     def __init__(self, num_tokens: int, dim: int, out_dim: int) -> None:
         super().__init__()
@@ -25,11 +30,11 @@ class EnvironmentStateHead(nn.Module):
             nn.LayerNorm(num_tokens * dim), nn.Linear(num_tokens * dim, dim), nn.GELU(), nn.Linear(dim, out_dim)
         )
 
-    def forward(self, embodied_tokens: Tensor) -> Tensor:
-        return self.net(rearrange(embodied_tokens, "b m d -> b (m d)"))
+    def forward(self, tokens: Tensor) -> Tensor:
+        return self.net(rearrange(tokens, "b m d -> b (m d)"))
 
-    def loss(self, embodied_tokens: Tensor, target: Tensor) -> Tensor:
-        prediction = self(embodied_tokens)
+    def loss(self, tokens: Tensor, target: Tensor) -> Tensor:
+        prediction = self(tokens)
         if prediction.shape != target.shape:
             raise ValueError(
                 f"observation.environment_state has shape {tuple(target.shape)}; the model predicts "

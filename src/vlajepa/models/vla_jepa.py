@@ -78,9 +78,11 @@ class VLAJEPA(nn.Module):
         self.regularizer = build_regularizer(config.regularizer) if config.reg_weight > 0 else None
         self.environment_state_head = None
         if config.environment_state_dim:
-            self.environment_state_head = EnvironmentStateHead(
-                config.num_embodied_tokens, config.student.dim, config.environment_state_dim
-            )
+            if config.environment_state_source == "vision":
+                tokens, dim = len(config.cameras) * self.student.vision.num_patches, config.vision.dim
+            else:
+                tokens, dim = config.num_embodied_tokens, config.student.dim
+            self.environment_state_head = EnvironmentStateHead(tokens, dim, config.environment_state_dim)
 
     # ------------------------------------------------------------------ inputs
 
@@ -113,7 +115,7 @@ class VLAJEPA(nn.Module):
             total = total + action_loss
             logs["loss/action"] = action_loss.item()
             if self.environment_state_head is not None:
-                env_loss = self.environment_state_head.loss(out.embodied_tokens, self._get(batch, OBS_ENV_STATE))
+                env_loss = self.environment_state_head.loss(self._scene_tokens(out), self._get(batch, OBS_ENV_STATE))
                 total = total + self.config.environment_state_weight * env_loss
                 logs["loss/environment_state"] = env_loss.item()
         if self.config.use_world_model:
@@ -204,7 +206,13 @@ class VLAJEPA(nn.Module):
     def predict_environment_state(self, batch: Mapping[str, Any]) -> Tensor:
         """Normalized ``(b, E)`` object and goal positions from the scene-state read-out, given the same inputs as
         :meth:`predict_action`."""
-        return self.require_environment_state_head()(self.encode(batch).embodied_tokens)
+        return self.require_environment_state_head()(self._scene_tokens(self.encode(batch)))
+
+    def _scene_tokens(self, out: StudentOutput) -> Tensor:
+        """``(b, n, d)``: the tokens the scene-state read-out reads (``config.environment_state_source``)."""
+        if self.config.environment_state_source == "vision":
+            return rearrange(out.vision_tokens, "b v n d -> b (v n) d")
+        return out.embodied_tokens
 
     # ------------------------------------------------------------------ training helpers
 
