@@ -267,10 +267,12 @@ def test_eval_renders_a_checkpoint_at_its_training_camera_and_resolution(tmp_pat
 # ---------------------------------------------------------------------------- scene-state estimate
 
 
-def scene_policies() -> tuple[VLAJEPAPolicy, VLAJEPAPolicy]:
-    """An actor trained on a 6-D state (4 proprio + a 2-D scene) and an estimator that reads the scene out."""
+def scene_policies(source: str = "embodied") -> tuple[VLAJEPAPolicy, VLAJEPAPolicy]:
+    """An actor trained on a 6-D state (4 proprio + a 2-D scene) and an estimator that reads the scene out of the
+    tokens ``source`` names (``model.environment_state_source``)."""
     torch.manual_seed(0)
-    actor_model, estimator_model = VLAJEPA(tiny_config(state_dim=6)), VLAJEPA(tiny_config(environment_state_dim=2))
+    actor_model = VLAJEPA(tiny_config(state_dim=6))
+    estimator_model = VLAJEPA(tiny_config(environment_state_dim=2, environment_state_source=source))
     with torch.no_grad():
         for p in [*actor_model.parameters(), *estimator_model.parameters()]:
             p.add_(0.05 * torch.randn_like(p))
@@ -288,8 +290,9 @@ def scene_policies() -> tuple[VLAJEPAPolicy, VLAJEPAPolicy]:
     return actor, estimator
 
 
-def test_the_actor_acts_on_the_proprio_state_plus_the_estimated_scene():
-    actor, estimator = scene_policies()
+@pytest.mark.parametrize("source", ["embodied", "vision"])
+def test_the_actor_acts_on_the_proprio_state_plus_the_estimated_scene(source):
+    actor, estimator = scene_policies(source)
     obs = observation()
     scene = estimator.predict_environment_state(obs)
     assert scene.shape == (2,) and scene.dtype == np.float32
