@@ -33,11 +33,11 @@ import dataclasses
 import json
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
-from einops import rearrange
 from torch import Tensor, nn
 from tqdm import tqdm
 
@@ -49,6 +49,7 @@ from vlajepa.data.lerobot import LeRobotDataset
 from vlajepa.envs.language import task_of_instruction
 from vlajepa.eval.report import current_command
 from vlajepa.io_utils import atomic_write_json, write_report_files
+from vlajepa.models.readout import EnvironmentStateHead
 from vlajepa.models.target import load_encoder, save_encoder
 from vlajepa.models.vision import VisionEncoder
 from vlajepa.train.augment import random_shift
@@ -104,19 +105,6 @@ def save_probed_encoder(encoder: VisionEncoder, vision: VisionConfig, path: Path
     atomic_write_json(path.parent / "encoder_config.json", meta)
 
 
-class PositionHead(nn.Module):
-    """``(b, n, d)`` patch tokens -> ``(b, 9)`` normalized scene state."""
-
-    def __init__(self, num_tokens: int, dim: int, out_dim: int) -> None:
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.LayerNorm(num_tokens * dim), nn.Linear(num_tokens * dim, 256), nn.GELU(), nn.Linear(256, out_dim)
-        )
-
-    def forward(self, tokens: Tensor) -> Tensor:
-        return self.net(rearrange(tokens, "b n d -> b (n d)"))
-
-
 def encode(encoder: VisionEncoder, images: Tensor, batch_size: int = 128) -> Tensor:
     with torch.inference_mode():
         return torch.cat([encoder(images[i : i + batch_size].float() / 255) for i in range(0, len(images), batch_size)])
@@ -125,10 +113,10 @@ def encode(encoder: VisionEncoder, images: Tensor, batch_size: int = 128) -> Ten
 def train_probe(
     encoder: VisionEncoder, images: Tensor, target: Tensor, *, finetune: bool, steps: int, batch_size: int,
     lr: float, shift: int, seed: int,
-) -> nn.Module:
+) -> Callable[[Tensor], Tensor]:
     """Fit head (and, with ``finetune``, encoder) to ``target`` (normalized); return image -> normalized state."""
     torch.manual_seed(seed)
-    head = PositionHead(encoder.num_patches, encoder.dim, target.shape[1])
+    head = EnvironmentStateHead(encoder.num_patches, encoder.dim, target.shape[1], hidden=256)
     features = None if finetune else encode(encoder, images)
     params = list(head.parameters()) + (list(encoder.parameters()) if finetune else [])
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)

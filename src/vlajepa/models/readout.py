@@ -24,10 +24,11 @@ class EnvironmentStateHead(nn.Module):
     """``(b, m, d)`` tokens (embodied or patch tokens, ``model.environment_state_source``) -> ``(b, e)`` normalized
     scene state; ``loss`` is the mean squared error."""
 
-    def __init__(self, num_tokens: int, dim: int, out_dim: int) -> None:
+    def __init__(self, num_tokens: int, dim: int, out_dim: int, hidden: int | None = None) -> None:
         super().__init__()
+        hidden = hidden or dim  # width of the hidden layer (default: the token width)
         self.net = nn.Sequential(
-            nn.LayerNorm(num_tokens * dim), nn.Linear(num_tokens * dim, dim), nn.GELU(), nn.Linear(dim, out_dim)
+            nn.LayerNorm(num_tokens * dim), nn.Linear(num_tokens * dim, hidden), nn.GELU(), nn.Linear(hidden, out_dim)
         )
 
     def forward(self, tokens: Tensor) -> Tensor:
