@@ -92,7 +92,7 @@ def child(args: argparse.Namespace) -> None:
             out = model.encode(batch)
             student.append((time.perf_counter() - start) * 1000)
             start = time.perf_counter()
-            model.action_head.sample(out.embodied_tokens, batch.get("observation.state"), args.euler_steps)
+            model.action_head.sample(out.embodied_tokens, out.state, args.euler_steps)
             head.append((time.perf_counter() - start) * 1000)
     result = {
         "config": args.config,

@@ -70,9 +70,16 @@ def with_keypoints(config, keypoints: int):
     return dataclasses.replace(config.student, keypoints=keypoints)
 
 
-@pytest.mark.parametrize("keypoints", [0, 4], ids=["patches", "patches+keypoints"])
-def test_student_outputs_ignore_future_frames(keypoints):
-    model = build(student=with_keypoints(tiny_config(), keypoints))
+SCENE_ACTOR = {"environment_state_dim": 3, "environment_state_source": "vision", "act_on_environment_state": True}
+
+
+@pytest.mark.parametrize(
+    ("keypoints", "scene"),
+    [(0, {}), (4, {}), (0, SCENE_ACTOR)],
+    ids=["patches", "patches+keypoints", "acting on the scene estimate"],
+)
+def test_student_outputs_ignore_future_frames(keypoints, scene):
+    model = build(student=with_keypoints(tiny_config(), keypoints), **scene)
     batch = random_batch(model.config, batch_size=3)
     reference = student_outputs(model, batch)
     changed = student_outputs(model, with_new_future(batch, first_changed=1))

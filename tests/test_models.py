@@ -79,12 +79,15 @@ def test_a_config_saved_before_a_field_was_added_loads_with_its_old_behaviour():
     del data["action_head"]["loss_samples"], data["predictor"]["latent_pool"]  # added after configs were saved
     del data["student"]["keypoints"], data["student"]["sentence_token"]
     data["environment_state_source"] = "vision"
+    data["act_on_environment_state"], data["environment_state_noise"] = True, 0.1
     del data["environment_state_dim"], data["environment_state_weight"], data["environment_state_source"]
+    del data["act_on_environment_state"], data["environment_state_noise"]
     loaded = VLAJEPAConfig.from_dict(data)
     assert loaded.action_head.loss_samples == 1 and loaded.predictor.latent_pool == 1
     assert loaded.student.keypoints == 0 and not loaded.student.sentence_token
     assert loaded.environment_state_dim == 0 and VLAJEPA(loaded).environment_state_head is None
     assert loaded.environment_state_source == "embodied"
+    assert not loaded.act_on_environment_state and loaded.environment_state_noise == 0.0
 
 
 def test_yaml_presets_load_and_tiny_matches_code():
@@ -196,6 +199,51 @@ def test_a_vision_read_out_reads_the_patch_tokens_and_teaches_only_the_vision_en
     assert model.student.embodied_queries.grad is None and model.action_head.action_in.weight.grad is None
     with pytest.raises(ConfigError, match="environment_state_source"):
         tiny_config(environment_state_source="pixels")
+
+
+def test_acting_on_the_scene_read_out_joins_label_in_training_and_estimate_when_acting():
+    scene = {"environment_state_dim": 3, "environment_state_source": "vision", "act_on_environment_state": True}
+    model = build(use_world_model=False, **scene)
+    config = model.config
+    assert config.actor_state_dim == config.state_dim + 3
+    assert model.student.state_proj.in_features == model.action_head.state_in.in_features == config.actor_state_dim
+    batch = random_batch(config)
+    out = model.encode(batch)  # training mode with the label: the label itself (no noise configured)
+    assert torch.equal(out.state, torch.cat([batch[OBS_STATE], batch[OBS_ENV_STATE]], dim=-1))
+    model.eval()
+    estimate = model.predict_environment_state(batch)
+    out = model.encode(batch)  # acting: the read-out's estimate, whatever the label says
+    assert torch.equal(out.state[:, : config.state_dim], batch[OBS_STATE])
+    assert torch.equal(out.state[:, config.state_dim :], estimate)
+    changed = dict(batch, **{OBS_ENV_STATE: batch[OBS_ENV_STATE] + 1.0})
+    torch.manual_seed(0)
+    chunk = model.predict_action(batch)
+    torch.manual_seed(0)
+    assert torch.equal(chunk, model.predict_action(changed))
+    torch.manual_seed(0)
+    assert torch.equal(chunk, model.predict_action({k: v for k, v in batch.items() if k != OBS_ENV_STATE}))
+    # ... and the estimate is an input, not a path for the action loss into the read-out
+    model.train()
+    unlabelled = {k: v for k, v in batch.items() if k != OBS_ENV_STATE}
+    out = model.encode(unlabelled)
+    model.action_head.loss(unlabelled[ACTION], out.embodied_tokens, out.state).backward()
+    assert all(p.grad is None for p in model.environment_state_head.parameters())
+    # noise: fresh per call, of the configured size, around the label
+    noisy = build(use_world_model=False, environment_state_noise=0.1, **scene)
+    first, second = (noisy.encode(batch).state[:, config.state_dim :] for _ in range(2))
+    assert not torch.equal(first, second)
+    assert 0.03 < (first - batch[OBS_ENV_STATE]).std() < 0.3
+    # video batches (no state) keep the placeholder; the config refuses what cannot work
+    assert build(**scene).encode({k: v for k, v in batch.items() if k != OBS_STATE}).state is None
+    with pytest.raises(ConfigError, match="act_on_environment_state"):
+        tiny_config(environment_state_dim=3, act_on_environment_state=True)  # embodied read-out: circular
+    with pytest.raises(ConfigError, match="act_on_environment_state"):
+        tiny_config(act_on_environment_state=True)
+    with pytest.raises(ConfigError, match="environment_state_noise"):
+        tiny_config(environment_state_noise=-0.1)
+    wrong = dict(batch, **{OBS_ENV_STATE: batch[OBS_ENV_STATE][:, :2]})
+    with pytest.raises(ValueError, match="environment_state_dim"):
+        model.encode(wrong)
 
 
 def test_behaviour_cloning_has_no_world_model_and_rejects_video():

@@ -218,6 +218,12 @@ class VLAJEPAConfig(JsonConfig):
     # positions) or "vision" (the student's current-frame patch tokens, so only the vision encoder is taught where
     # things are; the read-out then serves as a scene estimator for `vlajepa eval --scene-from`).
     environment_state_source: Literal["embodied", "vision"] = field(default="embodied", metadata=ADDED_LATER)
+    # Act on the read-out (needs environment_state_source="vision"): the student and the action head read the state
+    # joined with the scene state, the label plus Gaussian noise of std environment_state_noise (normalized units)
+    # on training robot batches and the read-out's own estimate when acting. One network, an explicit position
+    # interface: the label still only trains the read-out and the vision encoder, never replaces the image.
+    act_on_environment_state: bool = field(default=False, metadata=ADDED_LATER)
+    environment_state_noise: float = field(default=0.0, metadata=ADDED_LATER)
     vision: VisionConfig = field(default_factory=VisionConfig)  # student vision encoder (and EMA target)
     language: LanguageConfig = field(default_factory=LanguageConfig)  # instruction encoder
     student: StudentConfig = field(default_factory=StudentConfig)  # fusion transformer
@@ -225,6 +231,12 @@ class VLAJEPAConfig(JsonConfig):
     predictor: PredictorConfig = field(default_factory=PredictorConfig)  # latent world model
     action_head: ActionHeadConfig = field(default_factory=ActionHeadConfig)  # flow-matching action head
     regularizer: RegularizerConfig = field(default_factory=RegularizerConfig)  # anti-collapse term
+
+    @property
+    def actor_state_dim(self) -> int:
+        """Width of the state the student and the action head read: ``observation.state``, joined with the scene
+        state when ``act_on_environment_state``."""
+        return self.state_dim + (self.environment_state_dim if self.act_on_environment_state else 0)
 
     def __post_init__(self) -> None:
         problems = []
@@ -277,6 +289,14 @@ class VLAJEPAConfig(JsonConfig):
             problems.append(f"environment_state_dim={self.environment_state_dim} must be >= 0 (0: off)")
         if self.environment_state_source not in ("embodied", "vision"):
             problems.append(f"environment_state_source={self.environment_state_source!r} must be embodied or vision")
+        vision_read_out = self.environment_state_dim > 0 and self.environment_state_source == "vision"
+        if self.act_on_environment_state and not vision_read_out:
+            problems.append(
+                "act_on_environment_state needs the vision read-out (environment_state_dim > 0 and "
+                "environment_state_source='vision'): the scene estimate must exist before the student fuses the state"
+            )
+        if self.environment_state_noise < 0:
+            problems.append(f"environment_state_noise={self.environment_state_noise} must be >= 0")
         if problems:
             raise ConfigError("invalid VLAJEPAConfig: " + "; ".join(problems))
 

@@ -4,14 +4,16 @@ Why: a pixel policy given the simulator's object and goal positions as input rea
 same policy from pixels (README, privileged-state diagnostic), so its failures are mostly in turning the image into
 positions. This head gives that skill a direct training signal: on robot batches the embodied tokens, the ones the
 action head reads, must also predict ``observation.environment_state`` (normalized). The positions are a label
-only: nothing at inference reads them, and the head itself is unused when acting.
+only: nothing at inference reads them.
 
 Measured on MT10 (README): alone it leaves in-distribution success where it was (39.0 %; 41.5 % with 100
 demonstrations per task); with 32 keypoint tokens and 100 demonstrations it scores 52.5 %, against 45.0 % without it.
 
 ``model.environment_state_source="vision"`` reads the student's current-frame patch tokens instead, so the label
 teaches the vision encoder where things are and nothing downstream of it; the head then serves as a scene estimator
-for a privileged-state actor (``vlajepa eval --scene-from``), an explicit position interface.
+for a privileged-state actor (``vlajepa eval --scene-from``), an explicit position interface. With
+``model.act_on_environment_state`` that interface is inside one network: the student and the action head read the
+state joined with the scene (the label plus noise in training, this head's estimate when acting).
 """
 
 from __future__ import annotations

@@ -41,6 +41,7 @@ class StudentOutput:
     vision_tokens: (
         Tensor  # (b, v, n, d_vision): current-frame patch tokens (for the anti-collapse regularizer)
     )
+    state: Tensor | None = None  # (b, S) the state the student read (None: absent); the action head reads it too
 
 
 def join_views(tokens: Tensor, num_views: int) -> Tensor:
@@ -81,7 +82,7 @@ class Student(nn.Module):
         self.text_type = learned_embedding(dim)
         self.sentence_proj = nn.Linear(self.language.out_dim, dim) if cfg.sentence_token else None
         if cfg.use_state:
-            self.state_proj = nn.Linear(config.state_dim, dim)
+            self.state_proj = nn.Linear(config.actor_state_dim, dim)
             self.missing_state = learned_embedding(dim)  # stands in for the state of action-free video
         self.latent_queries = learned_embedding(self.num_steps * self.num_latent, dim)
         self.embodied_queries = learned_embedding(self.num_embodied, dim)
@@ -119,11 +120,17 @@ class Student(nn.Module):
         """``images``: current frames ``(b, 3, H, W)`` in camera order; ``state``: ``(b, S)`` or None."""
         if len(images) != len(self.cameras):
             raise ValueError(f"expected {len(self.cameras)} camera images, got {len(images)}")
-        batch = images[0].shape[0]
+        return self.fuse(*self.encode_views(images), state, task)
+
+    def fuse(
+        self, vision_tokens: Tensor, keypoint_tokens: Tensor | None, state: Tensor | None, task: Sequence[str]
+    ) -> StudentOutput:
+        """The fusion transformer over :meth:`encode_views` output, the state and the instruction (callers that
+        read the patch tokens before fusing, such as a scene estimate joined to the state, split ``forward``)."""
+        batch = vision_tokens.shape[0]
         if len(task) != batch:
             raise ValueError(f"got {len(task)} instructions for a batch of {batch}")
 
-        vision_tokens, keypoint_tokens = self.encode_views(images)
         image_tokens = self.vision_proj(vision_tokens)  # (b, v, n, d)
         if keypoint_tokens is not None:
             image_tokens = torch.cat([image_tokens, keypoint_tokens], dim=2)  # (b, v, n + K, d)
@@ -148,4 +155,4 @@ class Student(nn.Module):
         latent_start = num_observation
         embodied_start = latent_start + self.latent_queries.shape[0]
         latent = rearrange(x[:, latent_start:embodied_start], "b (t k) d -> b t k d", k=self.num_latent)
-        return StudentOutput(latent, x[:, embodied_start:], vision_tokens)
+        return StudentOutput(latent, x[:, embodied_start:], vision_tokens, state)

@@ -13,7 +13,9 @@ Batch format (torch tensors, batch dimension first):
 - ``future_is_pad``: bool ``(b, T)``, True for frames past the episode end (their predictions leave the loss);
 - ``action``: ``(b, H, A)`` normalized, and ``action_is_pad``: bool ``(b, H)`` — robot batches only;
 - ``observation.environment_state``: ``(b, E)`` normalized object and goal positions, a label read only with
-  ``environment_state_dim > 0`` — robot batches only.
+  ``environment_state_dim > 0`` — robot batches only. With ``act_on_environment_state`` the student and the action
+  head read ``observation.state`` joined with the scene state: this label (plus noise) in training, the read-out's
+  estimate from the current frame when acting.
 
 A robot batch (with ``action``) costs ``L_action + beta * L_wm (+ lambda * R) (+ w_env * L_env)``; a video batch (no
 ``action``) costs ``L_wm (+ lambda * R)``; with ``use_world_model=False`` the model is plain behaviour cloning.
@@ -59,7 +61,7 @@ class VLAJEPA(nn.Module):
         self.config = config
         self.student = Student(config)
         self.action_head = FlowMatchingActionHead(
-            config.action_head, config.action_dim, config.chunk_size, config.state_dim, config.student.dim
+            config.action_head, config.action_dim, config.chunk_size, config.actor_state_dim, config.student.dim
         )
         self.target = None
         self.predictor = None
@@ -92,9 +94,33 @@ class VLAJEPA(nn.Module):
         return batch[key]
 
     def encode(self, batch: Mapping[str, Any]) -> StudentOutput:
-        """The student's outputs; a function of the current images, state and instruction only."""
+        """The student's outputs; a function of the current images, state and instruction only (and, with
+        ``act_on_environment_state``, of the current frame's scene label on training robot batches)."""
         images = [self._get(batch, image_key(camera)) for camera in self.config.cameras]
-        return self.student(images, batch.get(OBS_STATE), self._get(batch, TASK))
+        state, task = batch.get(OBS_STATE), self._get(batch, TASK)
+        if not self.config.act_on_environment_state:
+            return self.student(images, state, task)
+        vision_tokens, keypoint_tokens = self.student.encode_views(images)
+        if state is not None:  # video batches have no state: the student's placeholder stands for all of it
+            state = torch.cat([state, self._scene_input(batch, vision_tokens)], dim=-1)
+        return self.student.fuse(vision_tokens, keypoint_tokens, state, task)
+
+    def _scene_input(self, batch: Mapping[str, Any], vision_tokens: Tensor) -> Tensor:
+        """``(b, E)`` normalized scene state joined to the state: in training, the label plus
+        ``environment_state_noise`` Gaussian noise (the actor learns to act on imprecise positions); otherwise (and
+        for batches without the label) the read-out's estimate from these patch tokens, with no gradient, so the
+        action loss never trains the read-out to please the actor."""
+        if self.training and OBS_ENV_STATE in batch:
+            label = batch[OBS_ENV_STATE]
+            if label.shape != (vision_tokens.shape[0], self.config.environment_state_dim):
+                raise ValueError(
+                    f"observation.environment_state has shape {tuple(label.shape)}; expected "
+                    f"({vision_tokens.shape[0]}, {self.config.environment_state_dim}) (model.environment_state_dim)"
+                )
+            noise = self.config.environment_state_noise
+            return label + noise * torch.randn_like(label) if noise > 0 else label
+        head = self.require_environment_state_head()
+        return head(rearrange(vision_tokens, "b v n d -> b (v n) d")).detach()
 
     # ------------------------------------------------------------------ losses
 
@@ -110,7 +136,7 @@ class VLAJEPA(nn.Module):
         total = out.embodied_tokens.new_zeros(())
         if is_robot:
             action_loss = self.action_head.loss(
-                batch[ACTION], out.embodied_tokens, batch.get(OBS_STATE), batch.get(ACTION_IS_PAD)
+                batch[ACTION], out.embodied_tokens, out.state, batch.get(ACTION_IS_PAD)
             )
             total = total + action_loss
             logs["loss/action"] = action_loss.item()
@@ -194,7 +220,7 @@ class VLAJEPA(nn.Module):
         ``noise_scale`` as in :meth:`FlowMatchingActionHead.sample`)."""
         out = self.encode(batch)
         return self.action_head.sample(
-            out.embodied_tokens, batch.get(OBS_STATE), num_steps, noise, generator, noise_scale=noise_scale
+            out.embodied_tokens, out.state, num_steps, noise, generator, noise_scale=noise_scale
         )
 
     def require_environment_state_head(self) -> EnvironmentStateHead:
