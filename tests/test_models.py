@@ -201,10 +201,15 @@ def test_a_vision_read_out_reads_the_patch_tokens_and_teaches_only_the_vision_en
         tiny_config(environment_state_source="pixels")
 
 
-def test_acting_on_the_scene_read_out_joins_label_in_training_and_estimate_when_acting():
-    scene = {"environment_state_dim": 3, "environment_state_source": "vision", "act_on_environment_state": True}
+@pytest.mark.parametrize("source", ["vision", "keypoints"])
+def test_acting_on_the_scene_read_out_joins_label_in_training_and_estimate_when_acting(source):
+    scene = {"environment_state_dim": 3, "environment_state_source": source, "act_on_environment_state": True}
+    if source == "keypoints":
+        scene["student"] = dataclasses.replace(tiny_config().student, keypoints=4)
     model = build(use_world_model=False, **scene)
     config = model.config
+    if source == "keypoints":  # the read-out reads the keypoint tokens, which are linear in their coordinates
+        assert model.environment_state_head.net[0].normalized_shape == (4 * config.student.dim,)
     assert config.actor_state_dim == config.state_dim + 3
     assert model.student.state_proj.in_features == model.action_head.state_in.in_features == config.actor_state_dim
     batch = random_batch(config)
@@ -241,6 +246,8 @@ def test_acting_on_the_scene_read_out_joins_label_in_training_and_estimate_when_
         tiny_config(act_on_environment_state=True)
     with pytest.raises(ConfigError, match="environment_state_noise"):
         tiny_config(environment_state_noise=-0.1)
+    with pytest.raises(ConfigError, match="student.keypoints"):
+        tiny_config(environment_state_dim=3, environment_state_source="keypoints")
     wrong = dict(batch, **{OBS_ENV_STATE: batch[OBS_ENV_STATE][:, :2]})
     with pytest.raises(ValueError, match="environment_state_dim"):
         model.encode(wrong)

@@ -215,10 +215,13 @@ class VLAJEPAConfig(JsonConfig):
     environment_state_dim: int = field(default=0, metadata=ADDED_LATER)
     environment_state_weight: float = field(default=1.0, metadata=ADDED_LATER)
     # What the read-out reads: "embodied" (the tokens the action head reads, so the actor's input must carry the
-    # positions) or "vision" (the student's current-frame patch tokens, so only the vision encoder is taught where
-    # things are; the read-out then serves as a scene estimator for `vlajepa eval --scene-from`).
-    environment_state_source: Literal["embodied", "vision"] = field(default="embodied", metadata=ADDED_LATER)
-    # Act on the read-out (needs environment_state_source="vision"): the student and the action head read the state
+    # positions), "vision" (the student's current-frame patch tokens, so only the vision encoder is taught where
+    # things are; the read-out then serves as a scene estimator for `vlajepa eval --scene-from`) or "keypoints" (the
+    # student's spatial-softmax keypoint tokens, student.keypoints > 0: image coordinates of learned detectors).
+    environment_state_source: Literal["embodied", "vision", "keypoints"] = field(
+        default="embodied", metadata=ADDED_LATER
+    )
+    # Act on the read-out (needs a vision or keypoints read-out): the student and the action head read the state
     # joined with the scene state, the label plus Gaussian noise of std environment_state_noise (normalized units)
     # on training robot batches and the read-out's own estimate when acting. One network, an explicit position
     # interface: the label still only trains the read-out and the vision encoder, never replaces the image.
@@ -287,13 +290,18 @@ class VLAJEPAConfig(JsonConfig):
             problems.append("wm_weight, reg_weight and environment_state_weight must be >= 0")
         if self.environment_state_dim < 0:
             problems.append(f"environment_state_dim={self.environment_state_dim} must be >= 0 (0: off)")
-        if self.environment_state_source not in ("embodied", "vision"):
-            problems.append(f"environment_state_source={self.environment_state_source!r} must be embodied or vision")
-        vision_read_out = self.environment_state_dim > 0 and self.environment_state_source == "vision"
-        if self.act_on_environment_state and not vision_read_out:
+        if self.environment_state_source not in ("embodied", "vision", "keypoints"):
             problems.append(
-                "act_on_environment_state needs the vision read-out (environment_state_dim > 0 and "
-                "environment_state_source='vision'): the scene estimate must exist before the student fuses the state"
+                f"environment_state_source={self.environment_state_source!r} must be embodied, vision or keypoints"
+            )
+        if self.environment_state_source == "keypoints" and self.student.keypoints < 1:
+            problems.append("environment_state_source='keypoints' needs student.keypoints > 0")
+        view_read_out = self.environment_state_dim > 0 and self.environment_state_source != "embodied"
+        if self.act_on_environment_state and not view_read_out:
+            problems.append(
+                "act_on_environment_state needs a read-out of the current frame (environment_state_dim > 0 and "
+                "environment_state_source 'vision' or 'keypoints'): the scene estimate must exist before the student "
+                "fuses the state"
             )
         if self.environment_state_noise < 0:
             problems.append(f"environment_state_noise={self.environment_state_noise} must be >= 0")

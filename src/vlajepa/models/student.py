@@ -42,6 +42,7 @@ class StudentOutput:
         Tensor  # (b, v, n, d_vision): current-frame patch tokens (for the anti-collapse regularizer)
     )
     state: Tensor | None = None  # (b, S) the state the student read (None: absent); the action head reads it too
+    keypoint_tokens: Tensor | None = None  # (b, v, K, d): current-frame keypoint tokens (student.keypoints)
 
 
 def join_views(tokens: Tensor, num_views: int) -> Tensor:
@@ -155,4 +156,4 @@ class Student(nn.Module):
         latent_start = num_observation
         embodied_start = latent_start + self.latent_queries.shape[0]
         latent = rearrange(x[:, latent_start:embodied_start], "b (t k) d -> b t k d", k=self.num_latent)
-        return StudentOutput(latent, x[:, embodied_start:], vision_tokens, state)
+        return StudentOutput(latent, x[:, embodied_start:], vision_tokens, state, keypoint_tokens)

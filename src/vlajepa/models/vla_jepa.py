@@ -82,6 +82,8 @@ class VLAJEPA(nn.Module):
         if config.environment_state_dim:
             if config.environment_state_source == "vision":
                 tokens, dim = len(config.cameras) * self.student.vision.num_patches, config.vision.dim
+            elif config.environment_state_source == "keypoints":
+                tokens, dim = len(config.cameras) * config.student.keypoints, config.student.dim
             else:
                 tokens, dim = config.num_embodied_tokens, config.student.dim
             self.environment_state_head = EnvironmentStateHead(tokens, dim, config.environment_state_dim)
@@ -102,25 +104,25 @@ class VLAJEPA(nn.Module):
             return self.student(images, state, task)
         vision_tokens, keypoint_tokens = self.student.encode_views(images)
         if state is not None:  # video batches have no state: the student's placeholder stands for all of it
-            state = torch.cat([state, self._scene_input(batch, vision_tokens)], dim=-1)
+            scene = self._scene_input(batch, self._view_scene_tokens(vision_tokens, keypoint_tokens))
+            state = torch.cat([state, scene], dim=-1)
         return self.student.fuse(vision_tokens, keypoint_tokens, state, task)
 
-    def _scene_input(self, batch: Mapping[str, Any], vision_tokens: Tensor) -> Tensor:
+    def _scene_input(self, batch: Mapping[str, Any], scene_tokens: Tensor) -> Tensor:
         """``(b, E)`` normalized scene state joined to the state: in training, the label plus
         ``environment_state_noise`` Gaussian noise (the actor learns to act on imprecise positions); otherwise (and
         for batches without the label) the read-out's estimate from these patch tokens, with no gradient, so the
         action loss never trains the read-out to please the actor."""
         if self.training and OBS_ENV_STATE in batch:
             label = batch[OBS_ENV_STATE]
-            if label.shape != (vision_tokens.shape[0], self.config.environment_state_dim):
+            if label.shape != (scene_tokens.shape[0], self.config.environment_state_dim):
                 raise ValueError(
                     f"observation.environment_state has shape {tuple(label.shape)}; expected "
-                    f"({vision_tokens.shape[0]}, {self.config.environment_state_dim}) (model.environment_state_dim)"
+                    f"({scene_tokens.shape[0]}, {self.config.environment_state_dim}) (model.environment_state_dim)"
                 )
             noise = self.config.environment_state_noise
             return label + noise * torch.randn_like(label) if noise > 0 else label
-        head = self.require_environment_state_head()
-        return head(rearrange(vision_tokens, "b v n d -> b (v n) d")).detach()
+        return self.require_environment_state_head()(scene_tokens).detach()
 
     # ------------------------------------------------------------------ losses
 
@@ -236,9 +238,15 @@ class VLAJEPA(nn.Module):
 
     def _scene_tokens(self, out: StudentOutput) -> Tensor:
         """``(b, n, d)``: the tokens the scene-state read-out reads (``config.environment_state_source``)."""
-        if self.config.environment_state_source == "vision":
-            return rearrange(out.vision_tokens, "b v n d -> b (v n) d")
-        return out.embodied_tokens
+        if self.config.environment_state_source == "embodied":
+            return out.embodied_tokens
+        return self._view_scene_tokens(out.vision_tokens, out.keypoint_tokens)
+
+    def _view_scene_tokens(self, vision_tokens: Tensor, keypoint_tokens: Tensor | None) -> Tensor:
+        """``(b, n, d)``: the current-frame tokens a ``vision`` or ``keypoints`` read-out reads, every view's."""
+        if self.config.environment_state_source == "keypoints":
+            return rearrange(keypoint_tokens, "b v k d -> b (v k) d")
+        return rearrange(vision_tokens, "b v n d -> b (v n) d")
 
     # ------------------------------------------------------------------ training helpers
 
