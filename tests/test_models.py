@@ -201,6 +201,43 @@ def test_a_vision_read_out_reads_the_patch_tokens_and_teaches_only_the_vision_en
         tiny_config(environment_state_source="pixels")
 
 
+def test_an_attention_read_out_shares_its_weights_across_token_positions_and_learns():
+    from vlajepa.models.readout import EnvironmentStateHead
+
+    torch.manual_seed(0)
+    flat, pooled = (EnvironmentStateHead(64, 32, 9, kind=kind) for kind in ("flat", "attention"))
+    assert sum(p.numel() for p in pooled.parameters()) < sum(p.numel() for p in flat.parameters()) / 4
+    tokens = torch.randn(8, 64, 32)
+    assert pooled(tokens).shape == (8, 9)
+    # shared across positions: permuting the tokens permutes nothing in the answer
+    assert torch.allclose(pooled(tokens), pooled(tokens[:, torch.randperm(64)]), atol=1e-5)
+    # it learns: where the one marked token sits (each token carries its grid coordinates, as a ViT's position
+    # embedding lets it)
+    where = torch.randint(0, 64, (256,))
+    cells = torch.arange(64)
+    coordinates = torch.stack([cells % 8, cells // 8], dim=-1).float() / 7 * 2 - 1  # (64, 2)
+    grid = torch.cat([torch.zeros(64, 1), coordinates, 0.1 * torch.randn(64, 29)], dim=-1)
+    tokens = grid.expand(256, -1, -1).clone()
+    tokens[torch.arange(256), where, 0] += 5.0  # the marker
+    target = coordinates[where]
+    head = EnvironmentStateHead(64, 32, 2, kind="attention")
+    optimizer = torch.optim.Adam(head.parameters(), lr=3e-3)
+    first = head.loss(tokens, target).item()
+    for _ in range(150):
+        optimizer.zero_grad()
+        loss = head.loss(tokens, target)
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.2 * first
+    model = build(use_world_model=False, environment_state_dim=3, environment_state_source="vision",
+                  environment_state_head="attention")
+    assert model.predict_environment_state(random_batch(model.config)).shape == (2, 3)
+    with pytest.raises(ConfigError, match="environment_state_head"):
+        tiny_config(environment_state_head="conv")
+    with pytest.raises(ValueError, match="read-out kind"):
+        EnvironmentStateHead(4, 8, 3, kind="conv")
+
+
 @pytest.mark.parametrize("source", ["vision", "keypoints"])
 def test_acting_on_the_scene_read_out_joins_label_in_training_and_estimate_when_acting(source):
     scene = {"environment_state_dim": 3, "environment_state_source": source, "act_on_environment_state": True}

@@ -221,6 +221,9 @@ class VLAJEPAConfig(JsonConfig):
     environment_state_source: Literal["embodied", "vision", "keypoints"] = field(
         default="embodied", metadata=ADDED_LATER
     )
+    # The read-out's form (vlajepa.models.readout): "flat" (an MLP over all tokens) or "attention" (one learned
+    # query per coordinate pooling the tokens, weights shared across token positions).
+    environment_state_head: Literal["flat", "attention"] = field(default="flat", metadata=ADDED_LATER)
     # Act on the read-out (needs a vision or keypoints read-out): the student and the action head read the state
     # joined with the scene state, the label plus Gaussian noise of std environment_state_noise (normalized units)
     # on training robot batches and the read-out's own estimate when acting. One network, an explicit position
@@ -294,6 +297,8 @@ class VLAJEPAConfig(JsonConfig):
             problems.append(
                 f"environment_state_source={self.environment_state_source!r} must be embodied, vision or keypoints"
             )
+        if self.environment_state_head not in ("flat", "attention"):
+            problems.append(f"environment_state_head={self.environment_state_head!r} must be flat or attention")
         if self.environment_state_source == "keypoints" and self.student.keypoints < 1:
             problems.append("environment_state_source='keypoints' needs student.keypoints > 0")
         view_read_out = self.environment_state_dim > 0 and self.environment_state_source != "embodied"

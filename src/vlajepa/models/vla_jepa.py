@@ -86,7 +86,9 @@ class VLAJEPA(nn.Module):
                 tokens, dim = len(config.cameras) * config.student.keypoints, config.student.dim
             else:
                 tokens, dim = config.num_embodied_tokens, config.student.dim
-            self.environment_state_head = EnvironmentStateHead(tokens, dim, config.environment_state_dim)
+            self.environment_state_head = EnvironmentStateHead(
+                tokens, dim, config.environment_state_dim, kind=config.environment_state_head
+            )
 
     # ------------------------------------------------------------------ inputs
 
