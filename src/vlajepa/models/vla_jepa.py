@@ -113,7 +113,7 @@ class VLAJEPA(nn.Module):
     def _scene_input(self, batch: Mapping[str, Any], scene_tokens: Tensor) -> Tensor:
         """``(b, E)`` normalized scene state joined to the state: in training, the label plus
         ``environment_state_noise`` Gaussian noise (the actor learns to act on imprecise positions); otherwise (and
-        for batches without the label) the read-out's estimate from these patch tokens, with no gradient, so the
+        for batches without the label) the read-out's estimate from these tokens, with no gradient, so the
         action loss never trains the read-out to please the actor."""
         if self.training and OBS_ENV_STATE in batch:
             label = batch[OBS_ENV_STATE]
