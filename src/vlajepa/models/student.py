@@ -97,6 +97,8 @@ class Student(nn.Module):
     def encode_views(self, images: Sequence[Tensor]) -> tuple[Tensor, Tensor | None]:
         """Current-frame tokens of every view, ``(b, v, n, d_vision)`` patch tokens and, with keypoints,
         ``(b, v, K, d)`` keypoint tokens (else None); ``images`` in camera order."""
+        if len(images) != len(self.cameras):
+            raise ValueError(f"expected {len(self.cameras)} camera images, got {len(images)}")
         stacked = rearrange(torch.stack(list(images), dim=1), "b v c h w -> (b v) c h w")
         patches = join_views(self.vision(stacked), len(images))  # ((b v), n, d_vision) -> (b, v, n, d_vision)
         keypoints = join_views(self.keypoints(stacked), len(images)) if self.keypoints is not None else None
@@ -119,8 +121,6 @@ class Student(nn.Module):
 
     def forward(self, images: Sequence[Tensor], state: Tensor | None, task: Sequence[str]) -> StudentOutput:
         """``images``: current frames ``(b, 3, H, W)`` in camera order; ``state``: ``(b, S)`` or None."""
-        if len(images) != len(self.cameras):
-            raise ValueError(f"expected {len(self.cameras)} camera images, got {len(images)}")
         return self.fuse(*self.encode_views(images), state, task)
 
     def fuse(

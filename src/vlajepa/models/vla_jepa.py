@@ -102,10 +102,9 @@ class VLAJEPA(nn.Module):
         ``act_on_environment_state``, of the current frame's scene label on training robot batches)."""
         images = [self._get(batch, image_key(camera)) for camera in self.config.cameras]
         state, task = batch.get(OBS_STATE), self._get(batch, TASK)
-        if not self.config.act_on_environment_state:
-            return self.student(images, state, task)
         vision_tokens, keypoint_tokens = self.student.encode_views(images)
-        if state is not None:  # video batches have no state: the student's placeholder stands for all of it
+        # video batches have no state: the student's placeholder stands for all of it
+        if self.config.act_on_environment_state and state is not None:
             scene = self._scene_input(batch, self._view_scene_tokens(vision_tokens, keypoint_tokens))
             state = torch.cat([state, scene], dim=-1)
         return self.student.fuse(vision_tokens, keypoint_tokens, state, task)
