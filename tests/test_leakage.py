@@ -115,9 +115,15 @@ def context_and_predictions(model: VLAJEPA, batch: dict) -> tuple[torch.Tensor, 
     return latents, predicted
 
 
+def residual_predictor(residual: bool) -> dict:
+    """``build`` changes for an absolute or a residual (``z_t`` + change) predictor."""
+    return {"clip_length": 4, "predictor": dataclasses.replace(tiny_config().predictor, residual=residual)}
+
+
+@pytest.mark.parametrize("residual", [False, True])
 @pytest.mark.parametrize("t", [0, 1, 2])
-def test_latents_and_predictions_up_to_t_ignore_frames_after_t(t):
-    model = build(clip_length=4)
+def test_latents_and_predictions_up_to_t_ignore_frames_after_t(t, residual):
+    model = build(**residual_predictor(residual))
     batch = random_batch(model.config, batch_size=2)
     latents, predicted = context_and_predictions(model, batch)
     changed_latents, changed_predicted = context_and_predictions(
@@ -146,8 +152,9 @@ def test_block_causal_mask_forbids_later_blocks():
     assert torch.equal(mask, expected)
 
 
-def test_predictor_gradients_flow_only_from_earlier_blocks():
-    model = build(clip_length=4)
+@pytest.mark.parametrize("residual", [False, True])
+def test_predictor_gradients_flow_only_from_earlier_blocks(residual):
+    model = build(**residual_predictor(residual))
     predictor = model.predictor
     latents = torch.randn(1, 3, predictor.tokens_per_frame, model.target.dim, requires_grad=True)
     conditions = torch.randn(

@@ -73,10 +73,12 @@ def test_config_rejects_unknown_and_missing_fields():
 
 def test_a_config_saved_before_a_field_was_added_loads_with_its_old_behaviour():
     data = tiny_config(action_head=dataclasses.replace(tiny_config().action_head, loss_samples=3)).to_dict()
-    data["predictor"]["latent_pool"] = 2
+    data["predictor"]["latent_pool"], data["predictor"]["residual"] = 2, True
+    data["predictor"]["context_dropout"] = 0.5
     data["student"]["keypoints"], data["student"]["sentence_token"] = 8, True
     data["environment_state_dim"], data["environment_state_weight"] = 9, 0.5
     del data["action_head"]["loss_samples"], data["predictor"]["latent_pool"]  # added after configs were saved
+    del data["predictor"]["residual"], data["predictor"]["context_dropout"]
     del data["student"]["keypoints"], data["student"]["sentence_token"]
     data["environment_state_source"] = "vision"
     data["act_on_environment_state"], data["environment_state_noise"] = True, 0.1
@@ -84,6 +86,8 @@ def test_a_config_saved_before_a_field_was_added_loads_with_its_old_behaviour():
     del data["act_on_environment_state"], data["environment_state_noise"]
     loaded = VLAJEPAConfig.from_dict(data)
     assert loaded.action_head.loss_samples == 1 and loaded.predictor.latent_pool == 1
+    assert not loaded.predictor.residual and loaded.predictor.context_dropout == 0.0
+    assert VLAJEPA(loaded).predictor.mask_token is None  # so its checkpoints have no mask token to load
     assert loaded.student.keypoints == 0 and not loaded.student.sentence_token
     assert loaded.environment_state_dim == 0 and VLAJEPA(loaded).environment_state_head is None
     assert loaded.environment_state_source == "embodied"
@@ -401,6 +405,50 @@ def test_rollout_first_step_equals_teacher_forcing():
     assert torch.allclose(imagined[:, 0], forced[:, 0], atol=1e-6)
     reused = model.predictor.rollout(latents[:, 0], out.latent_action_tokens, first_prediction=forced[:, 0])
     assert torch.allclose(reused, imagined, atol=1e-5)
+
+
+def test_a_residual_predictor_starts_as_the_copy_predictor_and_learns_the_change():
+    model = build(clip_length=4, predictor=dataclasses.replace(tiny_config().predictor, residual=True))
+    batch = random_batch(model.config)
+    with torch.no_grad():
+        latents = model.target_latents(batch)
+        conditions = model.encode(batch).latent_action_tokens
+        assert torch.equal(model.predictor(latents[:, :-1], conditions), latents[:, :-1])  # z_{t+1} = z_t at init
+    loss, _ = model(batch)
+    loss.backward()
+    assert model.predictor.latent_out.weight.grad.abs().sum() > 0  # the change is what it learns
+    # an absolute predictor does not copy its input
+    absolute = build(clip_length=4)
+    with torch.no_grad():
+        assert not torch.allclose(absolute.predictor(latents[:, :-1], conditions), latents[:, :-1])
+
+
+def test_hidden_context_leaves_the_conditions_as_the_only_source_of_a_windows_future():
+    predictor_config = dataclasses.replace(tiny_config().predictor, context_dropout=1.0)  # training hides all
+    model = build(clip_length=4, predictor=predictor_config)
+    predictor = model.predictor
+    latents = torch.randn(3, 3, predictor.tokens_per_frame, model.target.dim)
+    conditions = torch.randn(3, 3, predictor.conditions_per_step, model.config.student.dim)
+    hide = torch.tensor([True, False, True])
+    changed = latents + torch.randn_like(latents)
+    with torch.no_grad():
+        before, after = predictor(latents, conditions, hide), predictor(changed, conditions, hide)
+        assert torch.equal(before[hide], after[hide])  # hidden windows never read their latents
+        assert not torch.equal(before[~hide], after[~hide])
+        other_conditions = predictor(latents, conditions + 1.0, hide)
+        assert not torch.equal(before[hide], other_conditions[hide])  # but they do read the conditions
+        # in evaluation nothing is hidden: the loss is a deterministic function of the batch
+        batch = random_batch(model.config)
+        model.eval()
+        assert model(batch)[1]["loss/wm"] == model(batch)[1]["loss/wm"]
+    model.train()
+    loss, _ = model(batch)
+    loss.backward()
+    assert predictor.mask_token.grad is not None and predictor.mask_token.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="context_dropout"):
+        build(clip_length=4).predictor(latents, conditions, hide)
+    with pytest.raises(ConfigError, match="context_dropout"):
+        tiny_config(predictor=dataclasses.replace(tiny_config().predictor, context_dropout=1.5))
 
 
 def test_pooled_latents_keep_frames_and_views_apart():

@@ -162,6 +162,15 @@ class PredictorConfig:
     # average-pool each view's target latents over latent_pool x latent_pool patch squares before the predictor
     # (inputs and targets alike): latent_pool**2 times fewer predictor tokens; 1: every patch token
     latent_pool: int = field(default=1, metadata=ADDED_LATER)
+    # predict frame t+1 as frame t's latents plus a learned change (the output layer starts at zero, so an untrained
+    # predictor copies the frame): consecutive latents differ by a few percent, and an absolute predictor spends
+    # its loss re-drawing the static scene, not the motion the latent-action tokens could explain
+    # (benchmarks/results/mt10_wm_probe.md); False: predict the latents themselves
+    residual: bool = field(default=False, metadata=ADDED_LATER)
+    # share of training windows whose context latents the predictor does not see (a learned mask token stands in),
+    # so their future must come through the student's latent-action tokens: with a deterministic demonstrator the
+    # future is a function of the current frame, and a predictor that sees it has no use for the tokens; 0: off
+    context_dropout: float = field(default=0.0, metadata=ADDED_LATER)
 
 
 @dataclass(frozen=True)
@@ -269,6 +278,8 @@ class VLAJEPAConfig(JsonConfig):
             problems.append(f"clip_length={self.clip_length}: the world model needs at least 2 frames")
         if self.predictor.rollout_steps > self.clip_length - 1:
             problems.append(f"predictor.rollout_steps={self.predictor.rollout_steps} > clip_length - 1")
+        if not 0.0 <= self.predictor.context_dropout <= 1.0:
+            problems.append(f"predictor.context_dropout={self.predictor.context_dropout} must be in [0, 1]")
         target_patch = (self.target.vision or self.vision).patch_size
         if self.predictor.latent_pool < 1 or (self.image_size // target_patch) % self.predictor.latent_pool:
             problems.append(

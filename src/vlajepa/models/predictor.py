@@ -5,6 +5,9 @@ block ``t`` may attend to every token of blocks ``<= t`` and to none of later bl
 from block ``t``'s frame tokens (the latents of frame ``t+1``) depends only on frames ``<= t`` and conditions
 ``<= t``.
 
+With ``residual`` the output is a change added to the frame-``t`` latents, so the predictor starts as the copy
+predictor and learns only what moves.
+
 Conditions are generic per-step tokens: the student's latent-action tokens for VLA-JEPA, or (for world-model
 action selection) encoded real actions plus instruction tokens. Teacher forcing predicts every step in one
 pass from the true latents; :meth:`Predictor.rollout` feeds its own predictions back for multi-step
@@ -67,10 +70,19 @@ class Predictor(nn.Module):
         self.step_embed = learned_embedding(max_steps, dim)  # which time step
         self.transformer = Transformer(dim, config.depth, config.heads, config.mlp_ratio)
         self.latent_out = nn.Linear(dim, latent_dim)
+        self.residual = config.residual
+        # stands in for hidden context latents (predictor.context_dropout); absent otherwise, so checkpoints saved
+        # without it keep loading
+        self.mask_token = learned_embedding(dim) if config.context_dropout > 0 else None
         self.apply(init_weights)
+        if self.residual:  # start as the copy predictor z_{t+1} = z_t
+            nn.init.zeros_(self.latent_out.weight)
+            nn.init.zeros_(self.latent_out.bias)
 
-    def forward(self, latents: Tensor, conditions: Tensor) -> Tensor:
-        """``latents`` ``(b, s, n, d_z)`` of frames ``0..s-1``; ``conditions`` ``(b, s, c, d_c)``.
+    def forward(self, latents: Tensor, conditions: Tensor, hide_context: Tensor | None = None) -> Tensor:
+        """``latents`` ``(b, s, n, d_z)`` of frames ``0..s-1``; ``conditions`` ``(b, s, c, d_c)``;
+        ``hide_context`` ``(b,)`` bool: these windows' frame tokens are replaced by the mask token, so their
+        predictions read only the conditions (and, with ``residual``, add the change to the frame they hide).
 
         Returns ``(b, s, n, d_z)``: entry ``t`` is the prediction of frame ``t+1``.
         """
@@ -85,11 +97,17 @@ class Predictor(nn.Module):
             raise ValueError(f"{steps} steps exceed the predictor's maximum of {self.max_steps}")
         step = self.step_embed[:steps, None]  # (s, 1, d)
         cond = self.condition_in(conditions) + self.condition_pos + step  # (b, s, c, d)
-        frame = self.latent_in(latents) + self.frame_pos + step  # (b, s, n, d)
+        frame = self.latent_in(latents)  # (b, s, n, d)
+        if hide_context is not None:
+            if self.mask_token is None:
+                raise ValueError("hiding the context needs a predictor built with context_dropout > 0")
+            frame = torch.where(hide_context[:, None, None, None], self.mask_token, frame)
+        frame = frame + self.frame_pos + step
         x = rearrange(torch.cat([cond, frame], dim=2), "b s m d -> b (s m) d")
         x = self.transformer(x, block_causal_mask(steps, c + n, device=x.device))
         x = rearrange(x, "b (s m) d -> b s m d", s=steps)
-        return self.latent_out(x[:, :, c:])  # (b, s, n, d_z)
+        predicted = self.latent_out(x[:, :, c:])  # (b, s, n, d_z)
+        return latents + predicted if self.residual else predicted
 
     def rollout(self, first: Tensor, conditions: Tensor, first_prediction: Tensor | None = None) -> Tensor:
         """Imagine ``s`` steps from frame-0 latents ``first`` ``(b, n, d_z)``, feeding predictions back.

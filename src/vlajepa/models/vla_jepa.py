@@ -169,14 +169,19 @@ class VLAJEPA(nn.Module):
             is_pad = torch.zeros(latents.shape[:2], dtype=torch.bool, device=latents.device)
         valid = ~is_pad[:, 1:]  # (b, T-1): whether each predicted frame exists
 
-        predicted = self.predictor(latents[:, :-1], latent_action_tokens)  # (b, T-1, n, d)
+        hide = None
+        if self.training and self.config.predictor.context_dropout > 0:  # these windows' futures need the tokens
+            hide = torch.rand(latents.shape[0], device=latents.device) < self.config.predictor.context_dropout
+        predicted = self.predictor(latents[:, :-1], latent_action_tokens, hide)  # (b, T-1, n, d)
         loss = self._latent_distance(predicted, latents[:, 1:], valid)
         logs = {"loss/wm": loss.item()}
         steps = self.config.predictor.rollout_steps
         if steps > 0:
-            # Block-causal: the first imagined step equals teacher forcing's first prediction, so reuse it.
+            # Block-causal: the first imagined step equals teacher forcing's first prediction, so reuse it (not when
+            # some windows hid their context: the rollout imagines from the frame it sees).
+            first = predicted[:, 0] if hide is None else None
             imagined = self.predictor.rollout(
-                latents[:, 0], latent_action_tokens[:, :steps], first_prediction=predicted[:, 0]
+                latents[:, 0], latent_action_tokens[:, :steps], first_prediction=first
             )  # (b, r, n, d)
             rollout_loss = self._latent_distance(imagined, latents[:, 1 : steps + 1], valid[:, :steps])
             loss = loss + self.config.predictor.rollout_weight * rollout_loss
