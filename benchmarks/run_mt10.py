@@ -207,10 +207,12 @@ class Pipeline:
         noisy = kind == "robot" and self.args.action_noise > 0
         privileged = kind == "robot" and self.args.state != "proprio"
         scene = kind == "robot" and self.args.environment_state
+        still = kind == "video" and self.args.still_video_camera
         suffix = (
             (f"_noise{self.args.action_noise:g}" if noisy else "")
             + (f"_{self.args.state}" if privileged else "")
             + ("_envstate" if scene else "")
+            + ("_still" if still else "")
             + (f"_{self.args.video_quality}" if self.args.video_quality != "lossless" else "")
         )
         out = Path(self.args.data_dir) / f"{self.data_tag()}_{kind}_{episodes}{suffix}"
@@ -231,6 +233,7 @@ class Pipeline:
                 *(["--action-noise", f"{self.args.action_noise:g}"] if noisy else []),
                 *(["--state", self.args.state] if privileged else []),
                 *(["--environment-state"] if scene else []),
+                *(["--still-camera"] if still else []),
                 "--video-quality", self.args.video_quality,
             ),
         )
@@ -441,6 +444,9 @@ def main() -> None:
                         "folder) and train every method's student to read them out of its tokens "
                         "(model.environment_state_dim): a training-time label, the policies still act from pixels")
     parser.add_argument("--videos", type=int, default=50, help="action-free videos per task")
+    parser.add_argument("--still-video-camera", action="store_true",
+                        help="film the video set with each episode's camera held still (vlajepa collect video "
+                        "--still-camera; own data folder, suffix _still)")
     parser.add_argument("--video-quality", choices=sorted(VIDEO_QUALITIES), default="lossless",
                         help="how the robot data and the video set store frames (vlajepa collect --video-quality); "
                         "lerobot (AV1) data live in folders with a _lerobot suffix")

@@ -103,6 +103,22 @@ def test_environment_state_is_recorded_beside_the_proprio_state(tmp_path):
         main(["collect", "video", "--environment-state", "--out", str(tmp_path / "v")])
 
 
+def test_a_still_camera_films_the_same_episode_without_camera_motion(tmp_path):
+    moving = CollectConfig(tasks=("drawer-close-v3",), episodes_per_task=1, workers=1, seed=3, domain_shift=True)
+    still = dataclasses.replace(moving, still_camera=True)
+    collect_video_set(moving, tmp_path / "moving", progress=False)
+    collect_video_set(still, tmp_path / "still", progress=False)
+    frames = {name: VideoSet(tmp_path / name).frames(0).astype(np.float64) for name in ("moving", "still")}
+    assert frames["moving"].shape == frames["still"].shape  # the same episode and look
+    change = {name: np.abs(np.diff(f, axis=0)).mean() for name, f in frames.items()}
+    assert change["still"] < 0.5 * change["moving"]  # the shake and drift moved every pixel
+    assert VideoSet(tmp_path / "still").meta["provenance"]["still_camera"] is True
+    with pytest.raises(ValueError, match="still_camera"):
+        dataclasses.replace(moving, domain_shift=False, still_camera=True)
+    with pytest.raises(SystemExit, match="--still-camera applies to domain-shifted video only"):
+        main(["collect", "robot", "--still-camera", "--out", str(tmp_path / "r")])
+
+
 def test_video_set_has_no_actions_and_captions(tmp_path):
     config = CollectConfig(tasks=("reach-v3",), episodes_per_task=2, workers=1, seed=3, domain_shift=True)
     collect_video_set(config, tmp_path / "v", progress=False)

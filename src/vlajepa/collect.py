@@ -56,6 +56,9 @@ class CollectConfig:
     environment_state: also record ``observation.environment_state`` (object and goal xyz from the simulator,
         :data:`vlajepa.envs.state.ENVIRONMENT_STATE_NAMES`): a training label for the student's auxiliary
         position read-out (``model.environment_state_dim``), never a policy input.
+    still_camera: with ``domain_shift``, film each episode from its (randomly moved) viewpoint without the slow
+        drift and per-frame shake: the change between frames is then the scene's own motion, which a world model can
+        learn to predict, instead of mostly random camera motion, which it cannot.
     video_quality: how frames are stored, a :data:`vlajepa.data.video_io.VIDEO_QUALITIES` name: ``lossless``
         (decoded frames equal the renders evaluation shows the policy, up to colour rounding) or ``lerobot``
         (LeRobot's AV1 default, which at 96 px blurs small objects the policy must locate).
@@ -74,6 +77,7 @@ class CollectConfig:
     state: str = "proprio"
     environment_state: bool = False
     video_quality: str = "lossless"
+    still_camera: bool = False
 
     def __post_init__(self) -> None:
         from vlajepa.envs.state import check_state_kind
@@ -82,6 +86,8 @@ class CollectConfig:
         video_quality(self.video_quality)
         if not (math.isfinite(self.action_noise) and self.action_noise >= 0.0):
             raise ValueError(f"action_noise must be a finite number >= 0, got {self.action_noise}")
+        if self.still_camera and not self.domain_shift:
+            raise ValueError("still_camera applies to domain-shifted video only (the robot data's camera is still)")
 
 
 @dataclass(frozen=True)
@@ -121,13 +127,18 @@ def _env_for(attempt: Attempt):
     from vlajepa.envs import DomainShift, MetaWorldEnv
 
     config = attempt.config
-    key = (attempt.task, config.image_size, config.camera, config.domain_shift, config.seed, config.state)
+    key = (
+        attempt.task, config.image_size, config.camera, config.domain_shift, config.still_camera, config.seed,
+        config.state,
+    )
     if key not in _ENVS:
         kwargs = {"image_size": config.image_size, "state": config.state}
         if config.camera is not None:
             kwargs["camera"] = config.camera
         if config.domain_shift:
-            kwargs["domain_shift"] = DomainShift(seed=config.seed)  # each episode draws its own look from its seed
+            motion = {"camera_drift_deg": 0.0, "camera_jitter_deg": 0.0} if config.still_camera else {}
+            # each episode draws its own look from its seed
+            kwargs["domain_shift"] = DomainShift(seed=config.seed, **motion)
         _ENVS[key] = MetaWorldEnv(attempt.task, **kwargs)
     return _ENVS[key]
 

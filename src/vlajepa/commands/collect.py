@@ -57,6 +57,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "a training label for the student's auxiliary position read-out (model.environment_state_dim), "
         "never a policy input",
     )
+    parser.add_argument(
+        "--still-camera",
+        action="store_true",
+        help="video only: keep each episode's randomly moved camera still (no drift, no shake), so the change "
+        "between frames is the scene's own motion, which a world model can learn, not random camera motion",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     parser.add_argument(
         "--video-quality",
@@ -83,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("vlajepa collect: --state applies to robot demonstrations only (videos carry no state)")
     if args.kind == "video" and args.environment_state:
         raise SystemExit("vlajepa collect: --environment-state applies to robot demonstrations only")
+    if args.kind == "robot" and args.still_camera:
+        raise SystemExit("vlajepa collect: --still-camera applies to domain-shifted video only")
     if out.exists():
         if not args.overwrite:
             raise SystemExit(f"vlajepa collect: {out} already exists; pass --overwrite to replace it")
@@ -98,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         state=args.state,
         environment_state=args.environment_state,
         video_quality=args.video_quality,
+        still_camera=args.still_camera,
     )
     if out.exists():
         shutil.rmtree(out)
