@@ -210,14 +210,15 @@ def linear_baselines(samples: Mapping[str, np.ndarray], loss: str) -> dict[str, 
     }
 
 
-def gains(error: Mapping[str, Sequence[float]]) -> dict[str, list[float | None]]:
+def gains(error: Mapping[str, Sequence[float]], margin: float = 0.01) -> dict[str, list[float | None]]:
     """Per mode and step, ``(mean - own) / (copy - own)``: the share of the error left without the tokens that
-    they remove (None where ``own`` is no better than copying the frame)."""
+    they remove (None where ``own`` is not at least ``margin`` of the copy error below it: the ratio of two
+    near-zero differences means nothing)."""
     out = {}
     for mode in (m for m in MODES if f"{m}/own" in error):
         values = []
         for copy, own, mean in zip(error["copy"], error[f"{mode}/own"], error[f"{mode}/mean"], strict=True):
-            values.append(round((mean - own) / (copy - own), 4) if copy > own else None)
+            values.append(round((mean - own) / (copy - own), 4) if copy - own > margin * copy else None)
         out[mode] = values
     return out
 
@@ -276,7 +277,7 @@ def main() -> None:
     parser.add_argument("--video", help="an action-free video set (the checkpoints' video data)")
     parser.add_argument("--robot-stride", type=int, default=10, help="probe every k-th robot window")
     parser.add_argument("--video-stride", type=int, default=50, help="probe every k-th video window")
-    parser.add_argument("--linear-stride", type=int, default=1,
+    parser.add_argument("--linear-stride", type=int, default=2,
                         help="robot windows for the ridge regressions: every k-th (0: skip them)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
@@ -289,6 +290,7 @@ def main() -> None:
     start = time.perf_counter()
     checkpoints: dict[str, dict[str, Any]] = {}
     losses = set()
+    linear_by_target: dict[tuple, dict[str, Any]] = {}  # the regressions depend on the frozen target alone
     for name, path in args.checkpoint:
         policy = VLAJEPAPolicy.from_pretrained(Path(path))
         model = policy.model.eval()
@@ -307,10 +309,13 @@ def main() -> None:
         for result in sources.values():
             result["error"] = {k: [round(v, 5) for v in values] for k, values in result["error"].items()}
             result["gain"] = gains(result["error"])
-        if args.robot and args.linear_stride > 0:
+        target = (model.config.target.kind, model.config.target.checkpoint, model.config.predictor.latent_pool)
+        if args.robot and args.linear_stride > 0 and (target[0] != "frozen" or target not in linear_by_target):
             windows = RobotWindows(args.robot, model.config, normalizer=policy.normalizer, future_images=True)
             samples = change_samples(model, windows, args.linear_stride, args.batch_size, f"{name} linear")
-            sources["linear"] = linear_baselines(samples, model.config.predictor.loss)
+            linear_by_target[target] = linear_baselines(samples, model.config.predictor.loss)
+        if target in linear_by_target:
+            sources["linear"] = linear_by_target[target]
         checkpoints[name] = sources
     report = {"command": current_command(), "wall_time_s": round(time.perf_counter() - start, 1),
               "loss": "/".join(sorted(losses)), "robot": args.robot, "video": args.video,
