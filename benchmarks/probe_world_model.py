@@ -19,7 +19,8 @@ also ``hidden`` (teacher forcing with the context latents replaced by the mask t
 source of the future). ``copy`` is the error of predicting that nothing changes
 (``z_{t+1} = z_t``), and ``gain`` is how much of the error above ``own`` the tokens remove, per step:
 ``(mean - own) / (copy - own)`` (0: the tokens are ignored; near 1: without them the predictor is no better than
-copying the frame). Errors are the model's own distance (``predictor.loss``) on pooled target latents.
+copying the frame; above 1: worse than copying). Errors are the model's own distance (``predictor.loss``) on pooled
+target latents.
 
 How much is there to explain? On the robot data (``--linear-stride``), ridge regressions predict the first step's
 change of the pooled latents ``z_{t+s} - z_t`` on held-out episodes (every fifth; the ridge strength is chosen on

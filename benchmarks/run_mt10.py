@@ -208,11 +208,13 @@ class Pipeline:
         privileged = kind == "robot" and self.args.state != "proprio"
         scene = kind == "robot" and self.args.environment_state
         still = kind == "video" and self.args.still_video_camera
+        arm = self.args.video_arm if kind == "video" else "hidden"
         suffix = (
             (f"_noise{self.args.action_noise:g}" if noisy else "")
             + (f"_{self.args.state}" if privileged else "")
             + ("_envstate" if scene else "")
             + ("_still" if still else "")
+            + (f"_arm-{arm}" if arm != "hidden" else "")
             + (f"_{self.args.video_quality}" if self.args.video_quality != "lossless" else "")
         )
         out = Path(self.args.data_dir) / f"{self.data_tag()}_{kind}_{episodes}{suffix}"
@@ -234,6 +236,7 @@ class Pipeline:
                 *(["--state", self.args.state] if privileged else []),
                 *(["--environment-state"] if scene else []),
                 *(["--still-camera"] if still else []),
+                *(["--arm", arm] if arm != "hidden" else []),
                 "--video-quality", self.args.video_quality,
             ),
         )
@@ -444,6 +447,9 @@ def main() -> None:
                         "folder) and train every method's student to read them out of its tokens "
                         "(model.environment_state_dim): a training-time label, the policies still act from pixels")
     parser.add_argument("--videos", type=int, default=50, help="action-free videos per task")
+    parser.add_argument("--video-arm", choices=("hidden", "recolored", "visible"), default="hidden",
+                        help="how the video set shows the arm (vlajepa collect video --arm; own data folder, suffix "
+                        "_arm-<choice> unless hidden)")
     parser.add_argument("--still-video-camera", action="store_true",
                         help="film the video set with each episode's camera held still (vlajepa collect video "
                         "--still-camera; own data folder, suffix _still)")

@@ -115,8 +115,17 @@ def test_a_still_camera_films_the_same_episode_without_camera_motion(tmp_path):
     assert VideoSet(tmp_path / "still").meta["provenance"]["still_camera"] is True
     with pytest.raises(ValueError, match="still_camera"):
         dataclasses.replace(moving, domain_shift=False, still_camera=True)
-    with pytest.raises(SystemExit, match="--still-camera applies to domain-shifted video only"):
+    with pytest.raises(SystemExit, match="--still-camera and --arm apply to domain-shifted video only"):
         main(["collect", "robot", "--still-camera", "--out", str(tmp_path / "r")])
+    with pytest.raises(SystemExit, match="--still-camera and --arm apply to domain-shifted video only"):
+        main(["collect", "robot", "--arm", "visible", "--out", str(tmp_path / "r")])
+    with pytest.raises(ValueError, match="arm applies"):
+        dataclasses.replace(moving, domain_shift=False, arm="visible")
+    visible = dataclasses.replace(still, arm="visible")
+    collect_video_set(visible, tmp_path / "visible", progress=False)
+    shown = VideoSet(tmp_path / "visible").frames(0).astype(np.float64)
+    assert np.abs(shown[0] - frames["still"][0]).mean() > 1.0  # the arm is drawn where it was hidden
+    assert VideoSet(tmp_path / "visible").meta["provenance"]["arm"] == "visible"
 
 
 def test_video_set_has_no_actions_and_captions(tmp_path):

@@ -88,7 +88,7 @@ def test_noisy_and_privileged_demonstrations_get_their_own_data_folder(run_mt10,
         args = run_mt10.argparse.Namespace(work=str(tmp_path / f"w{noise}{quality}"), threads=1, tasks="mt10",
                                            image_size=96, seed=0, workers=1, data_dir=str(tmp_path / "data"),
                                            action_noise=noise, state=state, environment_state=environment_state,
-                                           video_quality=quality, still_video_camera=False,
+                                           video_quality=quality, still_video_camera=False, video_arm="hidden",
                                            config="configs/default.yaml", batch_size=None, set=[],
                                            settings="id", episodes=2, perturbed_episodes=1)
         p = run_mt10.Pipeline(args)
@@ -145,6 +145,13 @@ def test_noisy_and_privileged_demonstrations_get_their_own_data_folder(run_mt10,
     assert "--still-camera" in commands[("collect-video", 0.0, "still")]
     assert still.collect("robot", 10).name == "mt10_96px_robot_10"
     assert "--still-camera" not in commands[("collect-robot", 0.0, "still")]
+    assert "--arm" not in commands[("collect-video", 0.0, "still")]
+    visible = pipeline(0.0, "arm")
+    visible.args.state, visible.args.still_video_camera, visible.args.video_arm = "proprio", True, "recolored"
+    assert visible.collect("video", 5).name == "mt10_96px_video_5_still_arm-recolored"
+    command = commands[("collect-video", 0.0, "arm")]
+    assert command[command.index("--arm") + 1] == "recolored"
+    assert visible.collect("robot", 10).name == "mt10_96px_robot_10"
 
 
 def test_stale_robot_data_is_not_reused(run_mt10, tmp_path, monkeypatch) -> None:
@@ -156,7 +163,7 @@ def test_stale_robot_data_is_not_reused(run_mt10, tmp_path, monkeypatch) -> None
     args = run_mt10.argparse.Namespace(work=str(tmp_path / "w"), threads=1, tasks="mt10", image_size=96, seed=0,
                                        workers=1, data_dir=str(tmp_path / "data"), action_noise=0.0, state="proprio",
                                        environment_state=False, video_quality="lossless",
-                                       still_video_camera=False)
+                                       still_video_camera=False, video_arm="hidden")
     pipeline = run_mt10.Pipeline(args)
     monkeypatch.setattr(pipeline, "stage", lambda name, command: pytest.fail("an existing folder is not collected"))
     current = {"expert": expert_provenance(), "video_quality": "lossless"}

@@ -59,6 +59,8 @@ class CollectConfig:
     still_camera: with ``domain_shift``, film each episode from its (randomly moved) viewpoint without the slow
         drift and per-frame shake: the change between frames is then the scene's own motion, which a world model can
         learn to predict, instead of mostly random camera motion, which it cannot.
+    arm: with ``domain_shift``, how the arm looks (:class:`vlajepa.envs.DomainShift`): ``hidden`` (only the gripper
+        is drawn, like a human hand), ``recolored`` (a random colour per episode) or ``visible``.
     video_quality: how frames are stored, a :data:`vlajepa.data.video_io.VIDEO_QUALITIES` name: ``lossless``
         (decoded frames equal the renders evaluation shows the policy, up to colour rounding) or ``lerobot``
         (LeRobot's AV1 default, which at 96 px blurs small objects the policy must locate).
@@ -78,6 +80,7 @@ class CollectConfig:
     environment_state: bool = False
     video_quality: str = "lossless"
     still_camera: bool = False
+    arm: str = "hidden"
 
     def __post_init__(self) -> None:
         from vlajepa.envs.state import check_state_kind
@@ -88,6 +91,8 @@ class CollectConfig:
             raise ValueError(f"action_noise must be a finite number >= 0, got {self.action_noise}")
         if self.still_camera and not self.domain_shift:
             raise ValueError("still_camera applies to domain-shifted video only (the robot data's camera is still)")
+        if self.arm != "hidden" and not self.domain_shift:
+            raise ValueError("arm applies to domain-shifted video only (the robot data show the robot's own arm)")
 
 
 @dataclass(frozen=True)
@@ -128,8 +133,8 @@ def _env_for(attempt: Attempt):
 
     config = attempt.config
     key = (
-        attempt.task, config.image_size, config.camera, config.domain_shift, config.still_camera, config.seed,
-        config.state,
+        attempt.task, config.image_size, config.camera, config.domain_shift, config.still_camera, config.arm,
+        config.seed, config.state,
     )
     if key not in _ENVS:
         kwargs = {"image_size": config.image_size, "state": config.state}
@@ -138,7 +143,7 @@ def _env_for(attempt: Attempt):
         if config.domain_shift:
             motion = {"camera_drift_deg": 0.0, "camera_jitter_deg": 0.0} if config.still_camera else {}
             # each episode draws its own look from its seed
-            kwargs["domain_shift"] = DomainShift(seed=config.seed, **motion)
+            kwargs["domain_shift"] = DomainShift(seed=config.seed, arm=config.arm, **motion)
         _ENVS[key] = MetaWorldEnv(attempt.task, **kwargs)
     return _ENVS[key]
 

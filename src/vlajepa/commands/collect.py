@@ -63,6 +63,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="video only: keep each episode's randomly moved camera still (no drift, no shake), so the change "
         "between frames is the scene's own motion, which a world model can learn, not random camera motion",
     )
+    parser.add_argument(
+        "--arm",
+        choices=("hidden", "recolored", "visible"),
+        default="hidden",
+        help="video only: how the arm looks; hidden (only the gripper is drawn, like a hand: the default), "
+        "recolored (a random colour per episode) or visible",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     parser.add_argument(
         "--video-quality",
@@ -89,8 +96,8 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("vlajepa collect: --state applies to robot demonstrations only (videos carry no state)")
     if args.kind == "video" and args.environment_state:
         raise SystemExit("vlajepa collect: --environment-state applies to robot demonstrations only")
-    if args.kind == "robot" and args.still_camera:
-        raise SystemExit("vlajepa collect: --still-camera applies to domain-shifted video only")
+    if args.kind == "robot" and (args.still_camera or args.arm != "hidden"):
+        raise SystemExit("vlajepa collect: --still-camera and --arm apply to domain-shifted video only")
     if out.exists():
         if not args.overwrite:
             raise SystemExit(f"vlajepa collect: {out} already exists; pass --overwrite to replace it")
@@ -107,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
         environment_state=args.environment_state,
         video_quality=args.video_quality,
         still_camera=args.still_camera,
+        arm=args.arm if args.kind == "video" else "hidden",
     )
     if out.exists():
         shutil.rmtree(out)
