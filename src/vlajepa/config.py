@@ -163,7 +163,7 @@ class PredictorConfig:
     # (inputs and targets alike): latent_pool**2 times fewer predictor tokens; 1: every patch token
     latent_pool: int = field(default=1, metadata=ADDED_LATER)
     # predict frame t+1 as frame t's latents plus a learned change (the output layer starts at zero, so an untrained
-    # predictor copies the frame): consecutive latents differ by a few percent, and an absolute predictor spends
+    # predictor copies the frame): consecutive latents differ little, and an absolute predictor spends
     # its loss re-drawing the static scene, not the motion the latent-action tokens could explain
     # (benchmarks/results/mt10_wm_probe.md); False: predict the latents themselves
     residual: bool = field(default=False, metadata=ADDED_LATER)
