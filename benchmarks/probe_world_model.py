@@ -58,7 +58,6 @@ from vlajepa.policy import VLAJEPAPolicy
 
 CONDITIONS = ("own", "same_task", "other", "mean")
 RIDGE_STRENGTHS = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
-LINEAR_INPUTS = ("z_t", "actions", "z_t+actions")
 MODES = ("teacher", "rollout", "hidden")
 
 
@@ -95,12 +94,6 @@ def condition_variants(
     return variants, alone
 
 
-def step_errors(predicted: Tensor, target: Tensor, loss: str) -> Tensor:
-    """``(b, s)``: the mean per-element distance of each window's prediction of each step."""
-    diff = predicted - target
-    return (diff.abs() if loss == "l1" else diff.square()).mean(dim=(2, 3))
-
-
 @torch.inference_mode()
 def batch_errors(model: VLAJEPA, batch: Mapping[str, Any], generator: torch.Generator) -> dict[str, Any]:
     """Per-window, per-step errors ``(b, s)`` of every condition and mode, the copy baseline and the valid mask."""
@@ -109,15 +102,15 @@ def batch_errors(model: VLAJEPA, batch: Mapping[str, Any], generator: torch.Gene
     tokens = model.encode(batch).latent_action_tokens  # (b, s, k, d)
     latents = pool_latents(model.target_latents(batch), len(config.cameras), config.predictor.latent_pool)
     context, target = latents[:, :-1], latents[:, 1:]  # (b, s, n, d) each
-    loss = config.predictor.loss
+    distance_to_target = model.latent_step_distance
     variants, alone = condition_variants(tokens, tasks, generator)
-    errors = {"copy": step_errors(context, target, loss)}
+    errors = {"copy": distance_to_target(context, target)}
     for name, conditions in variants.items():
-        errors[f"teacher/{name}"] = step_errors(model.predictor(context, conditions), target, loss)
-        errors[f"rollout/{name}"] = step_errors(model.predictor.rollout(latents[:, 0], conditions), target, loss)
+        errors[f"teacher/{name}"] = distance_to_target(model.predictor(context, conditions), target)
+        errors[f"rollout/{name}"] = distance_to_target(model.predictor.rollout(latents[:, 0], conditions), target)
         if model.predictor.mask_token is not None:
             hide = torch.ones(len(tasks), dtype=torch.bool, device=context.device)
-            errors[f"hidden/{name}"] = step_errors(model.predictor(context, conditions, hide), target, loss)
+            errors[f"hidden/{name}"] = distance_to_target(model.predictor(context, conditions, hide), target)
     return {"errors": errors, "valid": ~batch[FUTURE_IS_PAD][:, 1:], "alone": alone}
 
 

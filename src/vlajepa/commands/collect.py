@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         environment_state=args.environment_state,
         video_quality=args.video_quality,
         still_camera=args.still_camera,
-        arm=args.arm if args.kind == "video" else "hidden",
+        arm=args.arm,
     )
     if out.exists():
         shutil.rmtree(out)

@@ -205,11 +205,16 @@ class VLAJEPA(nn.Module):
             )
         return latents
 
-    def _latent_distance(self, predicted: Tensor, target: Tensor, valid: Tensor) -> Tensor:
-        """Mean per-element distance over valid steps; ``valid`` ``(b, s)``."""
+    def latent_step_distance(self, predicted: Tensor, target: Tensor) -> Tensor:
+        """``(b, s)``: the mean per-element distance (``predictor.loss``) of each window's prediction of each step,
+        ``predicted`` and ``target`` ``(b, s, n, d)``."""
         diff = predicted - target
         error = diff.abs() if self.config.predictor.loss == "l1" else diff.square()
-        per_step = error.mean(dim=(2, 3))  # (b, s)
+        return error.mean(dim=(2, 3))
+
+    def _latent_distance(self, predicted: Tensor, target: Tensor, valid: Tensor) -> Tensor:
+        """Mean per-element distance over valid steps; ``valid`` ``(b, s)``."""
+        per_step = self.latent_step_distance(predicted, target)  # (b, s)
         weights = valid.to(per_step.dtype)
         return (per_step * weights).sum() / weights.sum().clamp_min(1.0)
 
