@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--out", default="outputs/ablate_inference/results", help="output prefix (.json, .md)")
     args = parser.parse_args()
 
-    from vlajepa.checkpoint import load_config
+    from vlajepa.policies import load_policy_config
 
     base = EvalConfig(tasks=parse_tasks(args.tasks), episodes=args.episodes, workers=args.workers)
     rows: list[dict[str, Any]] = []
@@ -92,7 +92,7 @@ def main() -> None:
     start = time.perf_counter()
     jobs = []  # (name, policy, evaluation config, variants)
     for name, path in args.checkpoint:
-        camera = load_config(path).cameras[0]  # render the camera the policy was trained on
+        camera = load_policy_config(path).cameras[0]  # render the camera the policy was trained on
         jobs.append((name, f"checkpoint:{path}", dataclasses.replace(base, camera=camera), variants(args)))
     if args.training_seeds:  # the expert must solve the replayed seeds for them to be the demonstrations' starts
         jobs.append(("expert", "expert", base, [("training_seeds", {"training_seeds": True})]))

@@ -23,7 +23,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 from vlajepa.collect import CollectConfig, collect_robot_dataset  # noqa: E402
 from vlajepa.constants import ACTION, OBS_STATE  # noqa: E402
 from vlajepa.data.lerobot import LeRobotDataset, LeRobotDatasetMetadata  # noqa: E402
-from vlajepa.eval.policies import PolicySpec  # noqa: E402
+from vlajepa.eval.policies import PolicySource  # noqa: E402
 from vlajepa.eval.report import current_command  # noqa: E402
 from vlajepa.eval.runner import EvalConfig, evaluate  # noqa: E402
 from vlajepa.io_utils import write_report_files  # noqa: E402
@@ -45,7 +45,7 @@ def bench_collect(tasks: tuple[str, ...], episodes: int, workers: int, root: Pat
 
 def bench_eval(tasks: tuple[str, ...], episodes: int, workers: int) -> dict:
     config = EvalConfig(tasks=tasks, episodes=episodes, workers=workers, seed=1_000_000)
-    results, wall = evaluate(PolicySpec("expert"), config, progress=False)
+    results, wall = evaluate(PolicySource("expert"), config, progress=False)
     steps = sum(r.length for r in results)
     return {
         "policy": "expert",

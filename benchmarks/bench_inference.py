@@ -38,11 +38,9 @@ INSTRUCTION = "open the drawer"
 
 def build_policy(config_path: str, euler_steps: int | None):
     """A policy with random weights for the preset (its normalizer maps [-1, 1] to itself)."""
-    from vlajepa.config import VLAJEPAConfig
     from vlajepa.constants import ACTION, OBS_STATE
-    from vlajepa.models.vla_jepa import VLAJEPA
     from vlajepa.normalize import Normalizer
-    from vlajepa.policy import VLAJEPAPolicy
+    from vlajepa.policies.vla_jepa import VLAJEPAConfig, VLAJEPAPolicy
 
     config = VLAJEPAConfig.from_yaml(config_path)
     ones = [1.0] * config.action_dim
@@ -51,7 +49,7 @@ def build_policy(config_path: str, euler_steps: int | None):
         OBS_STATE: {"min": [-1.0] * config.state_dim, "max": [1.0] * config.state_dim},
     }
     normalizer = Normalizer.from_stats(stats, {ACTION: "min_max", OBS_STATE: "min_max"})
-    return VLAJEPAPolicy(VLAJEPA(config), normalizer, num_inference_steps=euler_steps)
+    return VLAJEPAPolicy(config, normalizer, num_inference_steps=euler_steps).eval()
 
 
 def observation(config, rng: np.random.Generator) -> dict:
@@ -75,7 +73,7 @@ def child(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     policy = build_policy(args.config, args.euler_steps)
-    model, config = policy.model, policy.config
+    model, config = policy, policy.config
     obs = observation(config, rng)
     for _ in range(args.warmup):
         policy.predict_action_chunk(obs)
@@ -84,7 +82,7 @@ def child(args: argparse.Namespace) -> None:
         start = time.perf_counter()
         policy.predict_action_chunk(obs)
         latencies.append((time.perf_counter() - start) * 1000)
-    batch = policy._to_batch(obs)
+    batch = policy.processor.preprocess([obs])
     student, head = [], []
     with torch.inference_mode():  # as predict_action_chunk
         for _ in range(args.calls // 4 or 1):

@@ -37,7 +37,7 @@ import torch
 
 from vlajepa.constants import OBS_STATE, TASK
 from vlajepa.io_utils import with_extension, write_report_files
-from vlajepa.serve import Client, PolicyServer, ServerConfig, load_policy
+from vlajepa.serve import Client, PolicyServer, ServerConfig, load_served_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -56,7 +56,7 @@ def _observation(seed: int) -> dict:
 def serve(args: argparse.Namespace) -> None:
     """Server process: load, print the port, serve until stdin closes."""
     torch.set_num_threads(args.threads)
-    loaded = load_policy(args.checkpoint)
+    loaded = load_served_policy(args.checkpoint)
     config = ServerConfig(host="127.0.0.1", port=0, max_batch=args.max_batch)
 
     async def main() -> None:
@@ -133,7 +133,7 @@ def run_configuration(
 def in_process_baseline(checkpoint: Path, requests: int, threads: int) -> dict:
     """The policy alone, no server: what the server's overhead is measured against."""
     torch.set_num_threads(threads)
-    policy = load_policy(checkpoint).policy
+    policy = load_served_policy(checkpoint).policy
     observations = [{**o, TASK: o.pop("prompt")} for o in (_observation(i) for i in range(4))]
     policy.predict_action_chunk(observations[0])
     times = []
@@ -199,7 +199,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint, model = args.checkpoint, f"checkpoint {args.checkpoint}"
         if checkpoint is None:
-            from vlajepa.config import VLAJEPAConfig
+            from vlajepa.policies.vla_jepa import VLAJEPAConfig
             from vlajepa.serve.testing import save_random_checkpoint
 
             config = VLAJEPAConfig.from_yaml(ROOT / "configs" / "tiny.yaml")

@@ -48,7 +48,8 @@ def child(args: argparse.Namespace) -> None:
     """One configuration: print a JSON line with setup time, throughput and peak memory."""
     import torch
 
-    from vlajepa.config import TargetConfig, VLAJEPAConfig
+    from vlajepa.nn.config import TargetConfig
+    from vlajepa.policies.vla_jepa import VLAJEPAConfig
     from vlajepa.train.config import TrainConfig
     from vlajepa.train.trainer import Trainer
 
@@ -95,7 +96,7 @@ def child(args: argparse.Namespace) -> None:
 
 def write_data(work: Path) -> tuple[str, str]:
     """Synthetic 96x96 robot (10 x 80 frames) and video (20 x 80 frames) sets for the default camera."""
-    from vlajepa.config import VLAJEPAConfig
+    from vlajepa.policies.vla_jepa import VLAJEPAConfig
     from vlajepa.train.testing import write_robot_dataset, write_video_set
 
     config = VLAJEPAConfig.from_yaml(CONFIG)
@@ -179,7 +180,7 @@ def main() -> None:
             results.append(result)
         load_after = [round(x, 2) for x in os.getloadavg()]
 
-    from vlajepa.config import VLAJEPAConfig
+    from vlajepa.policies.vla_jepa import VLAJEPAConfig
 
     model = VLAJEPAConfig.from_yaml(CONFIG)
     by_name = {r["configuration"]: r for r in results}

@@ -33,7 +33,7 @@ from vlajepa.data.lerobot import LeRobotDataset
 from vlajepa.envs.language import task_of_instruction
 from vlajepa.eval.report import current_command
 from vlajepa.io_utils import write_report_files
-from vlajepa.policy import VLAJEPAPolicy
+from vlajepa.policies.vla_jepa import VLAJEPAPolicy
 
 
 def sample_rows(episode_index: np.ndarray, episode_stride: int, stride: int, margin: int) -> list[np.ndarray]:

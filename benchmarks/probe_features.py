@@ -16,7 +16,7 @@ seeds, hence other layouts. Two modes per encoder:
 Encoders (``--encoder NAME=SOURCE``): ``random`` (a fresh encoder of the ``--config`` architecture), an
 ``encoder.safetensors`` written by ``vlajepa pretrain-encoder`` (its ``encoder_config.json`` beside it gives the
 architecture), or a policy checkpoint folder (its student's vision encoder). Errors are reported as
-``probe_positions.py`` reports them: mean absolute error per axis in cm per task and moving part, beside the error
+mean absolute error per axis in cm per task and moving part, beside the error
 of always answering the task's mean position.
 
     python benchmarks/probe_features.py --encoder random=random \\
@@ -41,21 +41,77 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from probe_positions import _xyz, pooled, report_for
-from vlajepa.checkpoint import load_config, load_weights
-from vlajepa.config import VisionConfig, VLAJEPAConfig
+from vlajepa.checkpoint import WEIGHTS_FILE, load_safetensors
 from vlajepa.constants import OBS_ENV_STATE, TASK
 from vlajepa.data.lerobot import LeRobotDataset
 from vlajepa.envs.language import task_of_instruction
 from vlajepa.eval.report import current_command
 from vlajepa.io_utils import atomic_write_json, write_report_files
-from vlajepa.models.readout import EnvironmentStateHead
-from vlajepa.models.target import load_encoder, save_encoder
-from vlajepa.models.vision import VisionEncoder
+from vlajepa.nn.config import VisionConfig
+from vlajepa.nn.target import load_encoder, save_encoder
+from vlajepa.nn.vision import VisionEncoder
+from vlajepa.policies import load_policy_config
+from vlajepa.policies.vla_jepa import VLAJEPAConfig
 from vlajepa.train.augment import random_shift
 
 STUDENT_VISION = "student.vision."
 
+
+
+PARTS = ("obj1", "obj2", "goal")
+MOVING_CM = 0.1  # a part whose position varies less than this (std, cm) over a task's training frames is left out
+
+
+def report_for(train: dict, heldout: dict) -> dict[str, dict]:
+    """Per task and moving part: frames and mean absolute error per axis (cm) of the head and the mean baseline."""
+    report = {}
+    for task in train:
+        mean = train[task]["label"].mean(axis=0)
+        spread = train[task]["label"].std(axis=0) * 100
+        parts = {}
+        for i, part in enumerate(PARTS):
+            axes = slice(3 * i, 3 * i + 3)
+            if spread[axes].max() < MOVING_CM:
+                continue
+
+            def cm(error: np.ndarray, axes=axes) -> list[float]:
+                return (np.abs(error[:, axes]).mean(axis=0) * 100).round(2).tolist()
+
+            parts[part] = {
+                "train": cm(train[task]["predicted"] - train[task]["label"]),
+                "heldout": cm(heldout[task]["predicted"] - heldout[task]["label"]) if task in heldout else None,
+                "heldout_mean_baseline": cm(mean - heldout[task]["label"]) if task in heldout else None,
+                "train_spread_std": spread[axes].round(2).tolist(),
+            }
+        report[task] = {
+            "frames": {"train": len(train[task]["label"]), "heldout": len(heldout.get(task, {}).get("label", []))},
+            "parts": parts,
+        }
+    return report
+
+
+def _xyz(values: list[float] | None) -> str:
+    return "–" if values is None else " / ".join(f"{v:.1f}" for v in values)
+
+
+def pooled(tasks: dict) -> dict[str, list[float]]:
+    """Mean over every (task, moving part) cell of each error column, per axis."""
+    out = {}
+    for column in ("train", "heldout", "heldout_mean_baseline"):
+        cells = [p[column] for r in tasks.values() for p in r["parts"].values() if p[column] is not None]
+        out[column] = np.mean(cells, axis=0).round(2).tolist() if cells else None
+    return out
+
+
+def position_head(num_tokens: int, dim: int, out_dim: int, hidden: int) -> nn.Module:
+    """The probe: an MLP over all of a frame's patch tokens at once ``(b, n, d) -> (b, out_dim)``."""
+    return nn.Sequential(
+        nn.Flatten(start_dim=1),
+        nn.LayerNorm(num_tokens * dim),
+        nn.Linear(num_tokens * dim, hidden),
+        nn.GELU(),
+        nn.Linear(hidden, out_dim),
+    )
 
 def load_frames(root: str, stride: int) -> tuple[Tensor, np.ndarray, list[str]]:
     """Every ``stride``-th frame of ``root``: uint8 images ``(n, 3, h, w)``, scene states ``(n, 9)`` (m), tasks."""
@@ -80,10 +136,10 @@ def build_encoder(source: str, config_path: str, image_size: int) -> tuple[Visio
         vision = VLAJEPAConfig.from_yaml(config_path).vision
         encoder = VisionEncoder(vision, image_size)
     elif path.is_dir():
-        config = load_config(path)
+        config = load_policy_config(path)
         vision = config.vision
         encoder = VisionEncoder(vision, config.image_size)
-        state = load_weights(path)
+        state = load_safetensors(Path(path) / WEIGHTS_FILE)
         encoder.load_state_dict({k[len(STUDENT_VISION) :]: v for k, v in state.items() if k.startswith(STUDENT_VISION)})
     elif path.is_file():
         meta = json.loads((path.parent / "encoder_config.json").read_text(encoding="utf-8"))
@@ -116,7 +172,7 @@ def train_probe(
 ) -> Callable[[Tensor], Tensor]:
     """Fit head (and, with ``finetune``, encoder) to ``target`` (normalized); return image -> normalized state."""
     torch.manual_seed(seed)
-    head = EnvironmentStateHead(encoder.num_patches, encoder.dim, target.shape[1], hidden=256)
+    head = position_head(encoder.num_patches, encoder.dim, target.shape[1], hidden=256)
     features = None if finetune else encode(encoder, images)
     params = list(head.parameters()) + (list(encoder.parameters()) if finetune else [])
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)

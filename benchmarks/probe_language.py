@@ -40,7 +40,7 @@ from vlajepa.envs.metaworld_env import MetaWorldEnv
 from vlajepa.envs.tasks import MT10
 from vlajepa.eval.report import current_command
 from vlajepa.io_utils import write_report_files
-from vlajepa.policy import VLAJEPAPolicy
+from vlajepa.policies.vla_jepa import VLAJEPAPolicy
 
 
 @dataclass
@@ -76,12 +76,12 @@ def observations(task: str, seeds: list[int], phases: list[int], image_size: int
 
 def chunks(policy: VLAJEPAPolicy, observation: dict, instructions: list[str], noise: torch.Tensor) -> np.ndarray:
     """Normalized chunks ``(n, H, A)`` for one observation under each instruction, all from the same noise."""
-    batch = policy._to_batch(observation)
+    batch = policy.processor.preprocess([observation])
     n = len(instructions)
     batch = {key: value.expand(n, *value.shape[1:]) for key, value in batch.items() if key != TASK}
     batch[TASK] = instructions
     with torch.inference_mode():
-        out = policy.model.predict_action(batch, policy.num_inference_steps, noise=noise.expand(n, -1, -1))
+        out = policy.predict_action(batch, policy.num_inference_steps, noise=noise.expand(n, -1, -1))
     return out.double().numpy()
 
 

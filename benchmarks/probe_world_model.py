@@ -52,9 +52,8 @@ from vlajepa.data.windows import RobotWindows, VideoWindows, collate_windows
 from vlajepa.envs.language import task_of_instruction
 from vlajepa.eval.report import current_command
 from vlajepa.io_utils import write_report_files
-from vlajepa.models.predictor import pool_latents
-from vlajepa.models.vla_jepa import VLAJEPA
-from vlajepa.policy import VLAJEPAPolicy
+from vlajepa.nn.predictor import pool_latents
+from vlajepa.policies.vla_jepa import VLAJEPAPolicy
 
 CONDITIONS = ("own", "same_task", "other", "mean")
 RIDGE_STRENGTHS = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
@@ -95,7 +94,7 @@ def condition_variants(
 
 
 @torch.inference_mode()
-def batch_errors(model: VLAJEPA, batch: Mapping[str, Any], generator: torch.Generator) -> dict[str, Any]:
+def batch_errors(model: VLAJEPAPolicy, batch: Mapping[str, Any], generator: torch.Generator) -> dict[str, Any]:
     """Per-window, per-step errors ``(b, s)`` of every condition and mode, the copy baseline and the valid mask."""
     config = model.config
     tasks = [task_of_instruction(text) or text for text in batch[TASK]]
@@ -115,7 +114,7 @@ def batch_errors(model: VLAJEPA, batch: Mapping[str, Any], generator: torch.Gene
 
 
 def probe_windows(
-    model: VLAJEPA, windows: Any, stride: int, batch_size: int, seed: int, desc: str
+    model: VLAJEPAPolicy, windows: Any, stride: int, batch_size: int, seed: int, desc: str
 ) -> dict[str, Any]:
     """Mean error per step of every entry of :func:`batch_errors` over every ``stride``-th window, batches of
     ``batch_size`` windows in a seeded random order (so a batch mixes tasks and scenes)."""
@@ -138,7 +137,7 @@ def probe_windows(
 
 
 def change_samples(
-    model: VLAJEPA, windows: RobotWindows, stride: int, batch_size: int, desc: str
+    model: VLAJEPAPolicy, windows: RobotWindows, stride: int, batch_size: int, desc: str
 ) -> dict[str, np.ndarray]:
     """Per window whose first step and its actions are inside the episode: the pooled latents ``z_t`` and their
     change over one predicted step (flattened), the step's true normalized actions, and the episode index."""
@@ -287,7 +286,7 @@ def main() -> None:
     linear_by_target: dict[tuple, dict[str, Any]] = {}  # the regressions depend on the frozen target alone
     for name, path in args.checkpoint:
         policy = VLAJEPAPolicy.from_pretrained(Path(path))
-        model = policy.model.eval()
+        model = policy.eval()
         if model.predictor is None:
             raise SystemExit(f"{path}: the checkpoint has no world model (trained with use_world_model=false)")
         losses.add(model.config.predictor.loss)

@@ -53,7 +53,6 @@ from pathlib import Path
 from typing import Any
 
 from vlajepa.data.video_io import VIDEO_QUALITIES
-from vlajepa.envs.state import ENVIRONMENT_STATE_NAMES, STATE_KINDS, state_names
 from vlajepa.io_utils import with_extension, write_report_files
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -205,14 +204,10 @@ class Pipeline:
 
     def collect(self, kind: str, episodes: int) -> Path:
         noisy = kind == "robot" and self.args.action_noise > 0
-        privileged = kind == "robot" and self.args.state != "proprio"
-        scene = kind == "robot" and self.args.environment_state
         still = kind == "video" and self.args.still_video_camera
         arm = self.args.video_arm if kind == "video" else "hidden"
         suffix = (
             (f"_noise{self.args.action_noise:g}" if noisy else "")
-            + (f"_{self.args.state}" if privileged else "")
-            + ("_envstate" if scene else "")
             + ("_still" if still else "")
             + (f"_arm-{arm}" if arm != "hidden" else "")
             + (f"_{self.args.video_quality}" if self.args.video_quality != "lossless" else "")
@@ -233,8 +228,6 @@ class Pipeline:
                 "--image-size", str(self.args.image_size), "--seed", str(self.args.seed + (kind == "video")),
                 "--workers", str(self.args.workers), "--no-progress",
                 *(["--action-noise", f"{self.args.action_noise:g}"] if noisy else []),
-                *(["--state", self.args.state] if privileged else []),
-                *(["--environment-state"] if scene else []),
                 *(["--still-camera"] if still else []),
                 *(["--arm", arm] if arm != "hidden" else []),
                 "--video-quality", self.args.video_quality,
@@ -249,10 +242,6 @@ class Pipeline:
         out = ["--config", args.config, "--steps", str(steps), "--threads", str(args.threads), "--no-progress"]
         if args.batch_size:
             out += ["--batch-size", str(args.batch_size)]
-        if args.state != "proprio":
-            out += ["--set", f"model.state_dim={len(state_names(args.state))}"]
-        if args.environment_state:
-            out += ["--set", f"model.environment_state_dim={len(ENVIRONMENT_STATE_NAMES)}"]
         for item in args.set:
             out += ["--set", item]
         return out
@@ -325,7 +314,6 @@ class Pipeline:
                 "eval", "--policy", f"checkpoint:{checkpoint.absolute()}", "--name", method, "--tasks", args.tasks,
                 "--settings", args.settings, "--episodes", str(args.episodes),
                 "--perturbed-episodes", str(args.perturbed_episodes), "--workers", str(args.workers),
-                *(["--state", args.state] if args.state != "proprio" else []),
                 "--videos", "0", "--out", str(prefix), "--no-progress",
             ),
         )
@@ -438,14 +426,6 @@ def main() -> None:
     parser.add_argument("--action-noise", type=float, default=0.0,
                         help="DART-style noise injected into the robot demonstrations' executed actions "
                         "(vlajepa collect robot --action-noise); the recorded actions stay the expert's")
-    parser.add_argument("--state", choices=STATE_KINDS, default="proprio",
-                        help="observation.state of the robot data and the evaluation: proprio (the benchmark) or "
-                        "privileged (plus object and goal positions; a diagnostic of how much perception costs, "
-                        "in its own data folder)")
-    parser.add_argument("--environment-state", action="store_true",
-                        help="record the object and goal positions as observation.environment_state (own data "
-                        "folder) and train every method's student to read them out of its tokens "
-                        "(model.environment_state_dim): a training-time label, the policies still act from pixels")
     parser.add_argument("--videos", type=int, default=50, help="action-free videos per task")
     parser.add_argument("--video-arm", choices=("hidden", "recolored", "visible"), default="hidden",
                         help="how the video set shows the arm (vlajepa collect video --arm; own data folder, suffix "

@@ -21,10 +21,10 @@ import torch
 
 from vlajepa.constants import OBS_STATE
 from vlajepa.envs import MetaWorldEnv
-from vlajepa.eval.policy import seed_policy
 from vlajepa.eval.report import current_command
 from vlajepa.io_utils import write_report_files
-from vlajepa.policy import VLAJEPAPolicy
+from vlajepa.policies.protocol import seed_policy
+from vlajepa.policies.vla_jepa import VLAJEPAPolicy
 
 
 def rounded(values: np.ndarray, digits: int) -> list[float]:
@@ -95,7 +95,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     policy = VLAJEPAPolicy.from_pretrained(args.checkpoint)
-    config = policy.model.config
+    config = policy.config
     env = MetaWorldEnv(args.task, image_size=config.image_size, camera=config.cameras[0])
     try:
         episodes = [trace(policy, env, int(seed)) for seed in args.seeds.split(",")]

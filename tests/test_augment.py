@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from vlajepa.config import VisionConfig
 from vlajepa.constants import future_image_key, image_key
-from vlajepa.models.vision import VisionEncoder, conv_stem, prime_factors
+from vlajepa.nn.config import VisionConfig
+from vlajepa.nn.vision import VisionEncoder, conv_stem, prime_factors
 from vlajepa.train.augment import augment_batch, random_shift
 
 

@@ -12,7 +12,7 @@ from vlajepa.collect import CollectConfig, collect_robot_dataset, collect_video_
 from vlajepa.constants import ACTION, OBS_ENV_STATE, OBS_STATE
 from vlajepa.data.lerobot import LeRobotDataset
 from vlajepa.data.videos import VideoSet
-from vlajepa.eval.policies import PolicySpec
+from vlajepa.eval.policies import PolicySource
 from vlajepa.eval.runner import EvalConfig, evaluate
 
 pytestmark = pytest.mark.slow
@@ -67,38 +67,19 @@ def test_stored_frames_are_what_evaluation_renders(tmp_path):
     assert worst <= 2
 
 
-def test_privileged_state_collects_and_evaluates(tmp_path, capsys):
-    config = CollectConfig(tasks=("reach-v3",), episodes_per_task=1, workers=1, seed=2, state="privileged")
-    collect_robot_dataset(config, tmp_path / "robot", progress=False)
-    dataset = LeRobotDataset(tmp_path / "robot")
-    feature = dataset.features[OBS_STATE]
-    assert feature["shape"] == [13] and feature["names"][-3:] == ["goal_x", "goal_y", "goal_z"]
-    assert dataset.column(OBS_STATE).shape[1] == 13
-    episodes, _ = evaluate(
-        PolicySpec("expert"), EvalConfig(tasks=("reach-v3",), episodes=1, workers=1, state="privileged"), progress=False
-    )
-    assert episodes[0].success
-    with pytest.raises(SystemExit, match="--state applies to robot demonstrations only"):
-        main(["collect", "video", "--state", "privileged", "--out", str(tmp_path / "v")])
-    with pytest.raises(ValueError, match="unknown state kind"):
-        CollectConfig(tasks=("reach-v3",), state="full")
-
-
 def test_environment_state_is_recorded_beside_the_proprio_state(tmp_path):
     config = CollectConfig(tasks=("door-open-v3",), episodes_per_task=1, workers=1, seed=2)
     collect_robot_dataset(config, tmp_path / "plain", progress=False)
     scene_config = dataclasses.replace(config, environment_state=True)
-    collect_robot_dataset(dataclasses.replace(scene_config, state="privileged"), tmp_path / "both", progress=False)
     collect_robot_dataset(scene_config, tmp_path / "scene", progress=False)
-    plain, both, scene = (LeRobotDataset(tmp_path / name) for name in ("plain", "both", "scene"))
+    plain, scene = (LeRobotDataset(tmp_path / name) for name in ("plain", "scene"))
     feature = scene.features[OBS_ENV_STATE]
     assert feature["shape"] == [9] and feature["names"][:3] == ["obj1_x", "obj1_y", "obj1_z"]
     assert OBS_ENV_STATE not in plain.features
-    # The same episode: the proprio state and the actions are unchanged, the label is the privileged state's
-    # scene part (door-open's expert edits its observation in place; the label must not see that).
+    # The same episode: the proprio state and the actions are unchanged by recording the scene.
     np.testing.assert_array_equal(scene.column(OBS_STATE), plain.column(OBS_STATE))
     np.testing.assert_array_equal(scene.column(ACTION), plain.column(ACTION))
-    np.testing.assert_array_equal(scene.column(OBS_ENV_STATE), both.column(OBS_STATE)[:, 4:])
+    assert np.isfinite(scene.column(OBS_ENV_STATE)).all()
     with pytest.raises(SystemExit, match="--environment-state applies to robot demonstrations only"):
         main(["collect", "video", "--environment-state", "--out", str(tmp_path / "v")])
 
@@ -156,13 +137,13 @@ def test_interrupted_collection_leaves_no_dataset(tmp_path, monkeypatch):
 
 
 def test_eval_expert_succeeds_and_random_is_worker_independent(tmp_path):
-    expert, _ = evaluate(PolicySpec("expert"), EvalConfig(tasks=("reach-v3",), episodes=3, workers=2), progress=False)
+    expert, _ = evaluate(PolicySource("expert"), EvalConfig(tasks=("reach-v3",), episodes=3, workers=2), progress=False)
     assert [e.success for e in expert] == [True, True, True]
 
     config = EvalConfig(tasks=("reach-v3", "push-v3"), episodes=2, max_steps=15, workers=1, seed=11)
-    serial, _ = evaluate(PolicySpec("random", {"seed": 1}), config, progress=False)
+    serial, _ = evaluate(PolicySource("random", {"seed": 1}), config, progress=False)
     parallel, _ = evaluate(
-        PolicySpec("random", {"seed": 1}), dataclasses.replace(config, workers=2, group_size=1), progress=False
+        PolicySource("random", {"seed": 1}), dataclasses.replace(config, workers=2, group_size=1), progress=False
     )
     assert serial == parallel
     assert all(e.length == 15 and not e.success for e in serial)

@@ -10,11 +10,11 @@ import torch
 from safetensors.torch import load_file
 
 from vlajepa.commands import pretrain_encoder as command
-from vlajepa.config import TargetConfig
-from vlajepa.models.encoder_pretrain import EncoderPretrainConfig, block_masks, complement, pretrain_encoder
 from vlajepa.models.testing import single_thread, tiny_config
-from vlajepa.models.vla_jepa import VLAJEPA
+from vlajepa.nn.config import TargetConfig
+from vlajepa.policies.vla_jepa import VLAJEPAPolicy
 from vlajepa.train.config import TrainConfig
+from vlajepa.train.encoder_pretrain import EncoderPretrainConfig, block_masks, complement, pretrain_encoder
 from vlajepa.train.optim import build_optimizer
 from vlajepa.train.testing import write_video_set
 
@@ -59,7 +59,7 @@ def test_loss_decreases_and_the_encoder_loads_as_a_frozen_target(tmp_path):
     assert snippet["checkpoint"] == str(result.encoder_path)
 
     target = TargetConfig(kind="frozen", checkpoint=str(result.encoder_path))
-    model = VLAJEPA(tiny_config(target=target))
+    model = VLAJEPAPolicy(tiny_config(target=target))
     weights = load_file(str(result.encoder_path))
     for name, value in model.target.encoder.state_dict().items():
         assert torch.equal(value, weights[name]), name

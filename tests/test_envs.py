@@ -35,9 +35,9 @@ from vlajepa.envs.language import task_of_instruction  # noqa: E402
 from vlajepa.envs.perturbations import shift_layout  # noqa: E402
 from vlajepa.envs.state import (  # noqa: E402
     ENVIRONMENT_STATE_NAMES,
+    STATE_NAMES,
     environment_state_from_raw,
     state_from_raw,
-    state_names,
 )
 
 SEED = 7
@@ -140,51 +140,33 @@ def test_observation_keys_dtypes_shapes(env):
     assert env.expert_action().dtype == np.float32 and env.expert_action().shape == (4,)
 
 
-def test_state_kinds_select_raw_observation_fields():
+def test_state_and_scene_state_select_raw_observation_fields():
     raw = np.arange(39.0)
-    np.testing.assert_array_equal(state_from_raw(raw, "proprio"), [0, 1, 2, 3])
-    privileged = state_from_raw(raw, "privileged")
-    assert privileged.dtype == np.float32 and len(privileged) == len(state_names("privileged")) == 13
-    np.testing.assert_array_equal(privileged, [0, 1, 2, 3, 4, 5, 6, 11, 12, 13, 36, 37, 38])  # no quaternions
-    with pytest.raises(ValueError, match="unknown state kind 'full'"):
-        state_names("full")
+    state = state_from_raw(raw)
+    assert state.dtype == np.float32 and len(state) == len(STATE_NAMES) == 4
+    np.testing.assert_array_equal(state, [0, 1, 2, 3])
+    scene = environment_state_from_raw(raw)
+    assert len(scene) == len(ENVIRONMENT_STATE_NAMES) == 9
+    np.testing.assert_array_equal(scene, [4, 5, 6, 11, 12, 13, 36, 37, 38])  # no quaternions
     with pytest.raises(ValueError, match="39-D"):
-        state_from_raw(np.zeros(18), "proprio")
+        state_from_raw(np.zeros(18))
 
 
-def test_privileged_state_reads_objects_and_goal_from_the_simulator(env):
-    proprio = _reset(env)
-    privileged_env = MetaWorldEnv("pick-place-v3", state="privileged")
-    try:
-        obs, _ = privileged_env.reset(seed=SEED)
-        state = obs[OBS_STATE]
-        assert state.shape == (13,) and privileged_env.observation_space.contains(obs)
-        np.testing.assert_array_equal(state[:4], proprio[OBS_STATE])  # the same episode, the same hand
-        np.testing.assert_array_equal(obs[privileged_env.image_key], proprio[env.image_key])
-        sim = privileged_env._mw
-        np.testing.assert_allclose(state[4:7], sim._get_pos_objects()[:3], atol=1e-6)
-        np.testing.assert_allclose(state[10:13], sim._target_pos, atol=1e-6)
-    finally:
-        privileged_env.close()
-    with pytest.raises(ValueError, match="unknown state kind"):
-        MetaWorldEnv("reach", state="full")
-
-
-def test_environment_state_is_the_privileged_scene_part_and_survives_the_expert():
-    raw = np.arange(39.0)
-    np.testing.assert_array_equal(environment_state_from_raw(raw), state_from_raw(raw, "privileged")[4:])
-    assert ENVIRONMENT_STATE_NAMES == state_names("privileged")[4:]
-    env = MetaWorldEnv("door-open-v3", state="privileged")
+def test_environment_state_reads_objects_and_goal_from_the_simulator_and_survives_the_expert():
+    env = MetaWorldEnv("door-open-v3")
     try:
         with pytest.raises(RuntimeError, match="reset"):
             env.environment_state()
-        obs, _ = env.reset(seed=SEED)
+        env.reset(seed=SEED)
+        scene = env.environment_state()
+        np.testing.assert_allclose(scene[:3], env._mw._get_pos_objects()[:3], atol=1e-6)
+        np.testing.assert_allclose(scene[6:9], env._mw._target_pos, atol=1e-6)
         first = env.expert_action()
         # door-open's scripted expert edits the observation it is given; the environment hands it a copy, so a
         # second call and the scene state read afterwards see the simulator's values.
         np.testing.assert_array_equal(env.expert_action(), first)
-        np.testing.assert_array_equal(env.environment_state(), obs[OBS_STATE][4:])
-        assert env.environment_state().dtype == np.float32
+        np.testing.assert_array_equal(env.environment_state(), scene)
+        assert scene.dtype == np.float32
     finally:
         env.close()
 

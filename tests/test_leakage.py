@@ -15,13 +15,13 @@ import dataclasses
 import pytest
 import torch
 
-from vlajepa.constants import image_key
-from vlajepa.models import predictor as predictor_module
-from vlajepa.models import student as student_module
-from vlajepa.models.predictor import block_causal_mask
-from vlajepa.models.student import StudentOutput
+from vlajepa.constants import future_image_key, image_key
 from vlajepa.models.testing import random_batch, single_thread, tiny_config
-from vlajepa.models.vla_jepa import VLAJEPA, future_image_key
+from vlajepa.nn import predictor as predictor_module
+from vlajepa.nn.predictor import block_causal_mask
+from vlajepa.policies.vla_jepa import VLAJEPAPolicy
+from vlajepa.policies.vla_jepa import student as student_module
+from vlajepa.policies.vla_jepa.student import StudentOutput
 
 CAMERA = "corner2"
 
@@ -32,16 +32,16 @@ def _one_thread():
         yield
 
 
-def build(**changes) -> VLAJEPA:
+def build(**changes) -> VLAJEPAPolicy:
     torch.manual_seed(0)
-    model = VLAJEPA(tiny_config(**changes)).eval()
+    model = VLAJEPAPolicy(tiny_config(**changes)).eval()
     with torch.no_grad():  # leave the zero-initialised branches of a fresh model: every input must matter
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
     return model
 
 
-def student_outputs(model: VLAJEPA, batch: dict) -> dict[str, torch.Tensor]:
+def student_outputs(model: VLAJEPAPolicy, batch: dict) -> dict[str, torch.Tensor]:
     with torch.no_grad():
         out = model.encode(batch)
         noise = torch.randn(
@@ -66,20 +66,9 @@ def with_new_future(batch: dict, first_changed: int, cameras=(CAMERA,)) -> dict:
 # ---------------------------------------------------------------------------- 1. student
 
 
-def with_keypoints(config, keypoints: int):
-    return dataclasses.replace(config.student, keypoints=keypoints)
-
-
-SCENE_ACTOR = {"environment_state_dim": 3, "environment_state_source": "vision", "act_on_environment_state": True}
-
-
-@pytest.mark.parametrize(
-    ("keypoints", "scene"),
-    [(0, {}), (4, {}), (0, SCENE_ACTOR)],
-    ids=["patches", "patches+keypoints", "acting on the scene estimate"],
-)
-def test_student_outputs_ignore_future_frames(keypoints, scene):
-    model = build(student=with_keypoints(tiny_config(), keypoints), **scene)
+@pytest.mark.parametrize("use_world_model", [True, False], ids=["vla-jepa", "bc"])
+def test_student_outputs_ignore_future_frames(use_world_model):
+    model = build(use_world_model=use_world_model)
     batch = random_batch(model.config, batch_size=3)
     reference = student_outputs(model, batch)
     changed = student_outputs(model, with_new_future(batch, first_changed=1))
@@ -87,7 +76,7 @@ def test_student_outputs_ignore_future_frames(keypoints, scene):
         assert torch.equal(reference[name], changed[name]), name
 
 
-class FutureSeeingVLAJEPA(VLAJEPA):
+class FutureSeeingVLAJEPA(VLAJEPAPolicy):
     """Negative control: a student that (wrongly) looks at the last future frame, as a leaky design would."""
 
     def encode(self, batch: dict) -> StudentOutput:
@@ -108,7 +97,7 @@ def test_negative_control_a_future_seeing_student_is_caught():
 # ---------------------------------------------------------------------------- 2. target and predictor
 
 
-def context_and_predictions(model: VLAJEPA, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+def context_and_predictions(model: VLAJEPAPolicy, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     with torch.no_grad():
         latents = model.target([batch[future_image_key(CAMERA)]])  # (b, T, n, d)
         predicted = model.predictor(latents[:, :-1], model.encode(batch).latent_action_tokens)
@@ -197,15 +186,14 @@ def test_negative_control_joint_clip_encoding_and_full_attention_are_caught(monk
 # ---------------------------------------------------------------------------- 3. multi-view
 
 
-def multi_view_outputs(model: VLAJEPA, batch: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+def multi_view_outputs(model: VLAJEPAPolicy, batch: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     with torch.no_grad():
         clips = [batch[future_image_key(c)] for c in model.config.cameras]
         return student_outputs(model, batch), model.target(clips)
 
 
-@pytest.mark.parametrize("keypoints", [0, 4], ids=["patches", "patches+keypoints"])
-def test_multi_view_join_keeps_samples_apart(keypoints):
-    model = build(cameras=("corner2", "corner3"), student=with_keypoints(tiny_config(), keypoints))
+def test_multi_view_join_keeps_samples_apart():
+    model = build(cameras=("corner2", "corner3"))
     batch = random_batch(model.config, batch_size=3)
     reference, reference_latents = multi_view_outputs(model, batch)
     changed = dict(batch)

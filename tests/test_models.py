@@ -9,22 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from einops import rearrange
 
-from vlajepa.config import ConfigError, LanguageConfig, TargetConfig, VLAJEPAConfig
-from vlajepa.constants import ACTION, OBS_ENV_STATE, OBS_STATE
-from vlajepa.models.predictor import pool_latents
-from vlajepa.models.regularizers import sigreg, vicreg, vicreg_covariance, vicreg_variance
-from vlajepa.models.target import TargetEncoderError, save_encoder
+from vlajepa.config import ConfigError
+from vlajepa.constants import ACTION, ACTION_IS_PAD, FUTURE_IS_PAD, FUTURE_LATENTS, OBS_STATE, future_image_key
 from vlajepa.models.testing import random_batch, single_thread, tiny_config
-from vlajepa.models.vla_jepa import (
-    ACTION_IS_PAD,
-    FUTURE_IS_PAD,
-    FUTURE_LATENTS,
-    VLAJEPA,
-    future_image_key,
-)
+from vlajepa.nn.config import LanguageConfig, TargetConfig
+from vlajepa.nn.predictor import pool_latents
+from vlajepa.nn.regularizers import sigreg, vicreg, vicreg_covariance, vicreg_variance
+from vlajepa.nn.target import TargetEncoderError, save_encoder
 from vlajepa.normalize import NormalizationError, Normalizer, compute_stats
+from vlajepa.policies.vla_jepa import VLAJEPAConfig, VLAJEPAPolicy
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -35,12 +29,12 @@ def _one_thread():
         yield
 
 
-def build(seed: int = 0, **changes) -> VLAJEPA:
+def build(seed: int = 0, **changes) -> VLAJEPAPolicy:
     torch.manual_seed(seed)
-    return VLAJEPA(tiny_config(**changes))
+    return VLAJEPAPolicy(tiny_config(**changes))
 
 
-def seeded_loss(model: VLAJEPA, batch: dict, seed: int = 1) -> tuple[torch.Tensor, dict]:
+def seeded_loss(model: VLAJEPAPolicy, batch: dict, seed: int = 1) -> tuple[torch.Tensor, dict]:
     torch.manual_seed(seed)  # same flow-matching noise and time for every call
     return model(batch)
 
@@ -69,29 +63,6 @@ def test_config_rejects_unknown_and_missing_fields():
         VLAJEPAConfig.from_dict(data)
     with pytest.raises(ConfigError, match="heads"):
         tiny_config(student=dataclasses.replace(tiny_config().student, heads=3))
-
-
-def test_a_config_saved_before_a_field_was_added_loads_with_its_old_behaviour():
-    data = tiny_config(action_head=dataclasses.replace(tiny_config().action_head, loss_samples=3)).to_dict()
-    data["predictor"]["latent_pool"], data["predictor"]["residual"] = 2, True
-    data["predictor"]["context_dropout"] = 0.5
-    data["student"]["keypoints"], data["student"]["sentence_token"] = 8, True
-    data["environment_state_dim"], data["environment_state_weight"] = 9, 0.5
-    del data["action_head"]["loss_samples"], data["predictor"]["latent_pool"]  # added after configs were saved
-    del data["predictor"]["residual"], data["predictor"]["context_dropout"]
-    del data["student"]["keypoints"], data["student"]["sentence_token"]
-    data["environment_state_source"] = "vision"
-    data["act_on_environment_state"], data["environment_state_noise"] = True, 0.1
-    del data["environment_state_dim"], data["environment_state_weight"], data["environment_state_source"]
-    del data["act_on_environment_state"], data["environment_state_noise"]
-    loaded = VLAJEPAConfig.from_dict(data)
-    assert loaded.action_head.loss_samples == 1 and loaded.predictor.latent_pool == 1
-    assert not loaded.predictor.residual and loaded.predictor.context_dropout == 0.0
-    assert VLAJEPA(loaded).predictor.mask_token is None  # so its checkpoints have no mask token to load
-    assert loaded.student.keypoints == 0 and not loaded.student.sentence_token
-    assert loaded.environment_state_dim == 0 and VLAJEPA(loaded).environment_state_head is None
-    assert loaded.environment_state_source == "embodied"
-    assert not loaded.act_on_environment_state and loaded.environment_state_noise == 0.0
 
 
 def test_yaml_presets_load_and_tiny_matches_code():
@@ -136,10 +107,9 @@ def test_latent_action_tokens_do_not_read_the_embodied_queries():
     assert not torch.equal(before.embodied_tokens, after.embodied_tokens)
 
 
-@pytest.mark.parametrize("environment_state_dim", [0, 3], ids=["plain", "scene read-out"])
-def test_parameter_groups_cover_every_trainable_parameter_once(environment_state_dim):
-    model = build(environment_state_dim=environment_state_dim)
-    grouped = [id(p) for group in model.trainable_parameter_groups().values() for p in group]
+def test_parameter_groups_cover_every_trainable_parameter_once():
+    model = build()
+    grouped = [id(p) for group in model.get_optim_params().values() for p in group]
     trainable = [id(p) for p in model.parameters() if p.requires_grad]
     assert sorted(grouped) == sorted(trainable)
 
@@ -162,136 +132,6 @@ def test_video_batch_trains_world_model_without_actions_or_state():
     loss.backward()
     assert model.student.missing_state.grad is not None
     assert model.action_head.action_in.weight.grad is None  # the action head is untouched by video
-
-
-def test_scene_state_read_out_is_a_weighted_robot_loss_and_never_an_input():
-    model = build(use_world_model=False, environment_state_dim=3, environment_state_weight=0.5)
-    batch = random_batch(model.config)
-    loss, logs = seeded_loss(model, batch)
-    assert set(logs) == {"loss", "loss/action", "loss/environment_state"}
-    assert logs["loss"] == pytest.approx(logs["loss/action"] + 0.5 * logs["loss/environment_state"], rel=1e-5)
-    model.environment_state_head.loss(model.encode(batch).embodied_tokens, batch[OBS_ENV_STATE]).backward()
-    vision_grads = [p.grad for p in model.student.vision.parameters() if p.grad is not None]
-    assert vision_grads and any(g.abs().sum() > 0 for g in vision_grads)  # the label alone trains the vision
-    assert model.action_head.action_in.weight.grad is None  # and leaves the action head alone
-    # Acting never reads the label: the same chunk with it changed or absent.
-    torch.manual_seed(0)
-    with_label = model.predict_action(batch)
-    torch.manual_seed(0)
-    without = model.predict_action({k: v for k, v in batch.items() if k != OBS_ENV_STATE})
-    assert torch.equal(with_label, without)
-    with pytest.raises(KeyError, match="observation.environment_state"):
-        model({k: v for k, v in batch.items() if k != OBS_ENV_STATE})
-    with pytest.raises(ValueError, match=r"environment_state_dim"):
-        model.environment_state_head.loss(model.encode(batch).embodied_tokens, batch[OBS_ENV_STATE][:, :2])
-    with pytest.raises(ConfigError, match="environment_state_dim"):
-        tiny_config(environment_state_dim=-1)
-
-
-def test_a_vision_read_out_reads_the_patch_tokens_and_teaches_only_the_vision_encoder():
-    model = build(use_world_model=False, environment_state_dim=3, environment_state_source="vision")
-    batch = random_batch(model.config)
-    out = model.encode(batch)
-    patches = model.student.vision.num_patches * len(model.config.cameras)
-    assert model.environment_state_head.net[0].normalized_shape == (patches * model.config.vision.dim,)
-    predicted = model.predict_environment_state(batch)
-    assert torch.equal(predicted, model.environment_state_head(rearrange(out.vision_tokens, "b v n d -> b (v n) d")))
-    model.zero_grad()
-    model.environment_state_head.loss(model._scene_tokens(out), batch[OBS_ENV_STATE]).backward()
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.student.vision.parameters())
-    # downstream of the patch tokens nothing is trained by the label: not the fusion queries, not the action head
-    assert model.student.embodied_queries.grad is None and model.action_head.action_in.weight.grad is None
-    with pytest.raises(ConfigError, match="environment_state_source"):
-        tiny_config(environment_state_source="pixels")
-
-
-def test_an_attention_read_out_shares_its_weights_across_token_positions_and_learns():
-    from vlajepa.models.readout import EnvironmentStateHead
-
-    torch.manual_seed(0)
-    flat, pooled = (EnvironmentStateHead(64, 32, 9, kind=kind) for kind in ("flat", "attention"))
-    assert sum(p.numel() for p in pooled.parameters()) < sum(p.numel() for p in flat.parameters()) / 4
-    tokens = torch.randn(8, 64, 32)
-    assert pooled(tokens).shape == (8, 9)
-    # shared across positions: permuting the tokens permutes nothing in the answer
-    assert torch.allclose(pooled(tokens), pooled(tokens[:, torch.randperm(64)]), atol=1e-5)
-    # it learns: where the one marked token sits (each token carries its grid coordinates, as a ViT's position
-    # embedding lets it)
-    where = torch.randint(0, 64, (256,))
-    cells = torch.arange(64)
-    coordinates = torch.stack([cells % 8, cells // 8], dim=-1).float() / 7 * 2 - 1  # (64, 2)
-    grid = torch.cat([torch.zeros(64, 1), coordinates, 0.1 * torch.randn(64, 29)], dim=-1)
-    tokens = grid.expand(256, -1, -1).clone()
-    tokens[torch.arange(256), where, 0] += 5.0  # the marker
-    target = coordinates[where]
-    head = EnvironmentStateHead(64, 32, 2, kind="attention")
-    optimizer = torch.optim.Adam(head.parameters(), lr=3e-3)
-    first = head.loss(tokens, target).item()
-    for _ in range(150):
-        optimizer.zero_grad()
-        loss = head.loss(tokens, target)
-        loss.backward()
-        optimizer.step()
-    assert loss.item() < 0.2 * first
-    model = build(use_world_model=False, environment_state_dim=3, environment_state_source="vision",
-                  environment_state_head="attention")
-    assert model.predict_environment_state(random_batch(model.config)).shape == (2, 3)
-    with pytest.raises(ConfigError, match="environment_state_head"):
-        tiny_config(environment_state_head="conv")
-    with pytest.raises(ValueError, match="read-out kind"):
-        EnvironmentStateHead(4, 8, 3, kind="conv")
-
-
-@pytest.mark.parametrize("source", ["vision", "keypoints"])
-def test_acting_on_the_scene_read_out_joins_label_in_training_and_estimate_when_acting(source):
-    scene = {"environment_state_dim": 3, "environment_state_source": source, "act_on_environment_state": True}
-    if source == "keypoints":
-        scene["student"] = dataclasses.replace(tiny_config().student, keypoints=4)
-    model = build(use_world_model=False, **scene)
-    config = model.config
-    if source == "keypoints":  # the read-out reads the keypoint tokens, which are linear in their coordinates
-        assert model.environment_state_head.net[0].normalized_shape == (4 * config.student.dim,)
-    assert config.actor_state_dim == config.state_dim + 3
-    assert model.student.state_proj.in_features == model.action_head.state_in.in_features == config.actor_state_dim
-    batch = random_batch(config)
-    out = model.encode(batch)  # training mode with the label: the label itself (no noise configured)
-    assert torch.equal(out.state, torch.cat([batch[OBS_STATE], batch[OBS_ENV_STATE]], dim=-1))
-    model.eval()
-    estimate = model.predict_environment_state(batch)
-    out = model.encode(batch)  # acting: the read-out's estimate, whatever the label says
-    assert torch.equal(out.state[:, : config.state_dim], batch[OBS_STATE])
-    assert torch.equal(out.state[:, config.state_dim :], estimate)
-    changed = dict(batch, **{OBS_ENV_STATE: batch[OBS_ENV_STATE] + 1.0})
-    torch.manual_seed(0)
-    chunk = model.predict_action(batch)
-    torch.manual_seed(0)
-    assert torch.equal(chunk, model.predict_action(changed))
-    torch.manual_seed(0)
-    assert torch.equal(chunk, model.predict_action({k: v for k, v in batch.items() if k != OBS_ENV_STATE}))
-    # ... and the estimate is an input, not a path for the action loss into the read-out
-    model.train()
-    unlabelled = {k: v for k, v in batch.items() if k != OBS_ENV_STATE}
-    out = model.encode(unlabelled)
-    model.action_head.loss(unlabelled[ACTION], out.embodied_tokens, out.state).backward()
-    assert all(p.grad is None for p in model.environment_state_head.parameters())
-    # noise: fresh per call, of the configured size, around the label
-    noisy = build(use_world_model=False, environment_state_noise=0.1, **scene)
-    first, second = (noisy.encode(batch).state[:, config.state_dim :] for _ in range(2))
-    assert not torch.equal(first, second)
-    assert 0.03 < (first - batch[OBS_ENV_STATE]).std() < 0.3
-    # video batches (no state) keep the placeholder; the config refuses what cannot work
-    assert build(**scene).encode({k: v for k, v in batch.items() if k != OBS_STATE}).state is None
-    with pytest.raises(ConfigError, match="act_on_environment_state"):
-        tiny_config(environment_state_dim=3, act_on_environment_state=True)  # embodied read-out: circular
-    with pytest.raises(ConfigError, match="act_on_environment_state"):
-        tiny_config(act_on_environment_state=True)
-    with pytest.raises(ConfigError, match="environment_state_noise"):
-        tiny_config(environment_state_noise=-0.1)
-    with pytest.raises(ConfigError, match="student.keypoints"):
-        tiny_config(environment_state_dim=3, environment_state_source="keypoints")
-    wrong = dict(batch, **{OBS_ENV_STATE: batch[OBS_ENV_STATE][:, :2]})
-    with pytest.raises(ValueError, match="environment_state_dim"):
-        model.encode(wrong)
 
 
 def test_behaviour_cloning_has_no_world_model_and_rejects_video():
@@ -499,7 +339,7 @@ def test_frozen_target_is_not_trained_nor_saved(tmp_path):
     ):
         assert torch.equal(a, b)
     assert not any(p.requires_grad for p in model.target.parameters())
-    trainable = {id(p) for group in model.trainable_parameter_groups().values() for p in group}
+    trainable = {id(p) for group in model.get_optim_params().values() for p in group}
     assert not trainable & {id(p) for p in model.target.parameters()}
     assert not any(k.startswith("target.") for k in model.checkpoint_state_dict())
     before = [p.clone() for p in model.target.parameters()]

@@ -8,14 +8,13 @@ import torch
 from safetensors.torch import load_file
 
 from vlajepa.checkpoint import CONFIG_FILE, NORMALIZATION_FILE, WEIGHTS_FILE, CheckpointError
-from vlajepa.config import TargetConfig
-from vlajepa.constants import ACTION, OBS_ENV_STATE, OBS_STATE, TASK, image_key
-from vlajepa.eval.policy import Policy
-from vlajepa.models.target import save_encoder
+from vlajepa.constants import ACTION, OBS_STATE, TASK, image_key
 from vlajepa.models.testing import single_thread, tiny_config
-from vlajepa.models.vla_jepa import VLAJEPA
+from vlajepa.nn.config import TargetConfig
+from vlajepa.nn.target import save_encoder
 from vlajepa.normalize import Normalizer
-from vlajepa.policy import EstimatedScenePolicy, VLAJEPAPolicy
+from vlajepa.policies.protocol import Policy
+from vlajepa.policies.vla_jepa import VLAJEPAPolicy
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -26,16 +25,16 @@ def _one_thread():
 
 def make_policy(n_action_steps: int | None = None, **changes) -> VLAJEPAPolicy:
     torch.manual_seed(0)
-    model = VLAJEPA(tiny_config(**changes))
-    with torch.no_grad():  # leave the zero-initialised output layers so actions depend on the weights
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
     stats = {
         ACTION: {"min": [-2.0, 0.0, 0.0, 5.0], "max": [2.0, 10.0, 1.0, 7.0]},
         OBS_STATE: {"mean": [0.5, 0.0, 0.2, 1.0], "std": [0.1, 1.0, 0.2, 3.0]},
     }
     normalizer = Normalizer.from_stats(stats, {ACTION: "min_max", OBS_STATE: "mean_std"})
-    return VLAJEPAPolicy(model, normalizer, n_action_steps=n_action_steps, seed=0)
+    policy = VLAJEPAPolicy(tiny_config(**changes), normalizer, n_action_steps=n_action_steps, seed=0)
+    with torch.no_grad():  # leave the zero-initialised output layers so actions depend on the weights
+        for p in policy.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return policy.eval()
 
 
 def observation(size: int = 32, seed: int = 0) -> dict:
@@ -69,7 +68,7 @@ def test_actions_are_unnormalized_with_the_saved_statistics():
         TASK: [obs[TASK]],
     }
     normalized = (
-        policy.model.predict_action(batch, generator=torch.Generator().manual_seed(0))[0].double().numpy()
+        policy.predict_action(batch, generator=torch.Generator().manual_seed(0))[0].double().numpy()
     )
     low, high = np.array([-2.0, 0.0, 0.0, 5.0]), np.array([2.0, 10.0, 1.0, 7.0])
     np.testing.assert_allclose(chunk, (normalized + 1) / 2 * (high - low) + low, rtol=1e-4, atol=1e-4)
@@ -135,13 +134,13 @@ def test_save_load_round_trip_gives_identical_actions(tmp_path):
 
 
 def test_frozen_target_is_referenced_not_saved(tmp_path):
-    encoder_model = VLAJEPA(tiny_config())
+    encoder_model = VLAJEPAPolicy(tiny_config())
     save_encoder(encoder_model.student.vision, tmp_path / "encoder.safetensors")
     policy = make_policy(target=TargetConfig(kind="frozen", checkpoint=str(tmp_path / "encoder.safetensors")))
     policy.save_pretrained(tmp_path / "ckpt")
     assert not any(k.startswith("target.") for k in load_file(tmp_path / "ckpt" / WEIGHTS_FILE))
     loaded = VLAJEPAPolicy.from_pretrained(tmp_path / "ckpt")
-    for a, b in zip(loaded.model.target.parameters(), encoder_model.student.vision.parameters(), strict=True):
+    for a, b in zip(loaded.target.parameters(), encoder_model.student.vision.parameters(), strict=True):
         assert torch.equal(a, b)
 
     # the policy acts without the target, so it still loads where the encoder file is not (a robot's server)
@@ -229,12 +228,12 @@ def test_noise_scale_zero_gives_deterministic_chunks_and_reaches_the_checkpoint_
     np.testing.assert_array_equal(first, second)  # no noise: the generator's state does not matter
     assert not np.array_equal(sampled.predict_action_chunk(obs), sampled.predict_action_chunk(obs))
     # the zero-noise chunk is the flow integrated from an all-zero start
-    batch = greedy._to_batch(obs)
+    batch = greedy.processor.preprocess([obs])
     zero = torch.zeros(1, greedy.config.chunk_size, greedy.config.action_dim)
-    expected = greedy.normalizer.unnormalize(ACTION, greedy.model.predict_action(batch, noise=zero).double().numpy())
+    expected = greedy.normalizer.unnormalize(ACTION, greedy.predict_action(batch, noise=zero).double().numpy())
     np.testing.assert_allclose(first, expected[0], atol=1e-5)
     with pytest.raises(ValueError, match="noise_scale"):
-        VLAJEPAPolicy(greedy.model, greedy.normalizer, noise_scale=1.5)
+        VLAJEPAPolicy(greedy.config, greedy.normalizer, noise_scale=1.5)
     for argv in (
         ["--policy", "expert", "--noise-scale", "0"],
         ["--policy", f"checkpoint:{tmp_path}", "--noise-scale", "-1"],
@@ -264,62 +263,3 @@ def test_eval_renders_a_checkpoint_at_its_training_camera_and_resolution(tmp_pat
     assert explicit["image_size"] == 48  # an explicit flag still wins
 
 
-# ---------------------------------------------------------------------------- scene-state estimate
-
-
-def scene_policies(source: str = "embodied") -> tuple[VLAJEPAPolicy, VLAJEPAPolicy]:
-    """An actor trained on a 6-D state (4 proprio + a 2-D scene) and an estimator that reads the scene out of the
-    tokens ``source`` names (``model.environment_state_source``)."""
-    torch.manual_seed(0)
-    actor_model = VLAJEPA(tiny_config(state_dim=6))
-    estimator_model = VLAJEPA(tiny_config(environment_state_dim=2, environment_state_source=source))
-    with torch.no_grad():
-        for p in [*actor_model.parameters(), *estimator_model.parameters()]:
-            p.add_(0.05 * torch.randn_like(p))
-    action = {ACTION: {"min": [-1.0] * 4, "max": [1.0] * 4}}
-    actor = VLAJEPAPolicy(
-        actor_model,
-        Normalizer.from_stats(action | {OBS_STATE: {"min": [0.0] * 6, "max": [1.0] * 6}}, dict.fromkeys(
-            (ACTION, OBS_STATE), "min_max")),
-    )
-    scene = {OBS_STATE: {"min": [0.0] * 4, "max": [1.0] * 4}, OBS_ENV_STATE: {"min": [10.0, 20.0], "max": [11.0, 22.0]}}
-    estimator = VLAJEPAPolicy(
-        estimator_model, Normalizer.from_stats(action | scene, dict.fromkeys((ACTION, OBS_STATE, OBS_ENV_STATE),
-                                                                            "min_max"))
-    )
-    return actor, estimator
-
-
-@pytest.mark.parametrize("source", ["embodied", "vision"])
-def test_the_actor_acts_on_the_proprio_state_plus_the_estimated_scene(source):
-    actor, estimator = scene_policies(source)
-    obs = observation()
-    scene = estimator.predict_environment_state(obs)
-    assert scene.shape == (2,) and scene.dtype == np.float32
-    assert 9.0 < scene[0] < 12.0 and 18.0 < scene[1] < 24.0  # un-normalized into the label's units
-    composite = EstimatedScenePolicy(actor, estimator)
-    assert isinstance(composite, Policy)
-    composite.reset()
-    composite.reseed(3)
-    chunk = composite.predict_action_chunk(obs)
-    actor.reset()
-    actor.reseed(3)
-    expected = actor.predict_action_chunk({**obs, OBS_STATE: np.concatenate([obs[OBS_STATE], scene])})
-    np.testing.assert_array_equal(chunk, expected)
-    with pytest.raises(ValueError, match="no scene-state read-out"):
-        actor.predict_environment_state(obs)
-    with pytest.raises(ValueError, match="must match"):
-        EstimatedScenePolicy(estimator, estimator)
-
-
-def test_scene_from_is_for_checkpoints_with_the_proprio_state(tmp_path):
-    from vlajepa.cli import main
-    from vlajepa.commands.evaluate import parse_policy
-
-    spec = parse_policy("checkpoint:a", scene_from="b")
-    assert spec.kwargs["scene_from"] == "b" and "scene_from" not in parse_policy("checkpoint:a").kwargs
-    with pytest.raises(ValueError, match="--scene-from applies to checkpoint policies"):
-        parse_policy("expert", scene_from="b")
-    with pytest.raises(SystemExit, match="use it with --state proprio"):
-        main(["eval", "--policy", f"checkpoint:{tmp_path}", "--state", "privileged", "--scene-from", "b",
-              "--out", str(tmp_path / "r")])

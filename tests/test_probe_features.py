@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from vlajepa.checkpoint import load_weights
-from vlajepa.config import VisionConfig, VLAJEPAConfig
-from vlajepa.models.vision import VisionEncoder
+from vlajepa.checkpoint import WEIGHTS_FILE, load_safetensors
+from vlajepa.nn.config import VisionConfig
+from vlajepa.nn.vision import VisionEncoder
+from vlajepa.policies.vla_jepa import VLAJEPAConfig
 from vlajepa.serve.testing import save_random_checkpoint
 
 TINY = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
@@ -19,7 +20,6 @@ TINY = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
 
 @pytest.fixture(scope="module")
 def probe(benchmark_script):
-    benchmark_script("probe_positions")  # imported by name by probe_features
     return benchmark_script("probe_features")
 
 
@@ -62,7 +62,7 @@ def test_encoders_load_from_a_checkpoint_a_saved_encoder_and_at_random(probe, tm
     config = VLAJEPAConfig.from_yaml(TINY)
     checkpoint = save_random_checkpoint(tmp_path / "checkpoint", config)
     encoder, vision = probe.build_encoder(str(checkpoint), str(TINY), config.image_size)
-    student = {k.removeprefix("student.vision."): v for k, v in load_weights(checkpoint).items()
+    student = {k.removeprefix("student.vision."): v for k, v in load_safetensors(checkpoint / WEIGHTS_FILE).items()
                if k.startswith("student.vision.")}
     assert vision == config.vision and student.keys() == encoder.state_dict().keys()
     assert all(torch.equal(student[k], v) for k, v in encoder.state_dict().items())

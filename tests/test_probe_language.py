@@ -9,9 +9,8 @@ import torch
 from vlajepa.constants import ACTION, OBS_STATE, TASK, image_key
 from vlajepa.envs.language import TaskLanguage
 from vlajepa.models.testing import single_thread, tiny_config
-from vlajepa.models.vla_jepa import VLAJEPA
 from vlajepa.normalize import Normalizer
-from vlajepa.policy import VLAJEPAPolicy
+from vlajepa.policies.vla_jepa import VLAJEPAPolicy
 
 
 @pytest.fixture(scope="module")
@@ -22,12 +21,12 @@ def probe_language(benchmark_script):
 @pytest.fixture(scope="module")
 def policy() -> VLAJEPAPolicy:
     torch.manual_seed(0)
-    model = VLAJEPA(tiny_config())
-    with torch.no_grad():  # move the zero-initialised output layers so the instruction changes the actions
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
     stats = {ACTION: {"min": [-1.0] * 4, "max": [1.0] * 4}, OBS_STATE: {"min": [-1.0] * 4, "max": [1.0] * 4}}
-    return VLAJEPAPolicy(model, Normalizer.from_stats(stats, {ACTION: "min_max", OBS_STATE: "min_max"}))
+    policy = VLAJEPAPolicy(tiny_config(), Normalizer.from_stats(stats, {ACTION: "min_max", OBS_STATE: "min_max"}))
+    with torch.no_grad():  # move the zero-initialised output layers so the instruction changes the actions
+        for p in policy.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return policy.eval()
 
 
 def observation(seed: int) -> dict:
@@ -43,8 +42,8 @@ def test_chunks_share_the_noise_so_only_the_instruction_differs(probe_language, 
     noise = torch.randn(1, 4, 4, generator=torch.Generator().manual_seed(0))
     with single_thread():
         out = probe_language.chunks(policy, observation(0), ["open the drawer", "open the drawer", "press it"], noise)
-        batch = policy._to_batch({**observation(0), TASK: "press it"})
-        alone = policy.model.predict_action(batch, noise=noise).double().numpy()
+        batch = policy.processor.preprocess([{**observation(0), TASK: "press it"}])
+        alone = policy.predict_action(batch, noise=noise).double().numpy()
     assert out.shape == (3, 4, 4)
     np.testing.assert_array_equal(out[0], out[1])
     np.testing.assert_allclose(out[2], alone[0], atol=1e-6)  # batching instructions changes nothing

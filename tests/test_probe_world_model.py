@@ -11,7 +11,7 @@ import torch
 
 from vlajepa.data.windows import RobotWindows
 from vlajepa.models.testing import random_batch, single_thread, tiny_config
-from vlajepa.models.vla_jepa import VLAJEPA
+from vlajepa.policies.vla_jepa import VLAJEPAPolicy
 from vlajepa.train.testing import write_robot_dataset
 
 
@@ -33,7 +33,7 @@ def test_derangement_stays_within_groups_and_moves_every_member(probe):
 def test_a_predictor_blind_to_its_conditions_gains_nothing(probe):
     torch.manual_seed(0)
     with single_thread():
-        model = VLAJEPA(tiny_config(clip_length=4)).eval()
+        model = VLAJEPAPolicy(tiny_config(clip_length=4)).eval()
         batch = random_batch(model.config, batch_size=6, robot=False)
         result = probe.batch_errors(model, batch, torch.Generator().manual_seed(0))
         errors = result["errors"]
@@ -57,7 +57,7 @@ def test_a_predictor_blind_to_its_conditions_gains_nothing(probe):
 def test_a_predictor_trained_with_context_dropout_is_also_probed_with_its_context_hidden(probe):
     predictor = dataclasses.replace(tiny_config().predictor, context_dropout=0.5)
     with single_thread():
-        model = VLAJEPA(tiny_config(clip_length=4, predictor=predictor)).eval()
+        model = VLAJEPAPolicy(tiny_config(clip_length=4, predictor=predictor)).eval()
         torch.nn.init.normal_(model.predictor.mask_token)
         batch = random_batch(model.config, batch_size=4, robot=False)
         errors = probe.batch_errors(model, batch, torch.Generator().manual_seed(0))["errors"]
@@ -68,7 +68,7 @@ def test_a_predictor_trained_with_context_dropout_is_also_probed_with_its_contex
 def test_probe_windows_reports_every_condition_and_step(probe, tmp_path):
     root = write_robot_dataset(tmp_path / "robot", lengths=(12, 9, 15))
     with single_thread():
-        model = VLAJEPA(tiny_config()).eval()
+        model = VLAJEPAPolicy(tiny_config()).eval()
         windows = RobotWindows(root, model.config, with_actions=False)
         result = probe.probe_windows(model, windows, stride=2, batch_size=8, seed=0, desc="test")
     assert result["windows"] == len(range(0, 36, 2))

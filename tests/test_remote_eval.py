@@ -4,10 +4,10 @@ import dataclasses
 
 import pytest
 
-from vlajepa.eval.policies import PolicySpec
+from vlajepa.eval.policies import PolicySource
 from vlajepa.eval.runner import EvalConfig, evaluate
 from vlajepa.models.testing import tiny_config
-from vlajepa.serve import ServerThread, load_policy
+from vlajepa.serve import ServerThread, load_served_policy
 from vlajepa.serve.testing import save_random_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -25,11 +25,11 @@ def test_remote_evaluation_equals_in_process(tmp_path):
         workers=1,
         seed=4242,
     )
-    local, _ = evaluate(PolicySpec("checkpoint", {"path": str(checkpoint)}), eval_config, progress=False)
+    local, _ = evaluate(PolicySource("checkpoint", {"path": str(checkpoint)}), eval_config, progress=False)
 
-    loaded = load_policy(checkpoint)
+    loaded = load_served_policy(checkpoint)
     with ServerThread(loaded.policy, loaded.spec) as server:
-        remote, _ = evaluate(PolicySpec("remote", {"url": server.url}), eval_config, progress=False)
+        remote, _ = evaluate(PolicySource("remote", {"url": server.url}), eval_config, progress=False)
 
     assert len(local) == len(remote) == 4
     # Summed dense reward fingerprints every executed action: equal only if every action chunk was equal.

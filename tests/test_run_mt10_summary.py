@@ -49,8 +49,7 @@ def test_summary_pools_settings_and_compares_to_bc(run_mt10) -> None:
 
 def test_no_video_ablation_trains_on_bcs_robot_batches_with_the_world_model(run_mt10, tmp_path, monkeypatch) -> None:
     args = run_mt10.argparse.Namespace(work=str(tmp_path), threads=1, config="configs/default.yaml", batch_size=None,
-                                       set=[], steps=10, state="proprio",
-                                       environment_state=False)
+                                       set=[], steps=10)
     pipeline = run_mt10.Pipeline(args)
     commands = {}
     monkeypatch.setattr(pipeline, "train", lambda name, command: commands.setdefault(name, command))
@@ -81,27 +80,27 @@ def test_finished_stages_are_reused_across_thread_and_worker_counts_but_not_othe
         pipeline.stage("eval-bc", [*never_run, "eval", "--episodes", "10", "--workers", "2"])
 
 
-def test_noisy_and_privileged_demonstrations_get_their_own_data_folder(run_mt10, tmp_path, monkeypatch) -> None:
+def test_noisy_demonstrations_get_their_own_data_folder(run_mt10, tmp_path, monkeypatch) -> None:
     commands = {}
 
-    def pipeline(noise: float, state: str = "proprio", environment_state: bool = False, quality: str = "lossless"):
+    def pipeline(noise: float, quality: str = "lossless"):
         args = run_mt10.argparse.Namespace(work=str(tmp_path / f"w{noise}{quality}"), threads=1, tasks="mt10",
                                            image_size=96, seed=0, workers=1, data_dir=str(tmp_path / "data"),
-                                           action_noise=noise, state=state, environment_state=environment_state,
+                                           action_noise=noise,
                                            video_quality=quality, still_video_camera=False, video_arm="hidden",
                                            config="configs/default.yaml", batch_size=None, set=[],
                                            settings="id", episodes=2, perturbed_episodes=1)
         p = run_mt10.Pipeline(args)
-        monkeypatch.setattr(p, "stage", lambda name, command: commands.setdefault((name, noise, state), command))
+        monkeypatch.setattr(p, "stage", lambda name, command: commands.setdefault((name, noise), command))
         return p
 
     clean, noisy = pipeline(0.0).collect("robot", 10), pipeline(0.3).collect("robot", 10)
     assert (clean.name, noisy.name) == ("mt10_96px_robot_10", "mt10_96px_robot_10_noise0.3")
-    assert "--action-noise" not in commands[("collect-robot", 0.0, "proprio")]
-    noisy_command = commands[("collect-robot", 0.3, "proprio")]
+    assert "--action-noise" not in commands[("collect-robot", 0.0)]
+    noisy_command = commands[("collect-robot", 0.3)]
     assert noisy_command[noisy_command.index("--action-noise") + 1] == "0.3"
     assert pipeline(0.3).collect("video", 5).name == "mt10_96px_video_5"  # the video set is shared
-    command = commands[("collect-robot", 0.0, "proprio")]
+    command = commands[("collect-robot", 0.0)]
     assert command[command.index("--video-quality") + 1] == "lossless"
     av1 = pipeline(0.0, quality="lerobot")  # the AV1 comparison: folders of its own, collected at that quality
     av1_commands = []
@@ -111,47 +110,6 @@ def test_noisy_and_privileged_demonstrations_get_their_own_data_folder(run_mt10,
     )
     assert [command[-2:] for command in av1_commands] == [["--video-quality", "lerobot"]] * 2
 
-    # The privileged-state diagnostic: its own robot folder, collected with the state, and a matching model width.
-    privileged = pipeline(0.0, "privileged")
-    assert privileged.collect("robot", 10).name == "mt10_96px_robot_10_privileged"
-    command = commands[("collect-robot", 0.0, "privileged")]
-    assert command[command.index("--state") + 1] == "privileged"
-    assert "--state" not in commands[("collect-robot", 0.0, "proprio")]
-    assert "model.state_dim=13" in privileged.train_args(10)
-    assert not any("state_dim" in item for item in pipeline(0.0).train_args(10))
-    assert privileged.collect("video", 5).name == "mt10_96px_video_5"
-    privileged.evaluate("bc", "bc", Path("checkpoint"))
-    command = commands[("eval-bc", 0.0, "privileged")]
-    assert command[command.index("--state") + 1] == "privileged"
-    pipeline(0.0).evaluate("bc", "bc", Path("checkpoint"))
-    assert "--state" not in commands[("eval-bc", 0.0, "proprio")]  # benchmark commands stay as they were
-
-    # The scene-state label: its own robot folder and a read-out of matching width; evaluation is unchanged.
-    scene = pipeline(0.0, "scene", environment_state=True)
-    scene.args.state = "proprio"
-    assert scene.collect("robot", 10).name == "mt10_96px_robot_10_envstate"
-    assert "--environment-state" in commands[("collect-robot", 0.0, "scene")]
-    assert "--environment-state" not in commands[("collect-robot", 0.0, "proprio")]
-    assert "model.environment_state_dim=9" in scene.train_args(10)
-    assert not any("environment_state" in item for item in pipeline(0.0).train_args(10))
-    assert scene.collect("video", 5).name == "mt10_96px_video_5"
-    scene.evaluate("bc", "bc", Path("checkpoint"))
-    assert commands[("eval-bc", 0.0, "scene")] == commands[("eval-bc", 0.0, "proprio")]
-
-    # A video set filmed with still cameras: its own video folder; the robot data are shared.
-    still = pipeline(0.0, "still")
-    still.args.state, still.args.still_video_camera = "proprio", True
-    assert still.collect("video", 5).name == "mt10_96px_video_5_still"
-    assert "--still-camera" in commands[("collect-video", 0.0, "still")]
-    assert still.collect("robot", 10).name == "mt10_96px_robot_10"
-    assert "--still-camera" not in commands[("collect-robot", 0.0, "still")]
-    assert "--arm" not in commands[("collect-video", 0.0, "still")]
-    visible = pipeline(0.0, "arm")
-    visible.args.state, visible.args.still_video_camera, visible.args.video_arm = "proprio", True, "recolored"
-    assert visible.collect("video", 5).name == "mt10_96px_video_5_still_arm-recolored"
-    command = commands[("collect-video", 0.0, "arm")]
-    assert command[command.index("--arm") + 1] == "recolored"
-    assert visible.collect("robot", 10).name == "mt10_96px_robot_10"
 
 
 def test_stale_robot_data_is_not_reused(run_mt10, tmp_path, monkeypatch) -> None:
@@ -161,8 +119,8 @@ def test_stale_robot_data_is_not_reused(run_mt10, tmp_path, monkeypatch) -> None
     from vlajepa.train.testing import write_robot_dataset, write_video_set
 
     args = run_mt10.argparse.Namespace(work=str(tmp_path / "w"), threads=1, tasks="mt10", image_size=96, seed=0,
-                                       workers=1, data_dir=str(tmp_path / "data"), action_noise=0.0, state="proprio",
-                                       environment_state=False, video_quality="lossless",
+                                       workers=1, data_dir=str(tmp_path / "data"), action_noise=0.0,
+                                       video_quality="lossless",
                                        still_video_camera=False, video_arm="hidden")
     pipeline = run_mt10.Pipeline(args)
     monkeypatch.setattr(pipeline, "stage", lambda name, command: pytest.fail("an existing folder is not collected"))

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from vlajepa.config import VLAJEPAConfig
+from vlajepa.checkpoint import CheckpointError
 from vlajepa.constants import OBS_STATE, TASK
-from vlajepa.policy import VLAJEPAPolicy
-from vlajepa.serve import Client, RemotePolicy, ServerConfig, ServerThread, load_policy
+from vlajepa.policies.vla_jepa import VLAJEPAConfig, VLAJEPAPolicy
+from vlajepa.serve import Client, RemotePolicy, ServerConfig, ServerThread, load_served_policy
 from vlajepa.serve.testing import save_random_checkpoint
 
 TINY = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
@@ -56,14 +56,14 @@ def _seed_like_the_harness(policy, seed: int) -> None:
 
 
 def test_spec_comes_from_the_checkpoint_config(checkpoint):
-    loaded = load_policy(checkpoint)
+    loaded = load_served_policy(checkpoint)
     spec = loaded.spec
     assert (spec.action_dim, spec.chunk_length, spec.state_dim) == (4, 4, 4)
     assert spec.image_keys == (KEY,) and spec.images[0].shape == (32, 32, 3) and spec.images[0].any_size
     assert spec.model["name"] == "VLAJEPAPolicy" and spec.model["parameters"] > 0
     assert spec.model["config"]["image_size"] == 32 and spec.model["checkpoint"] == str(checkpoint)
-    with pytest.raises(FileNotFoundError):
-        load_policy(checkpoint.parent / "missing")
+    with pytest.raises(CheckpointError, match="missing: checkpoint directory does not exist"):
+        load_served_policy(checkpoint.parent / "missing")
 
 
 def test_seeded_episodes_through_the_server_equal_in_process(checkpoint):
@@ -77,7 +77,7 @@ def test_seeded_episodes_through_the_server_equal_in_process(checkpoint):
         reference.reset()
         expected.append([reference.predict_action_chunk(o) for o in observations])
 
-    loaded = load_policy(checkpoint)
+    loaded = load_served_policy(checkpoint)
     with ServerThread(loaded.policy, loaded.spec) as server, RemotePolicy(server.url) as remote:
         assert remote.spec == loaded.spec
         for seed, want in zip(seeds, expected, strict=True):
@@ -93,7 +93,7 @@ def test_seeded_episodes_through_the_server_equal_in_process(checkpoint):
 
 @pytest.mark.parametrize("max_batch", [1, 8])
 def test_eight_clients_at_once_on_the_real_model(checkpoint, max_batch):
-    loaded = load_policy(checkpoint)
+    loaded = load_served_policy(checkpoint)
     config = ServerConfig(port=0, max_batch=max_batch, batch_wait_s=0.02)
 
     def run(i: int, url: str) -> list[dict]:
@@ -122,7 +122,7 @@ def test_concurrent_connections_keep_their_own_noise(checkpoint):
             remote.reseed(i)
             return [remote.predict_action_chunk(_obs(10 * i + j)) for j in range(3)]
 
-    loaded = load_policy(checkpoint)
+    loaded = load_served_policy(checkpoint)
     with ServerThread(loaded.policy, loaded.spec) as server, ThreadPoolExecutor(4) as pool:
         results = list(pool.map(run, range(4), [server.url] * 4))
     for i, chunks in enumerate(results):

@@ -17,10 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-from vlajepa.config import VLAJEPAConfig
 from vlajepa.constants import OBS_STATE, TASK
-from vlajepa.policy import VLAJEPAPolicy
-from vlajepa.serve import ServerThread, load_policy
+from vlajepa.policies.vla_jepa import VLAJEPAConfig, VLAJEPAPolicy
+from vlajepa.serve import ServerThread, load_served_policy
 from vlajepa.serve.testing import save_random_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,7 +91,7 @@ def test_openpi_websocket_client_policy_gets_the_in_process_actions(openpi_pytho
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny model; avoids spinning threads on 2 busy cores
     try:
-        loaded = load_policy(checkpoint)
+        loaded = load_served_policy(checkpoint)
         with ServerThread(loaded.policy, loaded.spec) as server:
             result = subprocess.run(
                 [openpi_python, str(script), "127.0.0.1", str(server.port), str(out)],

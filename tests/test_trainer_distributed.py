@@ -70,10 +70,10 @@ def _worker(out: Path, robot: str, video: str) -> None:
     )  # robot and video batches alternate: the action head is unused on video steps
     trainer = Trainer(tiny_config(), config, out, progress=False)
     if trainer.is_main:
-        initial = {k: v.clone().contiguous() for k, v in trainer.model.state_dict().items()}
+        initial = {k: v.clone().contiguous() for k, v in trainer.policy.state_dict().items()}
         save_file(initial, out / "initial.safetensors")
     result = trainer.train()
-    weights = {k: v.contiguous() for k, v in trainer.model.state_dict().items()}
+    weights = {k: v.contiguous() for k, v in trainer.policy.state_dict().items()}
     save_file(weights, out / f"rank{trainer.rank}.safetensors")
     report = {"rank": trainer.rank, "world_size": trainer.world_size, "losses": result.losses}
     print(json.dumps(report), flush=True)  # noqa: T201 - read by the test

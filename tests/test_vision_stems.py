@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from vlajepa.config import VisionConfig
-from vlajepa.models.encoder_pretrain import EncoderPretrainConfig, MaskedLatentModel
-from vlajepa.models.vision import VisionEncoder
+from vlajepa.nn.config import VisionConfig
+from vlajepa.nn.vision import VisionEncoder
+from vlajepa.train.encoder_pretrain import EncoderPretrainConfig, MaskedLatentModel
 
 
 def _stem_tokens(stem: str, images: torch.Tensor) -> torch.Tensor:

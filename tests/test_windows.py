@@ -12,7 +12,6 @@ from vlajepa.constants import (
     ACTION_IS_PAD,
     FUTURE_FRAME_IDS,
     FUTURE_IS_PAD,
-    OBS_ENV_STATE,
     OBS_IMAGES,
     OBS_STATE,
     TASK,
@@ -128,23 +127,6 @@ def test_mismatched_dataset_is_named(robot_root, config):
         RobotWindows(robot_root, config.replace(cameras=("corner3",)))
     with pytest.raises(DatasetFormatError, match="shape"):
         RobotWindows(robot_root, config.replace(action_dim=7))
-
-
-def test_scene_state_label_is_loaded_normalized_only_when_the_model_reads_it_out(robot_root, config, tmp_path):
-    root = write_robot_dataset(tmp_path / "scene", LENGTHS, size=32, environment_state=True)
-    reading = config.replace(environment_state_dim=2)
-    windows = RobotWindows(root, reading)
-    raw = LeRobotDataset(root).column(OBS_ENV_STATE)
-    expected = windows.normalizer.normalize(OBS_ENV_STATE, raw)
-    assert expected.min() == pytest.approx(-1, abs=1e-6) and expected.max() == pytest.approx(1, abs=1e-6)
-    assert torch.allclose(windows[3][OBS_ENV_STATE].double(), torch.from_numpy(expected[3]).double(), atol=1e-6)
-    assert OBS_ENV_STATE not in RobotWindows(root, config)[3]  # the model does not read it out: not loaded
-    assert OBS_ENV_STATE not in RobotWindows(root, reading, with_actions=False)[3]  # world-model-only windows
-    missing = r"info\.json.*no 'observation\.environment_state'.*--environment-state"
-    with pytest.raises(DatasetFormatError, match=missing):
-        RobotWindows(robot_root, reading)
-    with pytest.raises(DatasetFormatError, match="shape"):
-        RobotWindows(root, config.replace(environment_state_dim=9))
 
 
 # ---------------------------------------------------------------------------- video windows

@@ -51,11 +51,8 @@ class CollectConfig:
         Gaussian noise of this standard deviation (actions live in [-1, 1]), while the dataset records the expert's
         clean action at every visited state. The demonstrations then cover the small drifts a learned policy makes
         and label how the expert corrects them; 0 records the expert's own trajectories. Seeded per attempt.
-    state: what ``observation.state`` records (``vlajepa.envs.state``): ``proprio`` (the benchmark) or
-        ``privileged`` (plus object and goal positions, a diagnostic of how much perception costs).
     environment_state: also record ``observation.environment_state`` (object and goal xyz from the simulator,
-        :data:`vlajepa.envs.state.ENVIRONMENT_STATE_NAMES`): a training label for the student's auxiliary
-        position read-out (``model.environment_state_dim``), never a policy input.
+        :data:`vlajepa.envs.state.ENVIRONMENT_STATE_NAMES`) as data for analyses; no policy reads it.
     still_camera: with ``domain_shift``, film each episode from its (randomly moved) viewpoint without the slow
         drift and per-frame shake: the change between frames is then the scene's own motion, which a world model can
         learn to predict, instead of mostly random camera motion, which it cannot.
@@ -76,16 +73,12 @@ class CollectConfig:
     max_attempt_factor: float = 2.0
     paraphrases: bool = True
     action_noise: float = 0.0
-    state: str = "proprio"
     environment_state: bool = False
     video_quality: str = "lossless"
     still_camera: bool = False
     arm: str = "hidden"
 
     def __post_init__(self) -> None:
-        from vlajepa.envs.state import check_state_kind
-
-        check_state_kind(self.state)
         video_quality(self.video_quality)
         if not (math.isfinite(self.action_noise) and self.action_noise >= 0.0):
             raise ValueError(f"action_noise must be a finite number >= 0, got {self.action_noise}")
@@ -134,10 +127,10 @@ def _env_for(attempt: Attempt):
     config = attempt.config
     key = (
         attempt.task, config.image_size, config.camera, config.domain_shift, config.still_camera, config.arm,
-        config.seed, config.state,
+        config.seed,
     )
     if key not in _ENVS:
-        kwargs = {"image_size": config.image_size, "state": config.state}
+        kwargs = {"image_size": config.image_size}
         if config.camera is not None:
             kwargs["camera"] = config.camera
         if config.domain_shift:
@@ -335,7 +328,7 @@ def collect_robot_dataset(config: CollectConfig, root: str | Path, progress: boo
 
     def open_writer(first: Episode, provenance: dict[str, Any]) -> LeRobotDatasetWriter:
         features = robot_features(
-            first.image_key, first.images.shape[1:], config.state, first.action.shape[1:], config.environment_state
+            first.image_key, first.images.shape[1:], first.action.shape[1:], config.environment_state
         )
         encoding = video_quality(config.video_quality)
         return LeRobotDatasetWriter(
@@ -372,15 +365,14 @@ def collect_video_set(config: CollectConfig, root: str | Path, progress: bool = 
 def robot_features(
     image_key: str,
     image_shape: Sequence[int],
-    state: str,
     action_shape: Sequence[int],
     environment_state: bool = False,
 ) -> dict:
-    """LeRobot ``features`` for one camera, the state of kind ``state`` (``vlajepa.envs.state``), the action and,
-    with ``environment_state``, the simulator's object and goal positions."""
-    from vlajepa.envs.state import ENVIRONMENT_STATE_NAMES, state_names
+    """LeRobot ``features`` for one camera, the proprioceptive state, the action and, with ``environment_state``,
+    the simulator's object and goal positions."""
+    from vlajepa.envs.state import ENVIRONMENT_STATE_NAMES, STATE_NAMES
 
-    names = list(state_names(state))
+    names = list(STATE_NAMES)
     features = {
         image_key: {"dtype": "video", "shape": list(image_shape), "names": ["height", "width", "channels"]},
         OBS_STATE: {"dtype": "float32", "shape": [len(names)], "names": names},

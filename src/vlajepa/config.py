@@ -1,27 +1,32 @@
-"""Typed model configuration, saved as JSON with every checkpoint and loaded from YAML presets in
-``configs/``.
+"""The config base: typed frozen dataclasses saved as JSON beside every checkpoint, a ``type`` tag and registry for
+policy configs, a config version and the one migration that loads configs written by older versions.
 
-Every config is a frozen dataclass, so a model built from a config cannot drift from what is written next to
-its weights. ``to_dict``/``from_dict`` round-trip through plain JSON types; ``from_dict`` rejects unknown
-fields (a typo in a preset must not be silently ignored) and, unless ``partial=True``, missing ones (a
-checkpoint's config must be complete). YAML presets hold the model config under a top-level ``model:`` key
-(other sections belong to other parts of the program) and may be partial: absent fields take the defaults
-below.
+Every config is a frozen dataclass, so a model built from a config cannot drift from what is written next to its
+weights. ``to_dict``/``from_dict`` round-trip through plain JSON types; ``from_dict`` rejects unknown fields (a typo
+in a preset must not be silently ignored) and, unless ``partial=True``, missing ones (a checkpoint's config must be
+complete). Saved files (``save_json``) carry ``config_version``; ``load_json`` passes them through
+:func:`migrate_config` first, so a checkpoint written by an older version loads or fails with a message that says
+why. YAML presets (:mod:`vlajepa.presets`) hold a policy config under ``model:`` and a training config under
+``train:`` and may be partial: absent fields take the defaults.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-# Field metadata of a field added after configs were first saved: a saved config without it predates it and
-# behaved as its default does, so it loads with the default (any other missing field is an error).
-ADDED_LATER = {"added_later": True}
+# Version of the saved config format. 1: written before the policy registry (``model_type`` instead of ``type``,
+# no ``config_version``, fields added later missing from older files); 2: today's.
+CONFIG_VERSION = 2
+VERSION_KEY = "config_version"
+TYPE_KEY = "type"
+DEFAULT_POLICY_TYPE = "vla_jepa"  # what a preset's model: section without a type describes
 
 
 class ConfigError(ValueError):
@@ -31,15 +36,16 @@ class ConfigError(ValueError):
 class JsonConfig:
     """JSON/YAML (de)serialization shared by the top-level configs (mixed into frozen dataclasses).
 
-    ``YAML_SECTION`` names the preset section a subclass reads; ``YAML_SECTION_REQUIRED`` says whether a preset
-    without that section is an error or means "all defaults". Every error names the file and the dotted field.
+    ``YAML_SECTION`` names the preset section a subclass reads (and the kind of config :func:`migrate_config`
+    upgrades); ``YAML_SECTION_REQUIRED`` says whether a preset without that section is an error or means "all
+    defaults". Every error names the file and the dotted field.
     """
 
     YAML_SECTION: typing.ClassVar[str]
     YAML_SECTION_REQUIRED: typing.ClassVar[bool] = True
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-compatible dict (tuples become lists)."""
+        """Plain JSON-compatible dict of the fields (tuples become lists)."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
@@ -47,16 +53,25 @@ class JsonConfig:
         """Build from ``to_dict`` output; ``partial`` lets absent fields take their defaults."""
         return _build(cls, data, "", partial)
 
+    def to_json(self) -> dict[str, Any]:
+        """What ``save_json`` writes: the fields under a header (``config_version``)."""
+        return {VERSION_KEY: CONFIG_VERSION, **self.to_dict()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> typing.Self:
+        """Build from a saved file's contents of any supported version (see :func:`migrate_config`)."""
+        return cls.from_dict(migrate_config(data, cls.YAML_SECTION))
+
     def save_json(self, path: str | Path) -> None:
         from vlajepa.io_utils import atomic_write_json
 
-        atomic_write_json(path, self.to_dict())
+        atomic_write_json(path, self.to_json())
 
     @classmethod
     def load_json(cls, path: str | Path) -> typing.Self:
         path = Path(path)
         try:
-            return cls.from_dict(read_json_file(path))
+            return cls.from_json(read_json_file(path))
         except ConfigError as err:
             message = str(err)
             raise ConfigError(message if message.startswith(str(path)) else f"{path}: {message}") from err
@@ -79,132 +94,34 @@ class JsonConfig:
         if not isinstance(section, dict):
             raise ConfigError(f"{path}: expected a mapping with a '{cls.YAML_SECTION}:' section")
         try:
-            return cls.from_dict(section, partial=True)
+            return cls.from_section(section)
         except ConfigError as err:
             raise ConfigError(f"{path}: {err}") from err
+
+    @classmethod
+    def from_section(cls, section: dict[str, Any]) -> typing.Self:
+        """Build from a preset section (partial)."""
+        return cls.from_dict(section, partial=True)
 
     def replace(self, **changes: Any) -> typing.Self:
         """A copy with some top-level fields changed (sub-configs are replaced whole)."""
         return dataclasses.replace(self, **changes)
 
 
-@dataclass(frozen=True)
-class VisionConfig:
-    """Small ViT that turns one RGB frame into patch tokens."""
-
-    patch_size: int = 12  # side of a square patch in pixels; the image size must be a multiple of it
-    dim: int = 128  # token width
-    # patch: one linear projection per patch (plain ViT); conv: a stack of non-overlapping convolutions (kernel =
-    # stride, the prime factors of patch_size) that still sees each patch alone but trains better from little data;
-    # cnn: overlapping strided convolutions with residual blocks (the same token grid, but each token also sees its
-    # neighbours' pixels: translation-equivariant features for small objects on patch borders). Not for masked
-    # pretraining (`pretrain-encoder`), where overlap would leak dropped patches into kept tokens.
-    stem: Literal["patch", "conv", "cnn"] = "patch"
-    depth: int = 4  # transformer blocks
-    heads: int = 4  # attention heads; must divide dim
-    mlp_ratio: float = 4.0  # MLP hidden width as a multiple of dim
+_POLICY_CONFIGS: dict[str, type[PolicyConfig]] = {}
 
 
 @dataclass(frozen=True)
-class LanguageConfig:
-    """Instruction encoder: a trainable toy encoder for tests or the frozen all-MiniLM-L6-v2."""
+class PolicyConfig(JsonConfig):
+    """Base of every policy's config: the ``type`` tag that picks the policy class, and the observation and action
+    interface every policy shares (what the data pipeline, the evaluation harness and the server read).
 
-    kind: Literal["tiny", "minilm"] = "minilm"  # tiny: trainable hashed-word encoder; minilm: frozen MiniLM
-    dim: int = 64  # tiny only: token width (minilm's width is fixed by the checkpoint, 384)
-    depth: int = 1  # tiny only: transformer blocks
-    heads: int = 4  # tiny only: attention heads; must divide dim
-    vocab_size: int = 4096  # tiny only: hash buckets for words (collisions are harmless at this size)
-    max_tokens: int = 32  # tokens kept per instruction (words for tiny, word pieces for minilm)
-    model_dir: str | None = None  # minilm only: local transformers BERT folder; None = the PyPI package
-
-
-@dataclass(frozen=True)
-class StudentConfig:
-    """Fusion transformer over instruction, current-image and state tokens plus the learned action queries."""
-
-    dim: int = 128  # token width
-    depth: int = 4  # transformer blocks
-    heads: int = 4  # attention heads; must divide dim
-    mlp_ratio: float = 4.0  # MLP hidden width as a multiple of dim
-    use_state: bool = True  # add a state token (a learned placeholder stands in when a batch has none)
-    # spatial-softmax keypoint tokens per view (vlajepa.models.keypoints), read from the current image beside the
-    # patch tokens; 0 turns them off. Student only: the target encoder and masked pretraining never see them.
-    keypoints: int = field(default=0, metadata=ADDED_LATER)
-    # one more instruction token: the masked mean of the instruction's token features, L2-normalized (the
-    # sentence embedding MiniLM was trained to produce; paraphrases land close together), beside the token features
-    sentence_token: bool = field(default=False, metadata=ADDED_LATER)
-
-
-@dataclass(frozen=True)
-class TargetConfig:
-    """Target encoder that turns each future frame into the latents the world model predicts (no gradient)."""
-
-    kind: Literal["ema", "frozen"] = "ema"  # ema: moving average of the student's vision encoder; frozen
-    ema_momentum: float = 0.996  # ema only: target <- m * target + (1 - m) * student vision after each step
-    # frozen only: safetensors file of the encoder's weights, a reference never copied into the policy
-    # checkpoint; None: random weights drawn from `seed` (a random-feature baseline)
-    checkpoint: str | None = None
-    seed: int = 0  # frozen without checkpoint: seed of the random weights, so the reference reproduces them
-    vision: VisionConfig | None = None  # frozen only: the encoder's architecture; None = the student's
-
-
-@dataclass(frozen=True)
-class PredictorConfig:
-    """Block-causal latent world model: predicts frame t+1 latents from [conditions_t, frame-t latents]."""
-
-    dim: int = 128  # token width
-    depth: int = 3  # transformer blocks
-    heads: int = 4  # attention heads; must divide dim
-    mlp_ratio: float = 4.0  # MLP hidden width as a multiple of dim
-    loss: Literal["l1", "mse"] = "l1"  # distance between predicted and target latents (V-JEPA uses L1)
-    rollout_steps: int = 0  # also imagine this many steps from frame 0 (feeding predictions back); 0: off
-    rollout_weight: float = 1.0  # weight of the rollout loss relative to the teacher-forcing loss
-    # average-pool each view's target latents over latent_pool x latent_pool patch squares before the predictor
-    # (inputs and targets alike): latent_pool**2 times fewer predictor tokens; 1: every patch token
-    latent_pool: int = field(default=1, metadata=ADDED_LATER)
-    # predict frame t+1 as frame t's latents plus a learned change (the output layer starts at zero, so an untrained
-    # predictor copies the frame): consecutive latents differ little, and an absolute predictor spends
-    # its loss re-drawing the static scene, not the motion the latent-action tokens could explain
-    # (benchmarks/results/mt10_wm_probe.md); False: predict the latents themselves
-    residual: bool = field(default=False, metadata=ADDED_LATER)
-    # share of training windows whose context latents the predictor does not see (a learned mask token stands in),
-    # so their future must come through the student's latent-action tokens: with a deterministic demonstrator the
-    # future is a function of the current frame, and a predictor that sees it has no use for the tokens; 0: off
-    context_dropout: float = field(default=0.0, metadata=ADDED_LATER)
-
-
-@dataclass(frozen=True)
-class ActionHeadConfig:
-    """Flow-matching DiT that denoises an action chunk while cross-attending the embodied-action tokens."""
-
-    dim: int = 128  # token width
-    depth: int = 3  # DiT blocks
-    heads: int = 4  # attention heads; must divide dim
-    mlp_ratio: float = 4.0  # MLP hidden width as a multiple of dim
-    use_state: bool = True  # add the proprioceptive state as one more token
-    num_inference_steps: int = 10  # Euler steps from noise (t=1) to actions (t=0)
-    time_beta_alpha: float = 1.5  # training time t ~ Beta(alpha, beta), as in pi0 (more weight on noisy t)
-    time_beta_beta: float = 1.0  # second Beta parameter
-    time_min: float = 0.001  # t is rescaled to [time_min, 1] so the velocity target stays informative
-    # (noise, time) draws per training sample: the student's encoding is shared by all of them, so k > 1 gives
-    # the action head k flow-matching pairs per image for the cost of the head alone (a lower-variance loss)
-    loss_samples: int = field(default=1, metadata=ADDED_LATER)
-
-
-@dataclass(frozen=True)
-class RegularizerConfig:
-    """Anti-collapse term R applied to the student's vision tokens (what an EMA target follows)."""
-
-    kind: Literal["none", "vicreg", "sigreg"] = "sigreg"  # vicreg: variance + covariance; sigreg: LeJEPA
-    num_slices: int = 64  # sigreg only: random 1-D projections per call
-    num_points: int = 17  # sigreg only: quadrature points of the Epps-Pulley integral on [0, 5]
-
-
-@dataclass(frozen=True)
-class VLAJEPAConfig(JsonConfig):
-    """The whole VLA-JEPA model: the student, the action head and (optionally) the latent world model."""
+    A subclass sets ``type`` (a class attribute) and is registered by it; ``config.json`` stores the tag, so
+    loading a checkpoint needs no knowledge of which policy wrote it (:func:`vlajepa.policies.load_policy`).
+    """
 
     YAML_SECTION = "model"
+    type: typing.ClassVar[str]
 
     cameras: tuple[str, ...] = ("workspace_oblique",)  # vlajepa.envs.CAMERAS names; keys observation.images.<cam>
     image_size: int = 96  # square input resolution of every camera, in pixels
@@ -212,117 +129,156 @@ class VLAJEPAConfig(JsonConfig):
     action_dim: int = 4  # action width (normalized)
     chunk_size: int = 8  # H: actions predicted per chunk
     n_action_steps: int = 8  # actions of each chunk executed before predicting again (<= chunk_size)
-    clip_length: int = 4  # T: future clip frames t, t+s, ..., t+(T-1)s (the first is the current one)
-    frame_stride: int = 4  # s: environment steps between consecutive clip frames
-    num_latent_action_tokens: int = 2  # K: latent-action tokens per future step (K * (T-1) queries in all)
-    num_embodied_tokens: int = 4  # M: embodied-action queries read by the action head
-    use_world_model: bool = True  # False: plain behaviour cloning (student + action head only)
-    wm_weight: float = 1.0  # beta: weight of the world-model loss on robot batches (video batches: weight 1)
-    reg_weight: float = 0.0  # lambda: weight of the anti-collapse regularizer (0: off)
-    # Auxiliary read-out of observation.environment_state (the simulator's object and goal xyz) from the embodied
-    # tokens on robot batches: a training-time label only, never an input. 0: off (no head, no label needed).
-    environment_state_dim: int = field(default=0, metadata=ADDED_LATER)
-    environment_state_weight: float = field(default=1.0, metadata=ADDED_LATER)
-    # What the read-out reads: "embodied" (the tokens the action head reads, so the actor's input must carry the
-    # positions), "vision" (the student's current-frame patch tokens, so only the vision encoder is taught where
-    # things are; the read-out then serves as a scene estimator for `vlajepa eval --scene-from`) or "keypoints" (the
-    # student's spatial-softmax keypoint tokens, student.keypoints > 0: image coordinates of learned detectors).
-    environment_state_source: Literal["embodied", "vision", "keypoints"] = field(
-        default="embodied", metadata=ADDED_LATER
-    )
-    # The read-out's form (vlajepa.models.readout): "flat" (an MLP over all tokens) or "attention" (one learned
-    # query per coordinate pooling the tokens, weights shared across token positions).
-    environment_state_head: Literal["flat", "attention"] = field(default="flat", metadata=ADDED_LATER)
-    # Act on the read-out (needs a vision or keypoints read-out): the student and the action head read the state
-    # joined with the scene state, the label plus Gaussian noise of std environment_state_noise (normalized units)
-    # on training robot batches and the read-out's own estimate when acting. One network, an explicit position
-    # interface: the label still only trains the read-out and the vision encoder, never replaces the image.
-    act_on_environment_state: bool = field(default=False, metadata=ADDED_LATER)
-    environment_state_noise: float = field(default=0.0, metadata=ADDED_LATER)
-    vision: VisionConfig = field(default_factory=VisionConfig)  # student vision encoder (and EMA target)
-    language: LanguageConfig = field(default_factory=LanguageConfig)  # instruction encoder
-    student: StudentConfig = field(default_factory=StudentConfig)  # fusion transformer
-    target: TargetConfig = field(default_factory=TargetConfig)  # target encoder of the world model
-    predictor: PredictorConfig = field(default_factory=PredictorConfig)  # latent world model
-    action_head: ActionHeadConfig = field(default_factory=ActionHeadConfig)  # flow-matching action head
-    regularizer: RegularizerConfig = field(default_factory=RegularizerConfig)  # anti-collapse term
+    # The clip a training window reads besides the current frame: frames t, t+s, ..., t+(T-1)s (T = clip_length,
+    # s = frame_stride; the first is the current one). Future frames are only ever targets, never inputs.
+    clip_length: int = 4
+    frame_stride: int = 4
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        name = cls.__dict__.get("type")
+        if isinstance(name, str):
+            if name in _POLICY_CONFIGS and _POLICY_CONFIGS[name].__qualname__ != cls.__qualname__:
+                raise ConfigError(f"policy type {name!r} is registered twice ({_POLICY_CONFIGS[name].__name__})")
+            _POLICY_CONFIGS[name] = cls
 
     @property
-    def actor_state_dim(self) -> int:
-        """Width of the state the student and the action head read: ``observation.state``, joined with the scene
-        state when ``act_on_environment_state``."""
-        return self.state_dim + (self.environment_state_dim if self.act_on_environment_state else 0)
+    def uses_state(self) -> bool:
+        """Whether the policy reads ``observation.state``."""
+        return True
+
+    @property
+    def uses_future_frames(self) -> bool:
+        """Whether training windows need the future clip (as targets)."""
+        return False
+
+    def to_json(self) -> dict[str, Any]:
+        return {VERSION_KEY: CONFIG_VERSION, TYPE_KEY: self.type, **self.to_dict()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PolicyConfig:
+        """Build the registered config class named by the data's ``type`` (this class or a subclass of it)."""
+        data = migrate_config(data, cls.YAML_SECTION)
+        name = data.pop(TYPE_KEY, None)
+        target = policy_config_class(name)
+        if not issubclass(target, cls):
+            raise ConfigError(f"type {name!r} is a {target.__name__}, not a {cls.__name__}")
+        return target.from_dict(data)
+
+    @classmethod
+    def from_section(cls, section: dict[str, Any]) -> PolicyConfig:
+        """A preset's ``model:`` section; its ``type`` (default: this class's) picks the class."""
+        section = dict(section)
+        name = section.pop(TYPE_KEY, getattr(cls, "type", DEFAULT_POLICY_TYPE))
+        return policy_config_class(name).from_dict(section, partial=True)
+
+    def problems(self) -> list[str]:
+        """What is wrong with this config (empty when valid); subclasses extend the list."""
+        found = []
+        if not self.cameras:
+            found.append("cameras: at least one camera is required")
+        if len(set(self.cameras)) != len(self.cameras):
+            found.append(f"cameras: duplicates in {self.cameras}")
+        for name in ("image_size", "chunk_size", "state_dim", "action_dim", "frame_stride", "clip_length"):
+            if getattr(self, name) < 1:
+                found.append(f"{name}={getattr(self, name)} must be >= 1")
+        if not 1 <= self.n_action_steps <= self.chunk_size:
+            found.append(f"n_action_steps={self.n_action_steps} must be in [1, chunk_size={self.chunk_size}]")
+        return found
 
     def __post_init__(self) -> None:
-        problems = []
-        if not self.cameras:
-            problems.append("cameras: at least one camera is required")
-        if len(set(self.cameras)) != len(self.cameras):
-            problems.append(f"cameras: duplicates in {self.cameras}")
-        for name, sub in (("vision", self.vision), ("target.vision", self.target.vision)):
-            if sub is not None and self.image_size % sub.patch_size:
-                problems.append(
-                    f"{name}.patch_size={sub.patch_size} does not divide image_size={self.image_size}"
+        found = self.problems()
+        if found:
+            raise ConfigError(f"invalid {type(self).__name__}: " + "; ".join(found))
+
+
+def policy_config_class(name: Any) -> type[PolicyConfig]:
+    """The config class registered under ``name`` (import :mod:`vlajepa.policies` first to register the built-in
+    policies)."""
+    if name not in _POLICY_CONFIGS:
+        known = ", ".join(sorted(_POLICY_CONFIGS)) or "none registered"
+        raise ConfigError(f"unknown policy type {name!r}; known types: {known}")
+    return _POLICY_CONFIGS[name]
+
+
+def registered_policy_types() -> tuple[str, ...]:
+    return tuple(sorted(_POLICY_CONFIGS))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Migration of configs saved by older versions
+# ----------------------------------------------------------------------------------------------------------
+
+# Version 1 files omit the fields added after configs were first saved; they behaved as these values.
+_V1_ADDED_LATER: dict[str, dict[str, Any]] = {
+    "model": {
+        "predictor.latent_pool": 1,
+        "predictor.residual": False,
+        "predictor.context_dropout": 0.0,
+        "action_head.loss_samples": 1,
+    },
+    "train": {"init_vision": None, "ema_weights": 0.0},
+}
+# Experiment-only options removed from the library in version 2 (their findings are in docs/results.md), with the
+# value that means "off": a version-1 checkpoint that used one cannot be rebuilt by this version.
+_V1_REMOVED: dict[str, dict[str, Any]] = {
+    "model": {
+        "environment_state_dim": 0,
+        "environment_state_weight": None,  # any value: only read when environment_state_dim > 0
+        "environment_state_source": None,
+        "environment_state_head": None,
+        "act_on_environment_state": False,
+        "environment_state_noise": None,
+        "student.keypoints": 0,
+        "student.sentence_token": False,
+    },
+    "train": {},
+}
+
+
+def migrate_config(data: dict[str, Any], section: str) -> dict[str, Any]:
+    """Upgrade a saved config dict of section ``model`` (a policy) or ``train`` to :data:`CONFIG_VERSION`.
+
+    The returned dict has no ``config_version`` key (a policy's keeps ``type``). Version 1 policy configs named their
+    class ``model_type: vla_jepa``; fields added later take the values they behaved as; experiment-only options
+    removed in version 2 are dropped when they were off and are an error (naming the field) when they were on.
+    """
+    data = copy.deepcopy(data)
+    version = data.pop(VERSION_KEY, 1)
+    if not isinstance(version, int) or version < 1:
+        raise ConfigError(f"{VERSION_KEY}={version!r} is not a config version")
+    if version > CONFIG_VERSION:
+        raise ConfigError(
+            f"{VERSION_KEY}={version}: written by a newer vlajepa (this one reads up to {CONFIG_VERSION}); upgrade it"
+        )
+    if version == 1:
+        if section == "model":
+            data[TYPE_KEY] = data.pop("model_type", None)
+        for dotted, off in _V1_REMOVED.get(section, {}).items():
+            parent, key = _parent(data, dotted)
+            if parent is None or key not in parent:
+                continue
+            value = parent.pop(key)
+            if off is not None and value != off:
+                raise ConfigError(
+                    f"field {dotted!r} is {value!r}: an experiment-only option removed from the library (config "
+                    f"version 2); this checkpoint needs vlajepa 0.1.0 at commit 18e956b"
                 )
-        for name in ("vision", "student", "predictor", "action_head"):
-            sub = getattr(self, name)
-            if sub.dim % sub.heads:
-                problems.append(f"{name}.heads={sub.heads} does not divide {name}.dim={sub.dim}")
-        if self.language.kind == "tiny" and self.language.dim % self.language.heads:
-            problems.append(f"language.heads={self.language.heads} does not divide language.dim")
-        if not 1 <= self.n_action_steps <= self.chunk_size:
-            problems.append(
-                f"n_action_steps={self.n_action_steps} must be in [1, chunk_size={self.chunk_size}]"
-            )
-        if self.use_world_model and self.clip_length < 2:
-            problems.append(f"clip_length={self.clip_length}: the world model needs at least 2 frames")
-        if self.predictor.rollout_steps > self.clip_length - 1:
-            problems.append(f"predictor.rollout_steps={self.predictor.rollout_steps} > clip_length - 1")
-        if not 0.0 <= self.predictor.context_dropout <= 1.0:
-            problems.append(f"predictor.context_dropout={self.predictor.context_dropout} must be in [0, 1]")
-        target_patch = (self.target.vision or self.vision).patch_size
-        if self.predictor.latent_pool < 1 or (self.image_size // target_patch) % self.predictor.latent_pool:
-            problems.append(
-                f"predictor.latent_pool={self.predictor.latent_pool} must be >= 1 and divide the target's patch "
-                f"grid side {self.image_size // target_patch}"
-            )
-        if self.target.kind == "ema" and self.target.vision is not None:
-            problems.append("target.vision must be null for an EMA target (it copies the student's encoder)")
-        for name in (
-            "chunk_size",
-            "state_dim",
-            "action_dim",
-            "frame_stride",
-            "num_latent_action_tokens",
-            "num_embodied_tokens",
-        ):
-            if getattr(self, name) < 1:
-                problems.append(f"{name}={getattr(self, name)} must be >= 1")
-        if self.action_head.loss_samples < 1:
-            problems.append(f"action_head.loss_samples={self.action_head.loss_samples} must be >= 1")
-        if self.wm_weight < 0 or self.reg_weight < 0 or self.environment_state_weight < 0:
-            problems.append("wm_weight, reg_weight and environment_state_weight must be >= 0")
-        if self.environment_state_dim < 0:
-            problems.append(f"environment_state_dim={self.environment_state_dim} must be >= 0 (0: off)")
-        if self.environment_state_source not in ("embodied", "vision", "keypoints"):
-            problems.append(
-                f"environment_state_source={self.environment_state_source!r} must be embodied, vision or keypoints"
-            )
-        if self.environment_state_head not in ("flat", "attention"):
-            problems.append(f"environment_state_head={self.environment_state_head!r} must be flat or attention")
-        if self.environment_state_source == "keypoints" and self.student.keypoints < 1:
-            problems.append("environment_state_source='keypoints' needs student.keypoints > 0")
-        view_read_out = self.environment_state_dim > 0 and self.environment_state_source != "embodied"
-        if self.act_on_environment_state and not view_read_out:
-            problems.append(
-                "act_on_environment_state needs a read-out of the current frame (environment_state_dim > 0 and "
-                "environment_state_source 'vision' or 'keypoints'): the scene estimate must exist before the student "
-                "fuses the state"
-            )
-        if self.environment_state_noise < 0:
-            problems.append(f"environment_state_noise={self.environment_state_noise} must be >= 0")
-        if problems:
-            raise ConfigError("invalid VLAJEPAConfig: " + "; ".join(problems))
+        for dotted, value in _V1_ADDED_LATER.get(section, {}).items():
+            parent, key = _parent(data, dotted)
+            if parent is not None and key not in parent:
+                parent[key] = value
+    return data
+
+
+def _parent(data: dict[str, Any], dotted: str) -> tuple[dict[str, Any] | None, str]:
+    """The dict holding the last component of ``dotted`` (None where an intermediate level is missing)."""
+    *path, key = dotted.split(".")
+    for part in path:
+        data = data.get(part)
+        if not isinstance(data, dict):
+            return None, key
+    return data, key
 
 
 def read_json_file(path: str | Path) -> dict[str, Any]:
@@ -348,7 +304,7 @@ def _build(cls: type, data: Any, prefix: str, partial: bool) -> Any:
         raise ConfigError(
             f"unknown field '{prefix}{unknown[0]}' in {cls.__name__}; known fields: {', '.join(fields)}"
         )
-    missing = [name for name, f in fields.items() if name not in data and not f.metadata.get("added_later")]
+    missing = [name for name in fields if name not in data]
     if missing and not partial:
         raise ConfigError(f"missing field '{prefix}{missing[0]}' in {cls.__name__}")
     values = {

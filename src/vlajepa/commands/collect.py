@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 from vlajepa.data.video_io import VIDEO_QUALITIES
-from vlajepa.envs.state import STATE_KINDS
 
 EPILOG = """\
 examples:
@@ -44,18 +43,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "std (actions are in [-1, 1]) and record the expert's clean action (default 0: the expert's own rollouts)",
     )
     parser.add_argument(
-        "--state",
-        choices=STATE_KINDS,
-        default="proprio",
-        help="robot only: what observation.state records; proprio (hand xyz + gripper, the benchmark) or "
-        "privileged (plus object and goal positions from the simulator: a diagnostic of how much perception costs)",
-    )
-    parser.add_argument(
         "--environment-state",
         action="store_true",
-        help="robot only: also record observation.environment_state, the object and goal xyz from the simulator: "
-        "a training label for the student's auxiliary position read-out (model.environment_state_dim), "
-        "never a policy input",
+        help="robot only: also record observation.environment_state, the object and goal xyz from the simulator, "
+        "as data for analyses (benchmarks/probe_features.py); no policy reads it",
     )
     parser.add_argument(
         "--still-camera",
@@ -92,8 +83,6 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.kind == "video" and args.action_noise:
         raise SystemExit("vlajepa collect: --action-noise applies to robot demonstrations only (videos carry none)")
-    if args.kind == "video" and args.state != "proprio":
-        raise SystemExit("vlajepa collect: --state applies to robot demonstrations only (videos carry no state)")
     if args.kind == "video" and args.environment_state:
         raise SystemExit("vlajepa collect: --environment-state applies to robot demonstrations only")
     if args.kind == "robot" and (args.still_camera or args.arm != "hidden"):
@@ -110,7 +99,6 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         domain_shift=args.kind == "video",
         action_noise=args.action_noise,
-        state=args.state,
         environment_state=args.environment_state,
         video_quality=args.video_quality,
         still_camera=args.still_camera,

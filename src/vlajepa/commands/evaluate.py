@@ -6,8 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from vlajepa.envs.state import STATE_KINDS
-from vlajepa.eval.policies import PolicySpec
+from vlajepa.eval.policies import PolicySource
 
 EPILOG = """\
 policies:
@@ -27,12 +26,11 @@ def parse_policy(
     name: str | None = None,
     euler_steps: int | None = None,
     noise_scale: float | None = None,
-    scene_from: str | None = None,
-) -> PolicySpec:
-    """Parse ``kind[:argument]`` into a :class:`PolicySpec`; ``euler_steps``, ``noise_scale`` and ``scene_from``
-    apply to checkpoints only."""
+) -> PolicySource:
+    """Parse ``kind[:argument]`` into a :class:`PolicySource`; ``euler_steps`` and ``noise_scale`` apply to
+    checkpoints only."""
     kind, _, arg = text.partition(":")
-    for flag, value in (("--euler-steps", euler_steps), ("--noise-scale", noise_scale), ("--scene-from", scene_from)):
+    for flag, value in (("--euler-steps", euler_steps), ("--noise-scale", noise_scale)):
         if value is not None and kind != "checkpoint":
             raise ValueError(f"{flag} applies to checkpoint policies, not {kind!r}")
     if euler_steps is not None and euler_steps < 1:
@@ -45,17 +43,15 @@ def parse_policy(
         kwargs = {"path": arg, "num_inference_steps": euler_steps}
         if noise_scale is not None:
             kwargs["noise_scale"] = noise_scale
-        if scene_from is not None:
-            kwargs["scene_from"] = scene_from
-        return PolicySpec("checkpoint", kwargs, name)
+        return PolicySource("checkpoint", kwargs, name)
     if kind == "remote":
         if not arg:
             raise ValueError("remote policy needs a URL: remote:ws://127.0.0.1:8000")
-        return PolicySpec("remote", {"url": arg}, name)
+        return PolicySource("remote", {"url": arg}, name)
     if kind == "random":
-        return PolicySpec("random", {"seed": int(arg or 0)}, name)
+        return PolicySource("random", {"seed": int(arg or 0)}, name)
     if kind == "expert" and not arg:
-        return PolicySpec("expert", {}, name)
+        return PolicySource("expert", {}, name)
     raise ValueError(f"unknown policy {text!r}; see `vlajepa eval --help`")
 
 
@@ -130,13 +126,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--camera", default=None, help="camera name (default: a checkpoint's camera, else the environment's default)"
     )
     parser.add_argument(
-        "--state",
-        choices=STATE_KINDS,
-        default="proprio",
-        help="observation.state: proprio (hand xyz + gripper, the benchmark) or privileged (plus object and goal "
-        "positions from the simulator; a diagnostic, for policies collected and trained with it)",
-    )
-    parser.add_argument(
         "--n-action-steps", type=int, default=None, help="actions executed per predicted chunk"
     )
     parser.add_argument(
@@ -152,14 +141,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="checkpoint policies: flow-matching sampling temperature in [0, 1] (default 1, the trained noise; "
         "0 gives deterministic chunks)",
-    )
-    parser.add_argument(
-        "--scene-from",
-        default=None,
-        metavar="PATH",
-        help="checkpoint policies trained on --state privileged: take the object and goal positions from the "
-        "scene-state read-out of this checkpoint (trained with model.environment_state_dim) instead of the "
-        "simulator, so the policy acts from pixels (run with --state proprio)",
     )
     parser.add_argument("--max-steps", type=int, default=None, help="override the per-task step limit")
     parser.add_argument("--workers", type=int, default=2)
@@ -177,15 +158,13 @@ def run(args: argparse.Namespace) -> int:
     from vlajepa.eval.report import build_report, markdown_table, rows_from_episodes, write_report
     from vlajepa.eval.runner import EvalConfig, evaluate
 
-    policy = parse_policy(args.policy, args.name, args.euler_steps, args.noise_scale, args.scene_from)
-    if args.scene_from is not None and args.state != "proprio":
-        raise SystemExit("vlajepa eval: --scene-from estimates the positions itself; use it with --state proprio")
+    policy = parse_policy(args.policy, args.name, args.euler_steps, args.noise_scale)
     camera, image_size = args.camera, args.image_size
     if policy.kind == "checkpoint":
-        from vlajepa.checkpoint import load_config
+        from vlajepa.policies import load_policy_config
 
         # A trained policy reads the camera it was trained on, at its training resolution; render those.
-        trained = load_config(policy.kwargs["path"])
+        trained = load_policy_config(policy.kwargs["path"])
         camera = trained.cameras[0] if camera is None else camera
         image_size = trained.image_size if image_size is None else image_size
     image_size = 96 if image_size is None else image_size
@@ -197,7 +176,6 @@ def run(args: argparse.Namespace) -> int:
         severity=args.severity,
         image_size=image_size,
         camera=camera,
-        state=args.state,
         n_action_steps=args.n_action_steps,
         max_steps=args.max_steps,
         workers=args.workers,

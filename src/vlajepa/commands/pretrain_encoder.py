@@ -43,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from vlajepa.commands.train import resolve_config_path
-    from vlajepa.config import VLAJEPAConfig
-    from vlajepa.models.encoder_pretrain import EncoderPretrainConfig, pretrain_encoder
+    from vlajepa.policies import VLAJEPAConfig
+    from vlajepa.train.encoder_pretrain import EncoderPretrainConfig, pretrain_encoder
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--checkpoint", required=True, help="checkpoint directory (written by VLAJEPAPolicy.save_pretrained)"
+        "--checkpoint", required=True, help="checkpoint directory of any registered policy (from vlajepa train)"
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port; 0 picks a free one (default: 8000)")
@@ -62,10 +62,10 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    from vlajepa.serve.loading import load_policy
+    from vlajepa.serve.loading import load_served_policy
     from vlajepa.serve.server import PolicyServer, ServerConfig
 
-    loaded = load_policy(args.checkpoint)
+    loaded = load_served_policy(args.checkpoint)
     config = ServerConfig(
         host=args.host,
         port=args.port,

@@ -150,11 +150,13 @@ def build_configs(args: argparse.Namespace, *, pretrain: bool):
     """Model and training configs from the preset, the named options and ``--set`` overrides."""
     import yaml
 
-    from vlajepa.config import VLAJEPAConfig
+    from vlajepa.config import PolicyConfig
+    from vlajepa.policies import policy_class
     from vlajepa.train.config import TrainConfig
 
     path = resolve_config_path(args.config)
-    model = VLAJEPAConfig.from_yaml(path).to_dict()
+    preset = PolicyConfig.from_yaml(path)
+    model = preset.to_dict()
     train = TrainConfig.from_yaml(path).to_dict()
     if args.method is not None:
         model["use_world_model"] = args.method == "vla-jepa"
@@ -200,7 +202,7 @@ def build_configs(args: argparse.Namespace, *, pretrain: bool):
             raise SystemExit(f"--set {item!r}: expected model.FIELD=VALUE or train.FIELD=VALUE")
         _set_dotted(model if section == "model" else train, field, yaml.safe_load(raw))
     _check_frozen_target(model, args, path)
-    return VLAJEPAConfig.from_dict(model), TrainConfig.from_dict(train)
+    return policy_class(preset.type).config_class.from_dict(model), TrainConfig.from_dict(train)
 
 
 def _check_frozen_target(model: dict[str, Any], args: argparse.Namespace, preset: Path) -> None:
@@ -243,7 +245,8 @@ def run_training(args: argparse.Namespace, *, pretrain: bool) -> int:
     from vlajepa.checkpoint import CheckpointError
     from vlajepa.config import ConfigError
     from vlajepa.data.errors import DatasetError
-    from vlajepa.models.target import TargetEncoderError
+    from vlajepa.envs.language import missing_canonical_message
+    from vlajepa.nn.target import TargetEncoderError
     from vlajepa.train.trainer import NonFiniteLossError, Trainer
 
     if args.threads:
@@ -266,6 +269,14 @@ def run_training(args: argparse.Namespace, *, pretrain: bool) -> int:
             if pretrain and not train_config.video:
                 raise SystemExit("vlajepa pretrain: --video is required (world-model pretraining on video)")
             trainer = Trainer(model_config, train_config, out, progress=progress)
+        robot = trainer.windows.get("robot")
+        problem = robot and missing_canonical_message(robot.dataset.meta.tasks)
+        if problem and trainer.is_main:
+            print(
+                f"vlajepa: warning: {trainer.train_config.robot}: {problem}; re-collect with this version of "
+                "`vlajepa collect robot`, which captions every phrasing in turn",
+                file=sys.stderr,
+            )
         result = trainer.train()
     except NonFiniteLossError as err:
         print(f"vlajepa: training stopped: {err}", file=sys.stderr)

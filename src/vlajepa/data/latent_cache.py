@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from vlajepa.constants import FUTURE_FRAME_IDS, FUTURE_LATENTS, future_image_key
 from vlajepa.io_utils import atomic_write_json
-from vlajepa.models.target import TargetEncoder
+from vlajepa.nn.target import TargetEncoder
 
 LATENTS_FILE = "latents.npy"
 META_FILE = "meta.json"

@@ -9,8 +9,7 @@ A window starts at one frame ``t`` of an episode (robot data) or a clip (action-
 - ``future.frame_ids`` ``(T,)``: rows of those frames in a latent cache (see :mod:`vlajepa.data.latent_cache`);
 - ``task``: the instruction (robot) or caption (video);
 - robot windows only: ``observation.state`` ``(S,)`` and ``action`` ``(H, A)`` normalized, ``action_is_pad``
-  ``(H,)`` (padded steps repeat the last action and are masked out of the loss, never zero-filled silently);
-  ``observation.environment_state`` ``(E,)`` normalized, when the model trains its scene-state read-out.
+  ``(H,)`` (padded steps repeat the last action and are masked out of the loss, never zero-filled silently).
 
 With ``future_images=False`` the clip frames are not decoded: a trainer with a latent cache reads
 ``future.frame_ids`` instead.
@@ -35,13 +34,12 @@ from einops import rearrange
 from torch import Tensor
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler, default_collate
 
-from vlajepa.config import VLAJEPAConfig
+from vlajepa.config import PolicyConfig
 from vlajepa.constants import (
     ACTION,
     ACTION_IS_PAD,
     FUTURE_FRAME_IDS,
     FUTURE_IS_PAD,
-    OBS_ENV_STATE,
     OBS_STATE,
     PAD_SUFFIX,
     TASK,
@@ -73,7 +71,7 @@ def resize_frames(frames: Tensor, size: int) -> Tensor:
     return out.clamp(0.0, 1.0).reshape(*lead, 3, size, size)
 
 
-def clip_offsets(config: VLAJEPAConfig) -> list[int]:
+def clip_offsets(config: PolicyConfig) -> list[int]:
     """Frame offsets ``0, s, ..., (T-1)s`` of the future clip."""
     return [k * config.frame_stride for k in range(config.clip_length)]
 
@@ -109,7 +107,7 @@ class RobotWindows(Dataset):
     def __init__(
         self,
         root: str | Path,
-        config: VLAJEPAConfig,
+        config: PolicyConfig,
         *,
         normalizer: Normalizer | None = None,
         state_mode: str = "min_max",
@@ -124,8 +122,6 @@ class RobotWindows(Dataset):
         self.config = config
         self.future_images = future_images
         self.with_actions = with_actions
-        # The scene-state label of the auxiliary read-out (model.environment_state_dim); robot batches only.
-        self.has_environment_state = with_actions and config.environment_state_dim > 0
         info = load_info(self.root)
         self._check_features(info["features"])
         fps = float(info["fps"])
@@ -155,18 +151,10 @@ class RobotWindows(Dataset):
         widths = {OBS_STATE: self.config.state_dim}
         if self.with_actions:
             widths[ACTION] = self.config.action_dim
-        if self.has_environment_state:
-            widths[OBS_ENV_STATE] = self.config.environment_state_dim
         for key, width in widths.items():
             if key not in features:
                 if key == OBS_STATE:
                     continue
-                if key == OBS_ENV_STATE:
-                    raise DatasetFormatError(
-                        f"{where}: no {key!r} feature, but model.environment_state_dim="
-                        f"{self.config.environment_state_dim} trains a read-out of it "
-                        "(collect with `vlajepa collect robot --environment-state`, or set it to 0)"
-                    )
                 raise DatasetFormatError(f"{where}: no {key!r} feature (robot windows need actions)")
             shape = list(features[key]["shape"])
             if shape != [width]:
@@ -177,8 +165,6 @@ class RobotWindows(Dataset):
         modes = {ACTION: action_mode} if self.with_actions else {}
         if self.has_state:
             modes[OBS_STATE] = state_mode
-        if self.has_environment_state:
-            modes[OBS_ENV_STATE] = state_mode
         stats = {}
         for key in modes:
             saved = self.dataset.meta.stats.get(key)
@@ -206,8 +192,6 @@ class RobotWindows(Dataset):
         if self.with_actions:
             window[ACTION] = self.normalizer.normalize(ACTION, item[ACTION].float())
             window[ACTION_IS_PAD] = item[ACTION + PAD_SUFFIX]
-        if self.has_environment_state:
-            window[OBS_ENV_STATE] = self.normalizer.normalize(OBS_ENV_STATE, item[OBS_ENV_STATE].float())
         window[TASK] = item[TASK]
         return window
 
@@ -265,7 +249,7 @@ class VideoWindows(Dataset):
     def __init__(
         self,
         root: str | Path,
-        config: VLAJEPAConfig,
+        config: PolicyConfig,
         *,
         future_images: bool = True,
         decode_cache: DecodeCache | bool | None = True,

@@ -35,11 +35,9 @@ from vlajepa.envs.scene import (  # noqa: E402
     resolve_view,
 )
 from vlajepa.envs.state import (  # noqa: E402
-    StateKind,
-    check_state_kind,
+    STATE_NAMES,
     environment_state_from_raw,
     state_from_raw,
-    state_names,
 )
 from vlajepa.envs.tasks import max_steps as task_max_steps  # noqa: E402
 from vlajepa.envs.tasks import resolve_task  # noqa: E402
@@ -62,8 +60,6 @@ class MetaWorldEnv(gym.Env):
         domain_shift: an optional "human video" appearance shift (arm hidden, moving camera, random scene).
         instruction_split: "canonical", or a random "train" (or "heldout") paraphrase per episode; the
             language perturbation overrides it with a held-out paraphrase.
-        state: what ``observation.state`` holds (``vlajepa.envs.state``): ``proprio`` (hand xyz + gripper, the
-            benchmark's observation) or ``privileged`` (plus object and goal positions; a diagnostic).
     """
 
     metadata = {"render_modes": ["rgb_array"]}
@@ -78,10 +74,8 @@ class MetaWorldEnv(gym.Env):
         perturbation: Perturbation | None = None,
         domain_shift: DomainShift | None = None,
         instruction_split: Split = "canonical",
-        state: StateKind = "proprio",
     ) -> None:
         self._task = resolve_task(task)
-        self._state_kind = check_state_kind(state)
         if instruction_split not in ("canonical", "train", "heldout"):
             raise ValueError(
                 f"instruction_split must be 'canonical', 'train' or 'heldout' (got {instruction_split!r})"
@@ -116,7 +110,7 @@ class MetaWorldEnv(gym.Env):
         self.observation_space = gym.spaces.Dict(
             {
                 self._image_key: gym.spaces.Box(0, 255, shape=(size, size, 3), dtype=np.uint8),
-                OBS_STATE: gym.spaces.Box(-np.inf, np.inf, shape=(len(state_names(state)),), dtype=np.float32),
+                OBS_STATE: gym.spaces.Box(-np.inf, np.inf, shape=(len(STATE_NAMES),), dtype=np.float32),
                 TASK: gym.spaces.Text(max_length=256, charset=string.printable),
             }
         )
@@ -321,7 +315,7 @@ class MetaWorldEnv(gym.Env):
 
     def _observation(self, render: bool = True) -> dict[str, Any]:
         raw = self._raw_obs
-        state = state_from_raw(raw, self._state_kind)
+        state = state_from_raw(raw)
         image = self._renderer.render(self._mw.data, self._current_view()) if render else None
         if self._plan is not None and self._plan.noise is not None:
             # Draw the image noise even without a frame (its draws do not depend on the pixels), so skipping

@@ -1,44 +1,20 @@
-"""Policies the harness can build inside a worker process from a picklable :class:`PolicySpec`.
+"""Policies the harness can build inside a worker process from a picklable :class:`PolicySource`.
 
 Workers cannot receive a live policy (models, sockets and simulators do not pickle well), so the harness sends a
-spec — a kind plus keyword arguments — and each worker builds its own policy next to its own environment.
+source — a kind plus keyword arguments — and each worker builds its own policy next to its own environment. The
+kinds are a table (:data:`POLICY_BUILDERS`), and a ``checkpoint`` is any registered policy: its saved ``type``
+picks the class (:func:`vlajepa.policies.load_policy`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from vlajepa.eval.policy import Policy
-
-POLICY_KINDS = ("expert", "random", "checkpoint", "remote")
-
-
-@dataclass(frozen=True)
-class PolicySpec:
-    """How to build a policy in a worker.
-
-    kind: one of ``POLICY_KINDS``.
-    kwargs: keyword arguments for that kind (``checkpoint``: ``path`` and optional ``num_inference_steps``,
-        ``noise_scale`` and ``scene_from``, a checkpoint whose scene-state read-out supplies the object and goal
-        positions of a policy trained on the privileged state;
-        ``remote``: ``url``; ``random``: ``seed``).
-    name: the method name written in result rows (defaults to ``kind``).
-    """
-
-    kind: str
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    name: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.kind not in POLICY_KINDS:
-            raise ValueError(f"unknown policy kind {self.kind!r}; expected one of {POLICY_KINDS}")
-
-    @property
-    def method(self) -> str:
-        return self.name or self.kind
+from vlajepa.policies.protocol import Policy
 
 
 class ExpertPolicy:
@@ -71,31 +47,55 @@ class RandomPolicy:
         pass
 
     def reseed(self, seed: int) -> None:
-        """Make the next episode's actions a function of (spec seed, episode seed) only."""
+        """Make the next episode's actions a function of (source seed, episode seed) only."""
         self.rng = np.random.default_rng([self.seed, seed])
 
     def predict_action_chunk(self, observation: dict[str, Any]) -> np.ndarray:
         return self.rng.uniform(-1.0, 1.0, size=(self.chunk_size, self.action_dim)).astype(np.float32)
 
 
-def build_policy(spec: PolicySpec, env: Any) -> Policy:
-    """Build the policy ``spec`` describes, bound to ``env`` where the kind needs it."""
-    if spec.kind == "expert":
-        return ExpertPolicy(env)
-    if spec.kind == "random":
-        return RandomPolicy(seed=int(spec.kwargs.get("seed", 0)))
-    if spec.kind == "checkpoint":
-        from vlajepa.policy import VLAJEPAPolicy
+def _checkpoint(kwargs: dict[str, Any], env: Any) -> Policy:
+    from vlajepa.policies import load_policy
 
-        sampling = {key: spec.kwargs[key] for key in ("num_inference_steps", "noise_scale") if key in spec.kwargs}
-        policy = VLAJEPAPolicy.from_pretrained(spec.kwargs["path"], **sampling)  # absent: the policy's defaults
-        if spec.kwargs.get("scene_from"):
-            from vlajepa.policy import EstimatedScenePolicy
+    options = {key: value for key, value in kwargs.items() if key != "path" and value is not None}
+    return load_policy(kwargs["path"], **options)  # absent options: the policy's defaults
 
-            return EstimatedScenePolicy(policy, VLAJEPAPolicy.from_pretrained(spec.kwargs["scene_from"]))
-        return policy
-    if spec.kind == "remote":
-        from vlajepa.serve import RemotePolicy
 
-        return RemotePolicy(spec.kwargs["url"])
-    raise ValueError(f"unknown policy kind {spec.kind!r}")
+def _remote(kwargs: dict[str, Any], env: Any) -> Policy:
+    from vlajepa.serve import RemotePolicy
+
+    return RemotePolicy(kwargs["url"])
+
+
+# kind -> builder(kwargs, env); ``checkpoint`` kwargs: ``path`` plus options of the policy's ``__init__`` (e.g.
+# ``num_inference_steps``, ``noise_scale``); ``remote``: ``url``; ``random``: ``seed``.
+POLICY_BUILDERS: dict[str, Callable[[dict[str, Any], Any], Policy]] = {
+    "expert": lambda kwargs, env: ExpertPolicy(env),
+    "random": lambda kwargs, env: RandomPolicy(seed=int(kwargs.get("seed", 0))),
+    "checkpoint": _checkpoint,
+    "remote": _remote,
+}
+POLICY_KINDS = tuple(POLICY_BUILDERS)
+
+
+@dataclass(frozen=True)
+class PolicySource:
+    """Where a worker gets its policy: ``kind`` (one of :data:`POLICY_KINDS`), its keyword arguments, and the
+    method name written in result rows (defaults to ``kind``)."""
+
+    kind: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in POLICY_BUILDERS:
+            raise ValueError(f"unknown policy kind {self.kind!r}; expected one of {POLICY_KINDS}")
+
+    @property
+    def method(self) -> str:
+        return self.name or self.kind
+
+
+def build_policy(source: PolicySource, env: Any) -> Policy:
+    """Build the policy ``source`` describes, bound to ``env`` where the kind needs it."""
+    return POLICY_BUILDERS[source.kind](source.kwargs, env)

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from vlajepa.eval.policies import PolicySpec, build_policy
-from vlajepa.eval.policy import seed_policy
+from vlajepa.eval.policies import PolicySource, build_policy
+from vlajepa.policies.protocol import seed_policy
 
 ID_SETTING = "id"  # in-distribution: no perturbation
 
@@ -36,8 +36,6 @@ class EvalConfig:
     severity: perturbation severity level used for every perturbed setting.
     image_size: square camera resolution in pixels.
     camera: camera name (``None``: the environment's default camera).
-    state: what ``observation.state`` holds (``vlajepa.envs.state``): ``proprio``, or the ``privileged`` diagnostic
-        (object and goal positions) for policies trained on it.
     n_action_steps: actions executed from each predicted chunk before asking again (``None``: the whole chunk).
     max_steps: episode step limit (``None``: the per-task table of ``vlajepa.envs``).
     workers: worker processes (1 runs in this process, useful for debugging).
@@ -56,7 +54,6 @@ class EvalConfig:
     severity: int = 2
     image_size: int = 96
     camera: str | None = None
-    state: str = "proprio"
     n_action_steps: int | None = None
     max_steps: int | None = None
     workers: int = 2
@@ -90,7 +87,7 @@ class EpisodeResult:
 
 @dataclass(frozen=True)
 class _Group:
-    policy: PolicySpec
+    policy: PolicySource
     task: str
     setting: str
     seeds: tuple[int, ...]
@@ -105,7 +102,7 @@ def _make_env(group: _Group):
     perturbation = None
     if group.setting != ID_SETTING:
         perturbation = Perturbation(group.setting, severity=group.config.severity, seed=group.config.seed)
-    kwargs = {"image_size": group.config.image_size, "perturbation": perturbation, "state": group.config.state}
+    kwargs = {"image_size": group.config.image_size, "perturbation": perturbation}
     if group.config.camera is not None:
         kwargs["camera"] = group.config.camera
     if group.config.max_steps is not None:
@@ -183,7 +180,7 @@ def _worker_init() -> None:
         pass
 
 
-def _groups(policy: PolicySpec, config: EvalConfig, video_dir: str | None) -> Iterator[_Group]:
+def _groups(policy: PolicySource, config: EvalConfig, video_dir: str | None) -> Iterator[_Group]:
     for setting in config.settings:
         for task_index, task in enumerate(config.tasks):
             n = config.episodes_for(setting)
@@ -195,7 +192,7 @@ def _groups(policy: PolicySpec, config: EvalConfig, video_dir: str | None) -> It
 
 
 def evaluate(
-    policy: PolicySpec, config: EvalConfig, video_dir: str | Path | None = None, progress: bool = True
+    policy: PolicySource, config: EvalConfig, video_dir: str | Path | None = None, progress: bool = True
 ) -> tuple[list[EpisodeResult], float]:
     """Evaluate ``policy`` under ``config``; return the per-episode results (in a fixed order) and wall seconds."""
     groups = list(_groups(policy, config, None if video_dir is None else str(video_dir)))

@@ -9,18 +9,16 @@ from typing import Any
 
 import torch
 
-from vlajepa.config import (
+from vlajepa.constants import ACTION, ACTION_IS_PAD, FUTURE_IS_PAD, OBS_STATE, TASK, future_image_key, image_key
+from vlajepa.nn.config import (
     ActionHeadConfig,
     LanguageConfig,
     PredictorConfig,
     RegularizerConfig,
-    StudentConfig,
     TargetConfig,
     VisionConfig,
-    VLAJEPAConfig,
 )
-from vlajepa.constants import ACTION, OBS_ENV_STATE, OBS_STATE, TASK, image_key
-from vlajepa.models.vla_jepa import ACTION_IS_PAD, FUTURE_IS_PAD, future_image_key
+from vlajepa.policies.vla_jepa import StudentConfig, VLAJEPAConfig
 
 TASKS = ("pick up the red block", "open the drawer", "press the button from the top")
 
@@ -55,8 +53,7 @@ def tiny_config(**changes: Any) -> VLAJEPAConfig:
 def random_batch(
     config: VLAJEPAConfig, batch_size: int = 2, *, robot: bool = True, seed: int = 0
 ) -> dict[str, Any]:
-    """A random batch in the model's format; ``robot=False`` gives a video batch (no actions, no state); robot
-    batches carry the scene-state label when ``config.environment_state_dim`` asks for it."""
+    """A random batch in the model's format; ``robot=False`` gives a video batch (no actions, no state)."""
     g = torch.Generator().manual_seed(seed)
     size, steps = config.image_size, config.clip_length
     batch: dict[str, Any] = {TASK: [TASKS[i % len(TASKS)] for i in range(batch_size)]}
@@ -69,8 +66,6 @@ def random_batch(
         batch[OBS_STATE] = torch.randn(batch_size, config.state_dim, generator=g)
         batch[ACTION] = torch.rand(batch_size, config.chunk_size, config.action_dim, generator=g) * 2 - 1
         batch[ACTION_IS_PAD] = torch.zeros(batch_size, config.chunk_size, dtype=torch.bool)
-        if config.environment_state_dim:
-            batch[OBS_ENV_STATE] = torch.rand(batch_size, config.environment_state_dim, generator=g) * 2 - 1
     return batch
 
 

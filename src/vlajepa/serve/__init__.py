@@ -10,7 +10,7 @@ from vlajepa.serve.background import ServerThread
 from vlajepa.serve.broker import ActionChunkBroker
 from vlajepa.serve.client import Client, RetryConfig, ServerError
 from vlajepa.serve.codec import DecodeError, packb, unpackb
-from vlajepa.serve.loading import LoadedPolicy, load_policy, spec_from_policy
+from vlajepa.serve.loading import LoadedPolicy, load_served_policy, spec_from_policy
 from vlajepa.serve.observation import InputLimits, ObservationError, parse_observation
 from vlajepa.serve.remote import RemotePolicy
 from vlajepa.serve.server import PolicyServer, ServerConfig
@@ -31,7 +31,7 @@ __all__ = [
     "ServerConfig",
     "ServerError",
     "ServerThread",
-    "load_policy",
+    "load_served_policy",
     "packb",
     "parse_observation",
     "spec_from_policy",

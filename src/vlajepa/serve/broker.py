@@ -3,7 +3,7 @@ out.
 
 A robot control loop wants one action per tick; a chunked policy answers with ``H`` of them per (expensive)
 call. The broker sits between the two, like openpi's ``ActionChunkBroker``, and works with any object
-implementing the policy protocol (``vlajepa.eval.policy.Policy``) — an in-process policy or a
+implementing the policy protocol (``vlajepa.policies.protocol.Policy``) — an in-process policy or a
 :class:`RemotePolicy`.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from vlajepa.eval.policy import Policy
+from vlajepa.policies.protocol import Policy
 
 
 class ActionChunkBroker:

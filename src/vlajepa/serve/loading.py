@@ -1,8 +1,9 @@
 """Load a checkpoint for serving and derive what the server announces and checks from the policy's config.
 
 The server never trusts a request to match the model: it checks each one against a :class:`PolicySpec` built
-here from the checkpoint's config (cameras, image size, state and action widths, chunk length). A policy that
-is not a ``VLAJEPAPolicy`` can still be served by giving it a ``serving_spec() -> PolicySpec`` method.
+here from the policy's config (cameras, image size, state and action widths, chunk length: the interface every
+:class:`~vlajepa.config.PolicyConfig` declares), so any registered policy serves without a special case. An object
+without such a config can still be served by giving it a ``serving_spec() -> PolicySpec`` method.
 """
 
 from __future__ import annotations
@@ -19,13 +20,12 @@ from vlajepa.serve.spec import ImageSpec, PolicySpec
 class LoadedPolicy:
     """A policy ready to serve and its spec."""
 
-    policy: Any  # implements reset() / predict_action_chunk(obs) (vlajepa.eval.policy.Policy)
+    policy: Any  # implements reset() / predict_action_chunk(obs) (vlajepa.policies.protocol.Policy)
     spec: PolicySpec
 
 
 def _parameter_count(policy: Any) -> int | None:
-    module = getattr(policy, "model", policy)  # VLAJEPAPolicy wraps its nn.Module as .model
-    parameters = getattr(module, "parameters", None)
+    parameters = getattr(policy, "parameters", None)
     if not callable(parameters):
         return None
     return int(sum(p.numel() for p in parameters()))
@@ -50,29 +50,24 @@ def spec_from_policy(policy: Any, checkpoint: str | Path | None = None) -> Polic
     to_dict = getattr(config, "to_dict", None)
     if callable(to_dict):
         model["config"] = to_dict()
-    # VLAJEPAPolicy answers with the first n_action_steps of the model's chunk_size actions.
+    # A policy answers with the first n_action_steps of its chunk_size actions.
     chunk_length = int(getattr(policy, "n_action_steps", None) or config.chunk_size)
     model["chunk_size"] = int(config.chunk_size)
-    uses_state = config.student.use_state or config.action_head.use_state
+    uses_state = bool(getattr(config, "uses_state", True))
     return PolicySpec(
         action_dim=int(config.action_dim),
         chunk_length=chunk_length,
         state_dim=int(config.state_dim) if uses_state else 0,
-        # VLAJEPAPolicy resizes every camera image to image_size itself (the harness renders at its own size).
+        # The policy's processor resizes every camera image to image_size (the harness renders at its own size).
         images=tuple(ImageSpec(image_key(camera), size, size, any_size=True) for camera in config.cameras),
         n_action_steps=chunk_length,
         model=model,
     )
 
 
-def load_policy(checkpoint_path: str | Path) -> LoadedPolicy:
-    """Load a ``VLAJEPAPolicy`` checkpoint directory (``from_pretrained``) in eval mode, with its spec."""
-    from vlajepa.policy import VLAJEPAPolicy  # lazy: importing the model pulls in torch and the networks
+def load_served_policy(checkpoint_path: str | Path) -> LoadedPolicy:
+    """Load any registered policy's checkpoint directory in eval mode, with its spec."""
+    from vlajepa.policies import load_policy  # lazy: importing the model pulls in torch and the networks
 
-    path = Path(checkpoint_path)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    policy = VLAJEPAPolicy.from_pretrained(path)
-    if callable(getattr(policy, "eval", None)):
-        policy.eval()
-    return LoadedPolicy(policy, spec_from_policy(policy, checkpoint=path))
+    policy = load_policy(checkpoint_path)
+    return LoadedPolicy(policy, spec_from_policy(policy, checkpoint=Path(checkpoint_path)))

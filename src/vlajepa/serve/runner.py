@@ -8,7 +8,7 @@ see if it had the policy to itself in a fresh process. The runner therefore keep
 - the policy's own generator, if the policy exposes ``get_rng_state()`` / ``set_rng_state(state)``,
 
 and swaps a session's snapshot in before each of its calls and back out after. Seeding is the evaluation
-harness's own :func:`vlajepa.eval.policy.seed_policy` (numpy, torch and ``policy.reseed`` if the policy has it),
+harness's own :func:`vlajepa.policies.protocol.seed_policy` (numpy, torch and ``policy.reseed`` if the policy has it),
 applied to that session's state only. A new session starts from the
 state captured right after the policy was loaded. A policy with a private generator but without those two
 methods shares it among sessions: one client at a time, reseeded per episode (as the harness does), is still
@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vlajepa.eval.policy import seed_policy
+from vlajepa.policies.protocol import seed_policy
 
 
 @dataclass

@@ -20,7 +20,7 @@ from vlajepa.constants import ACTION, OBS_STATE, TASK, image_key
 from vlajepa.serve.spec import ImageSpec, PolicySpec
 
 if TYPE_CHECKING:
-    from vlajepa.config import VLAJEPAConfig
+    from vlajepa.policies.vla_jepa import VLAJEPAConfig
 
 
 class FakePolicy:
@@ -85,15 +85,13 @@ def save_random_checkpoint(directory: str | Path, config: VLAJEPAConfig, seed: i
     It has learned nothing but loads, serves and costs exactly what a trained one of ``config``'s size does.
     Normalization uses fixed, made-up statistics.
     """
-    from vlajepa.models.vla_jepa import VLAJEPA
     from vlajepa.normalize import Normalizer
-    from vlajepa.policy import VLAJEPAPolicy
+    from vlajepa.policies.vla_jepa import VLAJEPAPolicy
 
     torch.manual_seed(seed)
-    model = VLAJEPA(config)
     stats = {
         OBS_STATE: {"mean": np.zeros(config.state_dim), "std": np.full(config.state_dim, 0.5)},
         ACTION: {"min": -np.ones(config.action_dim), "max": np.ones(config.action_dim)},
     }
     normalizer = Normalizer.from_stats(stats, {OBS_STATE: "mean_std", ACTION: "min_max"})
-    return VLAJEPAPolicy(model, normalizer, seed=seed).save_pretrained(directory)
+    return VLAJEPAPolicy(config, normalizer, seed=seed).save_pretrained(directory)

@@ -8,7 +8,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
-from vlajepa.config import ADDED_LATER, ConfigError, JsonConfig
+from vlajepa.config import ConfigError, JsonConfig
 
 NormalizationMode = Literal["min_max", "quantile", "mean_std", "identity"]
 # Fields a resumed run may change: they do not alter the sequence of losses (``steps`` changes the cosine schedule
@@ -27,7 +27,8 @@ RUNTIME_FIELDS = (
 
 @dataclass(frozen=True)
 class LearningRateScales:
-    """Multipliers of the base learning rate per module (``VLAJEPA.trainable_parameter_groups``); 0 freezes."""
+    """Multipliers of the base learning rate per parameter group (``PreTrainedPolicy.get_optim_params``; these are
+    VLA-JEPA's groups, a group not named here trains at the base rate); 0 freezes."""
 
     vision: float = 1.0  # student vision encoder (an EMA target follows it)
     language: float = 1.0  # instruction encoder (the frozen MiniLM has no trainable parameters)
@@ -48,7 +49,7 @@ class TrainConfig(JsonConfig):
     init_from: str | None = None  # checkpoint whose weights initialize the model (fine-tuning); None: scratch
     # encoder weights (`vlajepa pretrain-encoder`'s encoder.safetensors) that initialize the student's vision encoder
     # (and an EMA target's copy of it); None: random
-    init_vision: str | None = field(default=None, metadata=ADDED_LATER)
+    init_vision: str | None = None
     robot_actions: bool = True  # False: robot windows drop actions and train the world model only (pretraining)
     steps: int = 2000  # optimizer steps
     batch_size: int = 32  # windows per robot batch, per process
@@ -67,7 +68,7 @@ class TrainConfig(JsonConfig):
     augment_shift: int = 0  # random shift of the student's current image by up to this many pixels (0: off)
     # checkpoints hold a moving average of the trained weights, with this maximum decay (vlajepa.train.weight_ema;
     # Diffusion Policy uses 0.9999); 0: the last optimizer iterate
-    ema_weights: float = field(default=0.0, metadata=ADDED_LATER)
+    ema_weights: float = 0.0
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast forward passes (accelerate mixed precision)
     seed: int = 0  # model initialization, data order, flow-matching noise
     checkpoint_every: int = 500  # optimizer steps between checkpoints (a final one is always written)

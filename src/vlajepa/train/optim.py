@@ -13,7 +13,7 @@ from torch import nn
 from torch.optim import AdamW, Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
-from vlajepa.models.vla_jepa import VLAJEPA
+from vlajepa.policies import PreTrainedPolicy
 from vlajepa.train.config import TrainConfig
 
 
@@ -40,16 +40,17 @@ def _no_decay_ids(model: nn.Module) -> set[int]:
     }
 
 
-def build_optimizer(model: VLAJEPA, config: TrainConfig) -> AdamW:
-    """AdamW over ``model.trainable_parameter_groups()``; each group named ``<module>`` or ``<module>/no_decay``.
+def build_optimizer(policy: PreTrainedPolicy, config: TrainConfig) -> AdamW:
+    """AdamW over ``policy.get_optim_params()``; each group named ``<module>`` or ``<module>/no_decay``, at the
+    base learning rate times the group's ``lr_scales`` entry (1 for a group it does not name).
 
     Modules with learning-rate scale 0 get ``requires_grad=False`` and stay out of the optimizer.
     """
     scales = dataclasses.asdict(config.lr_scales)
-    no_decay_ids = _no_decay_ids(model)
+    no_decay_ids = _no_decay_ids(policy)
     groups = []
-    for module, params in model.trainable_parameter_groups().items():
-        scale = scales[module]
+    for module, params in policy.get_optim_params().items():
+        scale = scales.get(module, 1.0)
         if scale == 0:
             for param in params:
                 param.requires_grad_(False)

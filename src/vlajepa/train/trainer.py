@@ -1,11 +1,12 @@
-"""One trainer for every recipe: behaviour cloning, robot + video co-training, world-model pretraining on video
-(optionally with robot data), and fine-tuning from a pretrained checkpoint.
+"""One trainer over any registered policy and every recipe: behaviour cloning, robot + video co-training,
+world-model pretraining on video (optionally with robot data), and fine-tuning from a pretrained checkpoint.
 
 A recipe is data + config: ``TrainConfig.robot`` / ``video`` and their ratio, ``robot_actions`` (False: robot
-windows train the world model only), ``init_from`` (fine-tuning), and the model config (``use_world_model=False``
-is BC). Each optimizer step averages the loss of ``batches_per_step`` homogeneous batches from the mixture, then:
-gradient clipping, one AdamW step, ONE scheduler step (however robot and video batches alternate), one EMA update
-of the target encoder.
+windows train the world model only), ``init_from`` (fine-tuning), and the policy config (its ``type`` picks the
+policy class through the registry; for VLA-JEPA ``use_world_model=False`` is BC). Each optimizer step averages the
+loss of ``batches_per_step`` homogeneous batches from the mixture, then: gradient clipping, one AdamW step over the
+policy's ``get_optim_params()`` groups, ONE scheduler step (however robot and video batches alternate), and the
+policy's ``on_optimizer_step()`` hook (an EMA target's update).
 
 Multi-process training goes through Hugging Face ``accelerate`` (DDP; gloo on CPU): launch the same command with
 ``accelerate launch --num_processes N [--cpu] -m vlajepa.cli train ...``. Each process takes its own slice of
@@ -24,7 +25,6 @@ import math
 import random
 import shutil
 import time
-import warnings
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,24 +37,20 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from vlajepa.checkpoint import (
+    WEIGHTS_FILE,
     CheckpointError,
-    load_config,
     load_normalizer,
     load_safetensors,
-    load_weights,
-    save_model_files,
     save_safetensors,
 )
-from vlajepa.config import ConfigError, VLAJEPAConfig
+from vlajepa.config import ConfigError, PolicyConfig
 from vlajepa.constants import FUTURE_FRAME_IDS, TASK
 from vlajepa.data.latent_cache import LatentCache, build_latent_cache
 from vlajepa.data.video_io import DecodeCache
 from vlajepa.data.windows import MixtureLoader, RobotWindows, VideoWindows
-from vlajepa.envs.language import missing_canonical_message
 from vlajepa.io_utils import atomic_write_json
-from vlajepa.models.target import load_encoder
-from vlajepa.models.vla_jepa import VLAJEPA
 from vlajepa.normalize import Normalizer
+from vlajepa.policies import PreTrainedPolicy, load_policy_config, make_policy
 from vlajepa.train import checkpoints as ckpt
 from vlajepa.train.augment import augment_batch
 from vlajepa.train.config import RUNTIME_FIELDS, TrainConfig
@@ -88,12 +84,12 @@ class StepModule(nn.Module):
     synchronisation, and DDP's unused-parameter search covers the action head on video-only steps.
     """
 
-    def __init__(self, model: VLAJEPA) -> None:
+    def __init__(self, policy: PreTrainedPolicy) -> None:
         super().__init__()
-        self.model = model
+        self.policy = policy
 
     def forward(self, batches: list[dict[str, Any]]) -> tuple[Tensor, list[dict[str, float]]]:
-        results = [self.model(batch) for batch in batches]
+        results = [self.policy(batch) for batch in batches]
         loss = torch.stack([loss for loss, _ in results]).mean()
         return loss, [logs for _, logs in results]
 
@@ -128,10 +124,10 @@ def seed_everything(seed: int) -> None:
 
 
 class Trainer:
-    """Train a :class:`VLAJEPA` on robot and/or video windows; see the module docstring.
+    """Train a policy on robot and/or video windows; see the module docstring.
 
     Args:
-        model_config: the model to train (saved as ``config.json`` in every checkpoint).
+        policy_config: the policy to train (saved as ``config.json`` in every checkpoint).
         train_config: data, recipe and optimization (saved as ``train_config.json``).
         out: run folder: ``checkpoints/``, ``metrics.jsonl``, ``tensorboard/``, ``latent_cache/``.
         resume: continue from ``<out>/checkpoints/last``; the configs must be the checkpoint's, except for
@@ -141,14 +137,14 @@ class Trainer:
 
     def __init__(
         self,
-        model_config: VLAJEPAConfig,
+        policy_config: PolicyConfig,
         train_config: TrainConfig,
         out: str | Path,
         *,
         resume: bool = False,
         progress: bool = True,
     ) -> None:
-        self.config = model_config
+        self.config = policy_config
         self.train_config = train_config
         self.out = Path(out)
         self.progress = progress
@@ -165,24 +161,23 @@ class Trainer:
             raise ConfigError(f"{self.out} already holds a run (checkpoints/last); resume it or choose another folder")
         resume_from = self._resume_checkpoint() if resume else None
         seed_everything(train_config.seed)  # same initialization on every process
-        self.use_cache = (
-            model_config.use_world_model and model_config.target.kind == "frozen" and train_config.latent_cache != "off"
-        )
+        self.policy = make_policy(policy_config)
+        self.use_cache = self.policy.frozen_target() is not None and train_config.latent_cache != "off"
         self.windows = self._build_windows(resume_from)
         self.normalizer = self._normalizer(resume_from)
-        self.model = VLAJEPA(model_config)
+        self.policy.set_normalizer(self.normalizer)
         if train_config.init_from and resume_from is None:
             self._init_from(Path(train_config.init_from))
         if train_config.init_vision and resume_from is None:
             self._init_vision(Path(train_config.init_vision))
-        self.model.to(self.accelerator.device)
+        self.policy.to(self.accelerator.device)
         self.caches = self._build_caches() if self.use_cache else {}
 
-        self.optimizer = build_optimizer(self.model, train_config)
+        self.optimizer = build_optimizer(self.policy, train_config)
         self.scheduler = build_scheduler(self.optimizer, train_config)  # stepped by hand: once per optimizer step
-        self.step_module, self.optimizer = self.accelerator.prepare(StepModule(self.model), self.optimizer)
+        self.step_module, self.optimizer = self.accelerator.prepare(StepModule(self.policy), self.optimizer)
         self.trainable = [p for group in self.optimizer.param_groups for p in group["params"]]
-        self.weight_ema = WeightEMA(self.model, train_config.ema_weights) if train_config.ema_weights else None
+        self.weight_ema = WeightEMA(self.policy, train_config.ema_weights) if train_config.ema_weights else None
         self.loader = MixtureLoader(
             self.windows,
             {ROBOT: train_config.robot_weight, VIDEO: train_config.video_weight},
@@ -203,11 +198,17 @@ class Trainer:
         cfg, model = self.train_config, self.config
         if not cfg.robot and not cfg.video:
             raise ConfigError("no training data: give a robot dataset (train.robot) and/or a video set (train.video)")
-        if not model.use_world_model:
+        if not model.uses_future_frames:
             if cfg.video:
-                raise ConfigError("video needs the world model, but use_world_model is false (behaviour cloning)")
+                raise ConfigError(
+                    f"video needs the world model, but this {model.type} config has none (use_world_model is false: "
+                    "behaviour cloning)"
+                )
             if not cfg.robot_actions:
-                raise ConfigError("robot_actions=false trains the world model only, but use_world_model is false")
+                raise ConfigError(
+                    "robot_actions=false trains the world model only, but this config has none "
+                    "(use_world_model is false)"
+                )
         if cfg.robot and cfg.robot_weight == 0 and (not cfg.video or cfg.video_weight == 0):
             raise ConfigError("robot_weight and video_weight are both 0 for the data given")
 
@@ -215,7 +216,7 @@ class Trainer:
         found = ckpt.last_checkpoint(self.out)
         if found is None:
             raise CheckpointError(f"{ckpt.checkpoints_root(self.out) / ckpt.LAST}: no checkpoint to resume from")
-        saved = load_config(found)
+        saved = load_policy_config(found)
         if saved != self.config:
             raise ConfigError(f"{found}: the model config differs from the checkpoint's; resume with its config.json")
         saved_train = TrainConfig.load_json(found / ckpt.TRAIN_CONFIG_FILE)
@@ -234,7 +235,7 @@ class Trainer:
 
     def _build_windows(self, resume_from: Path | None) -> dict[str, Any]:
         cfg, model = self.train_config, self.config
-        future_images = model.use_world_model and not self.use_cache
+        future_images = model.uses_future_frames and not self.use_cache
         cache_bytes = int(cfg.decode_cache_gb * (1 << 30))
         windows: dict[str, Any] = {}
         if cfg.robot:
@@ -248,13 +249,6 @@ class Trainer:
                 with_actions=cfg.robot_actions,
                 decode_cache=DecodeCache(max_bytes=cache_bytes),
             )
-            problem = missing_canonical_message(windows[ROBOT].dataset.meta.tasks)
-            if problem:
-                warnings.warn(
-                    f"{cfg.robot}: {problem}; re-collect with this version of `vlajepa collect robot`, which "
-                    "captions every phrasing in turn",
-                    stacklevel=2,
-                )
         if cfg.video:
             windows[VIDEO] = VideoWindows(
                 cfg.video, model, future_images=future_images, decode_cache=DecodeCache(max_bytes=cache_bytes)
@@ -271,28 +265,21 @@ class Trainer:
         return Normalizer({})
 
     def _init_from(self, path: Path) -> None:
-        """Load the weights of a pretrained checkpoint that fit this model (e.g. all but a BC model's world model).
+        """Load the weights of a pretrained checkpoint that fit this policy (e.g. all but a BC model's world model).
 
-        Weights present in both with different shapes are an error; so is a checkpoint sharing no student weight.
+        Weights present in both with different shapes are an error; so is a checkpoint sharing no weight.
         """
-        state = load_weights(path)
-        own = self.model.checkpoint_state_dict()
-        wrong_shape = sorted(k for k in own.keys() & state.keys() if own[k].shape != state[k].shape)
-        if wrong_shape:
-            raise CheckpointError(f"{path}: {len(wrong_shape)} weights have other shapes (e.g. {wrong_shape[0]!r})")
-        shared = own.keys() & state.keys()
-        if not any(k.startswith("student.") for k in shared):
-            raise CheckpointError(f"{path}: no student weights fit this model; not a VLA-JEPA checkpoint of it")
-        self.model.load_state_dict({k: state[k] for k in shared}, strict=False)
-        self.init_report = {"loaded": len(shared), "not_in_checkpoint": sorted(own.keys() - state.keys())}
+        try:
+            self.init_report = self.policy.load_matching_weights(load_safetensors(path / WEIGHTS_FILE))
+        except ValueError as err:
+            raise CheckpointError(f"{path}: {err}") from err
 
     def _init_vision(self, path: Path) -> None:
-        """Start the student's vision encoder (and an EMA target, which must begin equal to it) from encoder weights
-        saved by ``vlajepa pretrain-encoder``; errors name the file."""
-        load_encoder(self.model.student.vision, path, role="init_vision (student vision encoder)")
-        target = self.model.target
-        if target is not None and target.kind == "ema":
-            target.encoder.load_state_dict(self.model.student.vision.state_dict())
+        """Start the policy's vision encoder from encoder weights saved by ``vlajepa pretrain-encoder``."""
+        init_vision = getattr(self.policy, "init_vision", None)
+        if init_vision is None:
+            raise ConfigError(f"init_vision: a {self.config.type} policy has no vision encoder to initialize")
+        init_vision(path)
 
     def _build_caches(self) -> dict[str, LatentCache]:
         cfg = self.train_config
@@ -300,16 +287,17 @@ class Trainer:
         if cfg.latent_cache == "disk":
             directory = Path(cfg.latent_cache_dir) if cfg.latent_cache_dir else self.out / LATENT_CACHE_DIR
         caches = {}
-        assert self.model.target is not None
+        target = self.policy.frozen_target()
+        assert target is not None
         for name, windows in self.windows.items():
             if directory is None:
                 caches[name] = build_latent_cache(
-                    self.model.target, windows, name=name, dtype=cfg.latent_cache_dtype, progress=self._show_bar
+                    target, windows, name=name, dtype=cfg.latent_cache_dtype, progress=self._show_bar
                 )
                 continue
             with self.accelerator.main_process_first():  # the main process builds, the others then reuse it
                 caches[name] = build_latent_cache(
-                    self.model.target,
+                    target,
                     windows,
                     name=name,
                     directory=directory,
@@ -332,7 +320,7 @@ class Trainer:
                 "an exact resume needs the same number of processes"
             )
         try:
-            self.model.load_checkpoint_state_dict(load_weights(path))
+            self.policy.load_checkpoint_state_dict(load_safetensors(path / WEIGHTS_FILE))
         except ValueError as err:
             raise CheckpointError(f"{path}: {err}") from err
         if self.weight_ema is not None:  # model.safetensors held the averages; the iterate is beside them
@@ -391,7 +379,7 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        self.model.update_target()
+        self.policy.on_optimizer_step()
         self.step += 1
         if self.weight_ema is not None:
             self.weight_ema.update(self.step)
@@ -465,11 +453,11 @@ class Trainer:
         final = ckpt.checkpoints_root(self.out) / ckpt.step_name(self.step)
         if self.is_main:
             if self.weight_ema is None:
-                save_model_files(tmp, self.model, self.normalizer)
+                self.policy.save_pretrained(tmp)
             else:
                 save_safetensors(tmp / RAW_WEIGHTS_FILE, self.weight_ema.raw_state())
                 with self.weight_ema.swapped():
-                    save_model_files(tmp, self.model, self.normalizer)
+                    self.policy.save_pretrained(tmp)
             ckpt.save_torch(tmp / ckpt.OPTIMIZER_FILE, self.optimizer.state_dict())
             ckpt.save_torch(tmp / ckpt.SCHEDULER_FILE, self.scheduler.state_dict())
             self.train_config.save_json(tmp / ckpt.TRAIN_CONFIG_FILE)
@@ -490,10 +478,10 @@ class Trainer:
 
     def _frozen_target_reference(self) -> Mapping[str, Any] | None:
         """A frozen target is not copied into checkpoints: the config references its weights file or seed."""
-        target = self.config.target
-        if not self.config.use_world_model or target.kind != "frozen":
+        if self.policy.frozen_target() is None:
             return None
-        return {"checkpoint": target.checkpoint, "seed": target.seed if target.checkpoint is None else None}
+        target = self.config.to_dict()["target"]
+        return {"checkpoint": target["checkpoint"], "seed": target["seed"] if target["checkpoint"] is None else None}
 
     @classmethod
     def resume(cls, out: str | Path, *, progress: bool = True, **changes: Any) -> Trainer:
@@ -506,7 +494,7 @@ class Trainer:
         not_runtime = sorted(set(changes) - set(RUNTIME_FIELDS))
         if not_runtime:
             raise ConfigError(f"cannot change {not_runtime} when resuming; only {', '.join(RUNTIME_FIELDS)}")
-        model_config = load_config(found)
+        policy_config = load_policy_config(found)
         train_config = TrainConfig.load_json(found / ckpt.TRAIN_CONFIG_FILE)
         train_config = train_config.replace(**{k: v for k, v in changes.items() if v is not None})
-        return cls(model_config, train_config, out, resume=True, progress=progress)
+        return cls(policy_config, train_config, out, resume=True, progress=progress)

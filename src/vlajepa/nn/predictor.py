@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from vlajepa.config import PredictorConfig
-from vlajepa.models.transformer import Transformer, init_weights, learned_embedding
+from vlajepa.nn.config import PredictorConfig
+from vlajepa.nn.transformer import Transformer, init_weights, learned_embedding
 
 
 def block_causal_mask(num_blocks: int, block_size: int, device: torch.device | None = None) -> Tensor:

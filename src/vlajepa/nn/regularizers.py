@@ -18,7 +18,7 @@ from functools import partial
 import torch
 from torch import Tensor
 
-from vlajepa.config import RegularizerConfig
+from vlajepa.nn.config import RegularizerConfig
 
 
 def vicreg_variance(z: Tensor, target_std: float = 1.0, eps: float = 1e-4) -> Tensor:

@@ -11,8 +11,8 @@ import torch
 from einops import rearrange, repeat
 from torch import Tensor, nn
 
-from vlajepa.config import VisionConfig
-from vlajepa.models.transformer import Transformer, init_weights, learned_embedding
+from vlajepa.nn.config import VisionConfig
+from vlajepa.nn.transformer import Transformer, init_weights, learned_embedding
 
 
 def prime_factors(n: int) -> list[int]:
@@ -114,7 +114,7 @@ class VisionEncoder(nn.Module):
         """Patch tokens ``(b, N, d)``; with ``keep`` ``(b, n_keep)`` patch indices, only those ``(b, n_keep, d)``.
 
         ``keep`` drops the other patches *before* the transformer (masked-context encoding for
-        :mod:`vlajepa.models.encoder_pretrain`), so the kept tokens never see the dropped ones.
+        :mod:`vlajepa.train.encoder_pretrain`), so the kept tokens never see the dropped ones.
         """
         if images.shape[-3:] != (3, self.image_size, self.image_size):
             raise ValueError(

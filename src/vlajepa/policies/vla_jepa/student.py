@@ -1,12 +1,11 @@
 """The student: the VLA backbone that sees the current observation and the instruction, nothing else.
 
 One fusion transformer over ``[instruction | current-image views | state | latent-action queries | embodied
-queries]``; each view contributes its patch tokens and, with ``student.keypoints``, spatial-softmax keypoint tokens
-(:mod:`vlajepa.models.keypoints`); ``student.sentence_token`` adds a pooled instruction token. The attention mask
+queries]``; each view contributes its patch tokens. The attention mask
 is ordered like a causal VLM's prefix: observation tokens attend among themselves, latent-action queries attend to
 the observation and to each other, embodied queries attend to everything (so they may read the latent actions), and
 no query is attended to by an earlier group. Future frames are not an input of this module at all, which is the
-leakage rule of DESIGN.md §3.1 by construction.
+leakage rule (docs/architecture.md) by construction.
 
 Multi-view: every camera goes through the same vision encoder; the views of one sample are joined as extra
 tokens of that sample (``(b v) n d -> b (v n) d``) with a learned view embedding, so views of different
@@ -22,11 +21,10 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from vlajepa.config import VLAJEPAConfig
-from vlajepa.models.keypoints import KeypointTokens
-from vlajepa.models.language import build_text_encoder
-from vlajepa.models.transformer import Transformer, init_weights, learned_embedding
-from vlajepa.models.vision import VisionEncoder
+from vlajepa.nn.language import build_text_encoder
+from vlajepa.nn.transformer import Transformer, init_weights, learned_embedding
+from vlajepa.nn.vision import VisionEncoder
+from vlajepa.policies.vla_jepa.configuration import VLAJEPAConfig
 
 # Attention groups, in sequence order: a token may attend to keys of its own group or an earlier one.
 _OBSERVATION, _LATENT, _EMBODIED = 0, 1, 2
@@ -42,20 +40,11 @@ class StudentOutput:
         Tensor  # (b, v, n, d_vision): current-frame patch tokens (for the anti-collapse regularizer)
     )
     state: Tensor | None = None  # (b, S) the state the student read (None: absent); the action head reads it too
-    keypoint_tokens: Tensor | None = None  # (b, v, K, d): current-frame keypoint tokens (student.keypoints)
 
 
 def join_views(tokens: Tensor, num_views: int) -> Tensor:
     """``((b v), n, d) -> (b, v, n, d)``: regroup per-image tokens by sample (never across samples)."""
     return rearrange(tokens, "(b v) n d -> b v n d", v=num_views)
-
-
-def sentence_embedding(tokens: Tensor, mask: Tensor) -> Tensor:
-    """``(b, d)``: the mean of each instruction's real token features ``(b, l, d)``, L2-normalized (the
-    sentence-transformers pooling of all-MiniLM-L6-v2)."""
-    weights = mask.to(tokens.dtype)[..., None]  # (b, l, 1)
-    pooled = (tokens * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
-    return nn.functional.normalize(pooled, dim=-1)
 
 
 class Student(nn.Module):
@@ -78,31 +67,25 @@ class Student(nn.Module):
         self.text_proj = nn.Sequential(
             nn.LayerNorm(self.language.out_dim), nn.Linear(self.language.out_dim, dim)
         )
-        self.keypoints = KeypointTokens(cfg.keypoints, dim) if cfg.keypoints else None
         self.view_embed = learned_embedding(len(config.cameras), dim)
         self.text_type = learned_embedding(dim)
-        self.sentence_proj = nn.Linear(self.language.out_dim, dim) if cfg.sentence_token else None
         if cfg.use_state:
-            self.state_proj = nn.Linear(config.actor_state_dim, dim)
+            self.state_proj = nn.Linear(config.state_dim, dim)
             self.missing_state = learned_embedding(dim)  # stands in for the state of action-free video
         self.latent_queries = learned_embedding(self.num_steps * self.num_latent, dim)
         self.embodied_queries = learned_embedding(self.num_embodied, dim)
         self.transformer = Transformer(dim, cfg.depth, cfg.heads, cfg.mlp_ratio)
-        for module in (self.vision_proj, self.text_proj, self.sentence_proj, self.transformer):
-            if module is not None:
-                module.apply(init_weights)
+        for module in (self.vision_proj, self.text_proj, self.transformer):
+            module.apply(init_weights)
         if cfg.use_state:
             self.state_proj.apply(init_weights)
 
-    def encode_views(self, images: Sequence[Tensor]) -> tuple[Tensor, Tensor | None]:
-        """Current-frame tokens of every view, ``(b, v, n, d_vision)`` patch tokens and, with keypoints,
-        ``(b, v, K, d)`` keypoint tokens (else None); ``images`` in camera order."""
+    def encode_views(self, images: Sequence[Tensor]) -> Tensor:
+        """Current-frame patch tokens of every view, ``(b, v, n, d_vision)``; ``images`` in camera order."""
         if len(images) != len(self.cameras):
             raise ValueError(f"expected {len(self.cameras)} camera images, got {len(images)}")
         stacked = rearrange(torch.stack(list(images), dim=1), "b v c h w -> (b v) c h w")
-        patches = join_views(self.vision(stacked), len(images))  # ((b v), n, d_vision) -> (b, v, n, d_vision)
-        keypoints = join_views(self.keypoints(stacked), len(images)) if self.keypoints is not None else None
-        return patches, keypoints
+        return join_views(self.vision(stacked), len(images))  # ((b v), n, d_vision) -> (b, v, n, d_vision)
 
     def _attention_mask(self, text_mask: Tensor, num_observation: int) -> Tensor:
         """``(b, n, n)``: group order (observation < latent < embodied), and no key on instruction padding."""
@@ -121,27 +104,20 @@ class Student(nn.Module):
 
     def forward(self, images: Sequence[Tensor], state: Tensor | None, task: Sequence[str]) -> StudentOutput:
         """``images``: current frames ``(b, 3, H, W)`` in camera order; ``state``: ``(b, S)`` or None."""
-        return self.fuse(*self.encode_views(images), state, task)
+        return self.fuse(self.encode_views(images), state, task)
 
-    def fuse(
-        self, vision_tokens: Tensor, keypoint_tokens: Tensor | None, state: Tensor | None, task: Sequence[str]
-    ) -> StudentOutput:
-        """The fusion transformer over :meth:`encode_views` output, the state and the instruction (callers that
-        read the patch tokens before fusing, such as a scene estimate joined to the state, split ``forward``)."""
+    def fuse(self, vision_tokens: Tensor, state: Tensor | None, task: Sequence[str]) -> StudentOutput:
+        """The fusion transformer over :meth:`encode_views` output, the state and the instruction."""
         batch = vision_tokens.shape[0]
         if len(task) != batch:
             raise ValueError(f"got {len(task)} instructions for a batch of {batch}")
 
         image_tokens = self.vision_proj(vision_tokens)  # (b, v, n, d)
-        if keypoint_tokens is not None:
-            image_tokens = torch.cat([image_tokens, keypoint_tokens], dim=2)  # (b, v, n + K, d)
         image_tokens = rearrange(image_tokens + self.view_embed[:, None], "b v n d -> b (v n) d")
         text = self.language(task)
         text_tokens = self.text_proj(text.tokens) + self.text_type  # (b, l, d)
 
         parts = [text_tokens, image_tokens]
-        if self.sentence_proj is not None:
-            parts.append(self.sentence_proj(sentence_embedding(text.tokens, text.mask))[:, None] + self.text_type)
         if self.use_state:
             if state is None:
                 parts.append(self.missing_state.expand(batch, 1, -1))
@@ -156,4 +132,4 @@ class Student(nn.Module):
         latent_start = num_observation
         embodied_start = latent_start + self.latent_queries.shape[0]
         latent = rearrange(x[:, latent_start:embodied_start], "b (t k) d -> b t k d", k=self.num_latent)
-        return StudentOutput(latent, x[:, embodied_start:], vision_tokens, state, keypoint_tokens)
+        return StudentOutput(latent, x[:, embodied_start:], vision_tokens, state)

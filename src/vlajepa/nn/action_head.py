@@ -18,8 +18,8 @@ import torch
 from einops import repeat
 from torch import Tensor, nn
 
-from vlajepa.config import ActionHeadConfig
-from vlajepa.models.transformer import MLP, Attention, init_weights, learned_embedding
+from vlajepa.nn.config import ActionHeadConfig
+from vlajepa.nn.transformer import MLP, Attention, init_weights, learned_embedding
 
 
 def timestep_features(time: Tensor, dim: int) -> Tensor:

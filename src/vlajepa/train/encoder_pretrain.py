@@ -1,11 +1,11 @@
 """Self-supervised frozen target: V-JEPA-style masked latent prediction on the action-free video set.
 
-A *context* encoder (the project's :class:`~vlajepa.models.vision.VisionEncoder`) sees a random subset of a
+A *context* encoder (the project's :class:`~vlajepa.nn.vision.VisionEncoder`) sees a random subset of a
 frame's patch tokens; a small *predictor* receives the context tokens plus learned mask tokens at the hidden
 positions and predicts what an EMA copy of the encoder (the *target*) outputs for those hidden patches, from the
 full frame (L1 loss, no gradient into the target). Masks are unions of random rectangles, so the predictor has to
 infer whole regions rather than interpolate single patches. The EMA target after training is the encoder a
-``target: {kind: frozen, checkpoint: ...}`` world model loads (:func:`vlajepa.models.target.save_encoder`).
+``target: {kind: frozen, checkpoint: ...}`` world model loads (:func:`vlajepa.nn.target.save_encoder`).
 
 Frames are encoded one at a time, matching how the target encoder is used in training (each frame on its own).
 """
@@ -28,11 +28,11 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import Tensor, nn
 
-from vlajepa.config import VisionConfig
 from vlajepa.io_utils import atomic_write_json
-from vlajepa.models.target import save_encoder
-from vlajepa.models.transformer import Transformer, init_weights, learned_embedding
-from vlajepa.models.vision import VisionEncoder
+from vlajepa.nn.config import VisionConfig
+from vlajepa.nn.target import save_encoder
+from vlajepa.nn.transformer import Transformer, init_weights, learned_embedding
+from vlajepa.nn.vision import VisionEncoder
 
 ENCODER_FILE = "encoder.safetensors"
 CONFIG_FILE = "encoder_config.json"

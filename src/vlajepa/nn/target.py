@@ -19,8 +19,8 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from vlajepa.config import TargetConfig, VisionConfig
-from vlajepa.models.vision import VisionEncoder
+from vlajepa.nn.config import TargetConfig, VisionConfig
+from vlajepa.nn.vision import VisionEncoder
 
 
 class TargetEncoderError(RuntimeError):

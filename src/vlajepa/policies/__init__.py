@@ -1,0 +1,32 @@
+"""Policies as registered siblings: each is a :class:`PreTrainedPolicy` with a :class:`~vlajepa.config.PolicyConfig`
+whose ``type`` names it. Importing this package registers the built-in ones.
+
+- ``vla_jepa`` (:mod:`vlajepa.policies.vla_jepa`): VLA-JEPA, and BC as VLA-JEPA without the world model.
+
+Planned siblings (their own subpackages, registered the same way): ``lapa`` (the LAPA baseline) and ``planning``
+(world-model action selection, a policy wrapping a base policy).
+"""
+
+from vlajepa.policies.base import (
+    PreTrainedPolicy,
+    load_policy,
+    load_policy_config,
+    make_policy,
+    policy_class,
+    registered_policies,
+)
+from vlajepa.policies.protocol import Policy, seed_policy
+from vlajepa.policies.vla_jepa import VLAJEPAConfig, VLAJEPAPolicy
+
+__all__ = [
+    "Policy",
+    "PreTrainedPolicy",
+    "VLAJEPAConfig",
+    "VLAJEPAPolicy",
+    "load_policy",
+    "load_policy_config",
+    "make_policy",
+    "policy_class",
+    "registered_policies",
+    "seed_policy",
+]
