@@ -19,7 +19,7 @@ Parts that never move in a task's training data (e.g. a missing second object) a
         --out data/heldout_mt10_96px_robot_10_envstate
     python benchmarks/probe_positions.py --checkpoint bc=outputs/s8/bc_envstate/bc/checkpoints/last \\
         --train data/mt10_96px_robot_10_envstate --heldout data/heldout_mt10_96px_robot_10_envstate \\
-        --out benchmarks/results/mt10_position_probe
+        --out benchmarks/results/position_readout/mt10_position_probe
 """
 
 from __future__ import annotations
