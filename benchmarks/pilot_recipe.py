@@ -2,10 +2,11 @@
 
 Each variant trains BC for ``--steps`` optimizer steps on the MT10 robot set, then evaluates ``--episodes``
 in-distribution episodes per task. BC isolates how fast the student and action head fit, which every method
-shares. Short pilots only rank early fitting speed: at 2000 steps the winner's gain did not carry over (README,
-``benchmarks/results/recipe/mt10_steps2000.md``). Variants pin both knobs explicitly, so the results do not depend on the preset's current
-defaults. Runs two variants at once with one torch thread each (``--jobs``); a variant whose evaluation JSON exists
-is not rerun. Each variant's training and evaluation output goes to ``<work>/<variant>.{train,eval}.log``.
+shares. Short pilots only rank early fitting speed: at 2000 steps the winner's gain did not carry over
+(``benchmarks/results/recipe/mt10_steps2000.md``). Variants pin both knobs explicitly, so the results do not depend
+on the preset's current defaults. Runs two variants at once with one torch thread each (``--jobs``); a variant
+whose evaluation JSON exists is not rerun. Each variant's training and evaluation output goes to
+``<work>/<variant>.{train,eval}.log``.
 
     python benchmarks/pilot_recipe.py --steps 600 --episodes 5 --work outputs/exp
 """
