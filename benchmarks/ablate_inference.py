@@ -17,7 +17,7 @@ a ``variant`` field, plus a per-variant summary pooled over tasks with Wilson in
 
     python benchmarks/ablate_inference.py \\
         --checkpoint cotrain-frozen=outputs/mt10/cotrain-frozen/checkpoints/last \\
-        --out benchmarks/results/mt10_inference_ablation
+        --out benchmarks/results/recipe/mt10_inference_ablation
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 reader random-access frames per second (no cache vs decode cache).
 
 Ratios measured in this one run are what to compare; absolute numbers on a shared 2-core machine are noisy.
-Writes benchmarks/results/foundation_perf.json and .md.
+Writes benchmarks/results/perf/foundation_perf.json and .md.
 
     python benchmarks/bench_foundation.py [--tasks reach-v3,push-v3,drawer-open-v3,window-close-v3] [--episodes 4]
 """
@@ -28,7 +28,7 @@ from vlajepa.eval.report import current_command  # noqa: E402
 from vlajepa.eval.runner import EvalConfig, evaluate  # noqa: E402
 from vlajepa.io_utils import write_report_files  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = Path(__file__).parent / "results" / "perf"
 
 
 def bench_collect(tasks: tuple[str, ...], episodes: int, workers: int, root: Path) -> dict:

@@ -8,7 +8,7 @@ breakdown times the student (vision encoder + fusion) and the action head's Eule
 ``--repeats N`` measures each configuration in N fresh processes: on this shared machine the same code's p50 moves by
 several milliseconds from one process to the next, so the report gives the median of the per-process p50s.
 
-Writes ``benchmarks/results/inference_perf.json`` and ``.md`` with the exact command.
+Writes ``benchmarks/results/perf/inference_perf.json`` and ``.md`` with the exact command.
 
     python benchmarks/bench_inference.py                       # configs/default.yaml, 1 thread
     python benchmarks/bench_inference.py --config configs/default.yaml --calls 300 --repeats 5
@@ -32,7 +32,7 @@ import numpy as np
 from vlajepa.io_utils import write_report_files
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = ROOT / "benchmarks" / "results" / "perf"
 INSTRUCTION = "open the drawer"
 
 

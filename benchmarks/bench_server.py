@@ -10,7 +10,7 @@ requests and a bounded time. Two server modes are compared:
 
 The model is a tiny randomly initialized checkpoint (``configs/tiny.yaml``) unless ``--checkpoint`` is given;
 requests carry a 96x96 image (the evaluation harness's size, resized by the policy), a 4-D state and a prompt.
-Writes ``benchmarks/results/server_load.json`` and ``.md``.
+Writes ``benchmarks/results/perf/server_load.json`` and ``.md``.
 
     python benchmarks/bench_server.py            # full run (~2-4 min on 2 cores)
     python benchmarks/bench_server.py --quick    # a few requests per configuration (smoke test)
@@ -40,7 +40,7 @@ from vlajepa.io_utils import with_extension, write_report_files
 from vlajepa.serve import Client, PolicyServer, ServerConfig, load_served_policy
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = ROOT / "benchmarks" / "results" / "perf"
 KEY = "observation.images.corner2"
 
 

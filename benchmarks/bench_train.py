@@ -13,7 +13,7 @@ Configurations:
 - ``frozen-no-cache``: the frozen target encoding every future frame at every step (the cache's speed-up);
 - ``ema``: the EMA target (the student's vision encoder's moving average), which cannot be cached.
 
-Writes ``benchmarks/results/train_perf.json`` and ``.md`` (with the exact command and the machine's load).
+Writes ``benchmarks/results/perf/train_perf.json`` and ``.md`` (with the exact command and the machine's load).
 
     python benchmarks/bench_train.py              # ~3-5 min on 2 cores
     python benchmarks/bench_train.py --quick      # 1 timed step per configuration (smoke test)
@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = ROOT / "benchmarks" / "results" / "perf"
 CONFIG = ROOT / "configs" / "default.yaml"
 CONFIGURATIONS = {
     "default": {"target": "frozen", "latent_cache": "disk", "workers": 0},

@@ -11,8 +11,8 @@ runs of the same methods (each JSON is one seed of every method in it) and repor
 * the difference to ``--reference`` under perturbation, paired by run (the same JSON, so the same data and seed),
   with its mean, minimum and maximum over runs.
 
-    python benchmarks/compare_seeds.py benchmarks/results/mt10_steps1200_rev2.json \\
-        benchmarks/results/mt10_steps1200_rev2_seed1.json --out benchmarks/results/mt10_rev2_seeds
+    python benchmarks/compare_seeds.py benchmarks/results/cotrain/mt10_steps1200_rev2.json \\
+        benchmarks/results/cotrain/mt10_steps1200_rev2_seed1.json --out benchmarks/results/cotrain/mt10_rev2_seeds
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ action units ([-1, 1] per dimension). Reported per checkpoint and task:
   away from 0 would mean the windows pair observations with the wrong actions.
 
     python benchmarks/fit_error.py --checkpoint bc=outputs/mt10_canonical/bc/bc/checkpoints/last \\
-        --robot data/mt10_96px_robot_10 --out benchmarks/results/mt10_fit_error
+        --robot data/mt10_96px_robot_10 --out benchmarks/results/bc_baselines/mt10_fit_error
 """
 
 from __future__ import annotations

@@ -2,10 +2,11 @@
 
 Each variant trains BC for ``--steps`` optimizer steps on the MT10 robot set, then evaluates ``--episodes``
 in-distribution episodes per task. BC isolates how fast the student and action head fit, which every method
-shares. Short pilots only rank early fitting speed: at 2000 steps the winner's gain did not carry over (README,
-``mt10_steps2000.md``). Variants pin both knobs explicitly, so the results do not depend on the preset's current
-defaults. Runs two variants at once with one torch thread each (``--jobs``); a variant whose evaluation JSON exists
-is not rerun. Each variant's training and evaluation output goes to ``<work>/<variant>.{train,eval}.log``.
+shares. Short pilots only rank early fitting speed: at 2000 steps the winner's gain did not carry over
+(``benchmarks/results/recipe/mt10_steps2000.md``). Variants pin both knobs explicitly, so the results do not depend
+on the preset's current defaults. Runs two variants at once with one torch thread each (``--jobs``); a variant
+whose evaluation JSON exists is not rerun. Each variant's training and evaluation output goes to
+``<work>/<variant>.{train,eval}.log``.
 
     python benchmarks/pilot_recipe.py --steps 600 --episodes 5 --work outputs/exp
 """
@@ -82,7 +83,7 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"subset of {list(VARIANTS)}")
     parser.add_argument("--jobs", type=int, default=2, help="variants trained at once (one thread each)")
     parser.add_argument("--work", default="outputs/exp")
-    parser.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "mt10_recipe_pilot"))
+    parser.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "recipe" / "mt10_recipe_pilot"))
     args = parser.parse_args()
     names = [n for n in args.variants.split(",") if n]
     Path(args.work).mkdir(parents=True, exist_ok=True)

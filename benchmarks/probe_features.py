@@ -23,7 +23,7 @@ of always answering the task's mean position.
         --encoder jepa=outputs/s11/lossless/encoder/encoder.safetensors \\
         --encoder bc=outputs/s11/lossless/bc/checkpoints/last \\
         --train data/mt10_96px_robot_10_envstate --heldout data/heldout_mt10_96px_robot_10_envstate \\
-        --out benchmarks/results/mt10_feature_probe
+        --out benchmarks/results/feature_probe/mt10_feature_probe
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ reference, relative to that sensitivity). Distances are RMS over the normalized 
 
     python benchmarks/probe_language.py --checkpoint bc=outputs/mt10_steps2000/bc/checkpoints/last \\
         --checkpoint vla-jepa-cotrain=outputs/mt10_steps2000/cotrain-frozen/checkpoints/last \\
-        --out benchmarks/results/mt10_language_probe
+        --out benchmarks/results/language/mt10_language_probe
 """
 
 from __future__ import annotations

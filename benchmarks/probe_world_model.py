@@ -29,7 +29,7 @@ actions add little to ``z_t``, the future is a function of the current frame (a 
 predictor that sees the frame has no use for latent actions.
 
     python benchmarks/probe_world_model.py --checkpoint cotrain=outputs/s18/cotrain/cotrain-frozen/checkpoints/last \\
-        --robot data/mt10_96px_robot_10 --video data/mt10_96px_video_50 --out benchmarks/results/mt10_wm_probe
+        --robot data/mt10_96px_robot_10 --video data/mt10_96px_video_50 --out benchmarks/results/wm_probe/mt10_wm_probe
 """
 
 from __future__ import annotations

@@ -461,7 +461,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="collection seed (videos use seed + 1)")
     parser.add_argument("--data-dir", default="data", help="where collected data sets are cached")
     parser.add_argument("--work", default="outputs/mt10", help="runs, evaluations, logs and stage markers")
-    parser.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "mt10"), help="results prefix")
+    parser.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "cotrain" / "mt10"),
+                        help="results prefix")
     args = parser.parse_args()
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]

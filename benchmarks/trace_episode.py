@@ -8,7 +8,8 @@ policy never sees it), their horizontal distance, the scripted expert's action f
 first and mean action of the chunk. Written as JSON beside a markdown table.
 
     python benchmarks/trace_episode.py --checkpoint outputs/s11/lossless/bc/checkpoints/last \\
-        --task button-press-topdown-v3 --seeds 1000000,1000002 --out benchmarks/results/trace_bc_button_press
+        --task button-press-topdown-v3 --seeds 1000000,1000002 \\
+        --out benchmarks/results/feature_probe/trace_bc_button_press
 """
 
 from __future__ import annotations
