@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -41,7 +42,6 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from probe_positions import _xyz, pooled, report_for
 from vlajepa.checkpoint import load_config, load_weights
 from vlajepa.config import VisionConfig, VLAJEPAConfig
 from vlajepa.constants import OBS_ENV_STATE, TASK
@@ -52,7 +52,12 @@ from vlajepa.io_utils import atomic_write_json, write_report_files
 from vlajepa.models.readout import EnvironmentStateHead
 from vlajepa.models.target import load_encoder, save_encoder
 from vlajepa.models.vision import VisionEncoder
+from vlajepa.presets import preset_path
 from vlajepa.train.augment import random_shift
+
+if __package__ in (None, ""):  # run as `python benchmarks/<name>.py`: import sibling scripts as benchmarks.*
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.probe_positions import _xyz, pooled, report_for  # noqa: E402
 
 STUDENT_VISION = "student.vision."
 
@@ -77,7 +82,7 @@ def build_encoder(source: str, config_path: str, image_size: int) -> tuple[Visio
     """The encoder ``source`` names (see the module docstring), in eval mode, and its architecture."""
     path = Path(source)
     if source == "random":
-        vision = VLAJEPAConfig.from_yaml(config_path).vision
+        vision = VLAJEPAConfig.from_yaml(preset_path(config_path)).vision
         encoder = VisionEncoder(vision, image_size)
     elif path.is_dir():
         config = load_config(path)
@@ -204,7 +209,7 @@ def main() -> None:
                         help="write a fine-tuned encoder here (pretrain-encoder format)")
     parser.add_argument("--train", required=True, help="dataset with observation.environment_state to fit on")
     parser.add_argument("--heldout", required=True, help="the same label on demonstrations from other seeds")
-    parser.add_argument("--config", default="configs/default.yaml", help="architecture of a random encoder")
+    parser.add_argument("--config", default="default", help="preset or YAML file: a random encoder's shape")
     parser.add_argument("--stride", type=int, default=2, help="use every k-th training frame (held-out: 2k)")
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch-size", type=int, default=64)

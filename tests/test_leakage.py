@@ -15,12 +15,12 @@ import dataclasses
 import pytest
 import torch
 
+from helpers.models import random_batch, single_thread, tiny_config
 from vlajepa.constants import image_key
 from vlajepa.models import predictor as predictor_module
 from vlajepa.models import student as student_module
 from vlajepa.models.predictor import block_causal_mask
 from vlajepa.models.student import StudentOutput
-from vlajepa.models.testing import random_batch, single_thread, tiny_config
 from vlajepa.models.vla_jepa import VLAJEPA, future_image_key
 
 CAMERA = "corner2"

@@ -7,12 +7,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from helpers.models import single_thread, tiny_config
 from vlajepa.checkpoint import CONFIG_FILE, NORMALIZATION_FILE, WEIGHTS_FILE, CheckpointError
 from vlajepa.config import TargetConfig
 from vlajepa.constants import ACTION, OBS_ENV_STATE, OBS_STATE, TASK, image_key
 from vlajepa.eval.policy import Policy
 from vlajepa.models.target import save_encoder
-from vlajepa.models.testing import single_thread, tiny_config
 from vlajepa.models.vla_jepa import VLAJEPA
 from vlajepa.normalize import Normalizer
 from vlajepa.policy import EstimatedScenePolicy, VLAJEPAPolicy

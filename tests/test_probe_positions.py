@@ -7,10 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-
-@pytest.fixture(scope="module")
-def probe(benchmark_script):
-    return benchmark_script("probe_positions")
+from benchmarks import probe_positions as probe
 
 
 def scene(rng: np.random.Generator, frames: int) -> np.ndarray:
@@ -21,7 +18,7 @@ def scene(rng: np.random.Generator, frames: int) -> np.ndarray:
     return label
 
 
-def test_a_perfect_read_out_beats_the_mean_baseline_and_static_parts_are_left_out(probe):
+def test_a_perfect_read_out_beats_the_mean_baseline_and_static_parts_are_left_out():
     rng = np.random.default_rng(0)
     train_label, heldout_label = scene(rng, 200), scene(rng, 100)
     off = heldout_label.copy()
@@ -42,7 +39,7 @@ def test_a_perfect_read_out_beats_the_mean_baseline_and_static_parts_are_left_ou
     assert "| bc | reach-v3 | goal | 0.0 / 0.0 / 0.0 | 2.0 / 0.0 / 0.0 |" in text
 
 
-def test_a_checkpoint_without_a_read_out_is_refused(probe):
+def test_a_checkpoint_without_a_read_out_is_refused():
     policy = SimpleNamespace(model=SimpleNamespace(eval=lambda: SimpleNamespace(environment_state_head=None)))
     with pytest.raises(SystemExit, match="no scene-state read-out"):
         probe.read_out(policy, "data/x", stride=1)

@@ -7,9 +7,9 @@ import dataclasses
 import pytest
 import torch
 
+from helpers.models import single_thread, tiny_config
 from vlajepa.models.keypoints import KeypointTokens, spatial_softmax
 from vlajepa.models.student import Student
-from vlajepa.models.testing import single_thread, tiny_config
 
 
 @pytest.fixture(autouse=True, scope="module")

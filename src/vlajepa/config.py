@@ -1,5 +1,5 @@
-"""Typed model configuration, saved as JSON with every checkpoint and loaded from YAML presets in
-``configs/``.
+"""Typed model configuration, saved as JSON with every checkpoint and loaded from YAML presets
+(:mod:`vlajepa.presets`).
 
 Every config is a frozen dataclass, so a model built from a config cannot drift from what is written next to
 its weights. ``to_dict``/``from_dict`` round-trip through plain JSON types; ``from_dict`` rejects unknown
