@@ -10,8 +10,8 @@ several milliseconds from one process to the next, so the report gives the media
 
 Writes ``benchmarks/results/perf/inference_perf.json`` and ``.md`` with the exact command.
 
-    python benchmarks/bench_inference.py                       # configs/default.yaml, 1 thread
-    python benchmarks/bench_inference.py --config configs/default.yaml --calls 300 --repeats 5
+    python benchmarks/bench_inference.py                       # the default preset, 1 thread
+    python benchmarks/bench_inference.py --config default --calls 300 --repeats 5
 """
 
 from __future__ import annotations
@@ -41,8 +41,9 @@ def build_policy(config_path: str, euler_steps: int | None):
     from vlajepa.constants import ACTION, OBS_STATE
     from vlajepa.normalize import Normalizer
     from vlajepa.policies.vla_jepa import VLAJEPAConfig, VLAJEPAPolicy
+    from vlajepa.presets import preset_path
 
-    config = VLAJEPAConfig.from_yaml(config_path)
+    config = VLAJEPAConfig.from_yaml(preset_path(config_path))
     ones = [1.0] * config.action_dim
     stats = {
         ACTION: {"min": [-v for v in ones], "max": ones},
@@ -142,7 +143,9 @@ def markdown(report: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", action="append", default=None, help="YAML preset(s) (default: default.yaml)")
+    parser.add_argument(
+        "--config", action="append", default=None, help="preset name(s) or YAML file(s) (default: default)"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--euler-steps", type=int, default=None, help="override action_head.num_inference_steps")
     parser.add_argument("--calls", type=int, default=200)
@@ -151,7 +154,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS / "inference_perf"), help="results path without suffix")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    configs = args.config or ["configs/default.yaml"]
+    configs = args.config or ["default"]
     if args.child:
         args.config = configs[0]
         child(args)

@@ -8,7 +8,7 @@ requests and a bounded time. Two server modes are compared:
 - ``batched``: ``max_batch=8``, requests waiting together share one forward pass
   (``VLAJEPAPolicy.predict_action_chunk_batch``).
 
-The model is a tiny randomly initialized checkpoint (``configs/tiny.yaml``) unless ``--checkpoint`` is given;
+The model is a tiny randomly initialized checkpoint (the ``tiny`` preset) unless ``--checkpoint`` is given;
 requests carry a 96x96 image (the evaluation harness's size, resized by the policy), a 4-D state and a prompt.
 Writes ``benchmarks/results/perf/server_load.json`` and ``.md``.
 
@@ -38,6 +38,9 @@ import torch
 from vlajepa.constants import OBS_STATE, TASK
 from vlajepa.io_utils import with_extension, write_report_files
 from vlajepa.serve import Client, PolicyServer, ServerConfig, load_served_policy
+
+if __package__ in (None, ""):  # run as `python benchmarks/<name>.py`: import sibling scripts as benchmarks.*
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "perf"
@@ -199,12 +202,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint, model = args.checkpoint, f"checkpoint {args.checkpoint}"
         if checkpoint is None:
+            from benchmarks.synthetic import save_random_checkpoint
             from vlajepa.policies.vla_jepa import VLAJEPAConfig
-            from vlajepa.serve.testing import save_random_checkpoint
+            from vlajepa.presets import preset_path
 
-            config = VLAJEPAConfig.from_yaml(ROOT / "configs" / "tiny.yaml")
+            config = VLAJEPAConfig.from_yaml(preset_path("tiny"))
             checkpoint = save_random_checkpoint(Path(tmp) / "tiny", config)
-            model = "tiny randomly initialized VLAJEPAPolicy (configs/tiny.yaml, 32x32 input, 4 flow steps)"
+            model = "tiny randomly initialized VLAJEPAPolicy (tiny preset, 32x32 input, 4 flow steps)"
         baseline = in_process_baseline(checkpoint, min(args.requests, 100), args.threads)
         print(f"in-process: {baseline}")
         rows = []

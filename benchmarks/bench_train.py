@@ -7,7 +7,7 @@ the robot:video 1:1 mixture with the default ``train:`` settings (batch 32). Dat
 video sets written on the fly (the model's cost does not depend on pixel content), or ``--robot``/``--video``.
 
 Configurations:
-- ``default``: ``configs/default.yaml`` as is: a frozen target (random weights here; a pretrained encoder costs the
+- ``default``: the ``default`` preset as is: a frozen target (random weights here; a pretrained encoder costs the
   same) with its latents precomputed once (``latent_cache: disk``), frozen MiniLM instructions;
 - ``default-1-worker``: the same with one DataLoader worker process (loading overlaps compute);
 - ``frozen-no-cache``: the frozen target encoding every future frame at every step (the cache's speed-up);
@@ -33,9 +33,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from vlajepa.presets import preset_path
+
+if __package__ in (None, ""):  # run as `python benchmarks/<name>.py`: import sibling scripts as benchmarks.*
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.synthetic import write_robot_dataset, write_video_set  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "perf"
-CONFIG = ROOT / "configs" / "default.yaml"
+CONFIG = preset_path("default")
 CONFIGURATIONS = {
     "default": {"target": "frozen", "latent_cache": "disk", "workers": 0},
     "default-1-worker": {"target": "frozen", "latent_cache": "disk", "workers": 1},
@@ -97,7 +103,6 @@ def child(args: argparse.Namespace) -> None:
 def write_data(work: Path) -> tuple[str, str]:
     """Synthetic 96x96 robot (10 x 80 frames) and video (20 x 80 frames) sets for the default camera."""
     from vlajepa.policies.vla_jepa import VLAJEPAConfig
-    from vlajepa.train.testing import write_robot_dataset, write_video_set
 
     config = VLAJEPAConfig.from_yaml(CONFIG)
     size, camera = config.image_size, config.cameras[0]
@@ -115,7 +120,7 @@ def markdown(report: dict) -> str:
         f"Machine: {report['machine']['cpus']} CPUs, torch {report['machine']['torch']}, "
         f"{report['threads']} torch thread(s) per process; load average before / after: "
         f"{report['load_before']} / {report['load_after']} (other work on the machine slows every number).",
-        f"Model: `configs/default.yaml` ({report['image_size']} px, T={report['clip_length']}); "
+        f"Model: the `default` preset ({report['image_size']} px, T={report['clip_length']}); "
         f"batch {report['batch_size']} per optimizer step, robot:video 1:1 alternating; "
         f"{report['warmup']} warm-up + {report['steps']} timed steps per configuration. Data: {report['data']}.",
         "",

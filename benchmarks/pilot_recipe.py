@@ -77,7 +77,7 @@ def run_variant(name: str, args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--robot", default="data/mt10_96px_robot_10", help="MT10 robot set (run_mt10.py collects it)")
-    parser.add_argument("--config", default="configs/default.yaml")
+    parser.add_argument("--config", default="default", help="preset name or YAML file")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--episodes", type=int, default=5, help="in-distribution episodes per task")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"subset of {list(VARIANTS)}")

@@ -52,6 +52,7 @@ from vlajepa.nn.target import load_encoder, save_encoder
 from vlajepa.nn.vision import VisionEncoder
 from vlajepa.policies import load_policy_config
 from vlajepa.policies.vla_jepa import VLAJEPAConfig
+from vlajepa.presets import preset_path
 from vlajepa.train.augment import random_shift
 
 STUDENT_VISION = "student.vision."
@@ -133,7 +134,7 @@ def build_encoder(source: str, config_path: str, image_size: int) -> tuple[Visio
     """The encoder ``source`` names (see the module docstring), in eval mode, and its architecture."""
     path = Path(source)
     if source == "random":
-        vision = VLAJEPAConfig.from_yaml(config_path).vision
+        vision = VLAJEPAConfig.from_yaml(preset_path(config_path)).vision
         encoder = VisionEncoder(vision, image_size)
     elif path.is_dir():
         config = load_policy_config(path)
@@ -260,7 +261,7 @@ def main() -> None:
                         help="write a fine-tuned encoder here (pretrain-encoder format)")
     parser.add_argument("--train", required=True, help="dataset with observation.environment_state to fit on")
     parser.add_argument("--heldout", required=True, help="the same label on demonstrations from other seeds")
-    parser.add_argument("--config", default="configs/default.yaml", help="architecture of a random encoder")
+    parser.add_argument("--config", default="default", help="preset or YAML file: a random encoder's shape")
     parser.add_argument("--stride", type=int, default=2, help="use every k-th training frame (held-out: 2k)")
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch-size", type=int, default=64)

@@ -440,7 +440,9 @@ def main() -> None:
                         help="resolution the data is collected at (its own data folder); the model's comes from "
                         "--config/--set, e.g. --set model.image_size=128 --set model.vision.patch_size=16, and "
                         "evaluation renders at the checkpoint's")
-    parser.add_argument("--config", default="configs/default.yaml", help="model + train preset for every method")
+    parser.add_argument(
+        "--config", default="default", help="model + train preset (name or YAML file) for every method"
+    )
     parser.add_argument("--steps", type=int, default=1200, help="optimizer steps per method (same budget for all)")
     parser.add_argument("--batch-size", type=int, default=None, help="override the preset's batch size")
     parser.add_argument("--pretrain-fraction", type=float, default=0.5,

@@ -3,7 +3,7 @@
 #   1. collect a small scripted-expert dataset (LeRobot v3) and an action-free, domain-shifted video set;
 #   2. evaluate the scripted expert (the harness's upper bound) on MT10;
 #   3. pretrain the frozen target encoder on the video (masked latent prediction, `vlajepa pretrain-encoder`);
-#   4. co-train VLA-JEPA briefly on robot + video data against that target (configs/default.yaml);
+#   4. co-train VLA-JEPA briefly on robot + video data against that target (the default preset);
 #   5. evaluate the checkpoint in distribution and print the results table.
 # Knobs (environment): VLAJEPA_DEMO_DIR, VLAJEPA_DEMO_EPISODES (demos and videos per task), VLAJEPA_DEMO_STEPS,
 # VLAJEPA_DEMO_ENCODER_STEPS, VLAJEPA_DEMO_BATCH, VLAJEPA_DEMO_EVAL_EPISODES, VLAJEPA_DEMO_THREADS. Collected data

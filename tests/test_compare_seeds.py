@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from benchmarks import compare_seeds
+
 
 def _part(successes: int, episodes: int) -> dict:
     return {"successes": successes, "episodes": episodes, "success_rate": successes / episodes}
@@ -20,8 +22,7 @@ def _result(path, entries) -> str:
     return str(path)
 
 
-def test_runs_are_pooled_and_differences_paired_by_run(benchmark_script, tmp_path) -> None:
-    compare_seeds = benchmark_script("compare_seeds")
+def test_runs_are_pooled_and_differences_paired_by_run(tmp_path) -> None:
     first = _result(tmp_path / "s0.json", [("bc", "none", (80, 200), (210, 700)),
                                            ("vla-jepa-cotrain", "frozen", (60, 200), (245, 700))])
     second = _result(tmp_path / "s1.json", [("bc", "none", (70, 200), (140, 700))])
@@ -40,8 +41,7 @@ def test_runs_are_pooled_and_differences_paired_by_run(benchmark_script, tmp_pat
     assert "150/400" in text and "+5.0" in text and json.loads((tmp_path / "cmp.json").read_text())["runs"]
 
 
-def test_a_file_without_a_summary_is_named(benchmark_script, tmp_path) -> None:
-    compare_seeds = benchmark_script("compare_seeds")
+def test_a_file_without_a_summary_is_named(tmp_path) -> None:
     bad = tmp_path / "eval.json"
     bad.write_text(json.dumps({"rows": []}))
     with pytest.raises(SystemExit, match="eval.json: no 'summary'"):

@@ -9,14 +9,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from benchmarks.synthetic import write_video_set
+from helpers.models import single_thread, tiny_config
 from vlajepa.commands import pretrain_encoder as command
-from vlajepa.models.testing import single_thread, tiny_config
 from vlajepa.nn.config import TargetConfig
 from vlajepa.policies.vla_jepa import VLAJEPAPolicy
 from vlajepa.train.config import TrainConfig
 from vlajepa.train.encoder_pretrain import EncoderPretrainConfig, block_masks, complement, pretrain_encoder
 from vlajepa.train.optim import build_optimizer
-from vlajepa.train.testing import write_video_set
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -8,14 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks import fit_error
 from vlajepa.constants import ACTION, OBS_STATE, TASK
 
 KEY = "observation.images.cam"
-
-
-@pytest.fixture(scope="module")
-def fit_error(benchmark_script):
-    return benchmark_script("fit_error")
 
 
 class ReplayDataset:
@@ -51,12 +47,12 @@ class ReplayPolicy:
         return self.actions[row : row + self.n_action_steps]
 
 
-def test_rows_keep_a_margin_inside_each_episode(fit_error):
+def test_rows_keep_a_margin_inside_each_episode():
     rows = fit_error.sample_rows(np.repeat([0, 1, 2], 30), episode_stride=2, stride=5, margin=6)
     assert [r.tolist() for r in rows] == [[6, 11, 16, 21], [66, 71, 76, 81]]  # episodes 0 and 2
 
 
-def test_a_replaying_policy_has_zero_error_at_shift_zero_only(fit_error):
+def test_a_replaying_policy_has_zero_error_at_shift_zero_only():
     dataset = ReplayDataset()
     rows = fit_error.sample_rows(dataset.column("episode_index"), 1, 3, margin=2 + 4)
     report = fit_error.fit_errors(ReplayPolicy(dataset), dataset, rows, shifts=[-2, -1, 0, 1, 2])

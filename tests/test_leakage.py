@@ -15,8 +15,8 @@ import dataclasses
 import pytest
 import torch
 
+from helpers.models import random_batch, single_thread, tiny_config
 from vlajepa.constants import future_image_key, image_key
-from vlajepa.models.testing import random_batch, single_thread, tiny_config
 from vlajepa.nn import predictor as predictor_module
 from vlajepa.nn.predictor import block_causal_mask
 from vlajepa.policies.vla_jepa import VLAJEPAPolicy

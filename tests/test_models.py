@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from helpers.models import random_batch, single_thread, tiny_config
 from vlajepa.config import ConfigError
 from vlajepa.constants import ACTION, ACTION_IS_PAD, FUTURE_IS_PAD, FUTURE_LATENTS, OBS_STATE, future_image_key
-from vlajepa.models.testing import random_batch, single_thread, tiny_config
 from vlajepa.nn.config import LanguageConfig, TargetConfig
 from vlajepa.nn.predictor import pool_latents
 from vlajepa.nn.regularizers import sigreg, vicreg, vicreg_covariance, vicreg_variance
 from vlajepa.nn.target import TargetEncoderError, save_encoder
 from vlajepa.normalize import NormalizationError, Normalizer, compute_stats
 from vlajepa.policies.vla_jepa import VLAJEPAConfig, VLAJEPAPolicy
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+from vlajepa.presets import preset_names, preset_path
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -66,9 +64,19 @@ def test_config_rejects_unknown_and_missing_fields():
 
 
 def test_yaml_presets_load_and_tiny_matches_code():
-    assert VLAJEPAConfig.from_yaml(CONFIGS / "tiny.yaml") == tiny_config()
-    default = VLAJEPAConfig.from_yaml(CONFIGS / "default.yaml")
+    assert preset_names() == ("default", "tiny")
+    assert VLAJEPAConfig.from_yaml(preset_path("tiny")) == tiny_config()
+    default = VLAJEPAConfig.from_yaml(preset_path("default"))
     assert default.image_size == 96 and default.language.kind == "minilm"
+
+
+def test_a_preset_is_a_name_or_a_yaml_file(tmp_path):
+    own = tmp_path / "own.yaml"
+    own.write_text("model:\n  image_size: 48\n")
+    assert preset_path(own) == own and preset_path(str(own)) == own
+    assert preset_path("tiny").name == "tiny.yaml"
+    with pytest.raises(ConfigError, match=r"'tiniest' not found.*\(default, tiny\)"):
+        preset_path("tiniest")
 
 
 def test_yaml_preset_errors_name_the_file_and_field(tmp_path):

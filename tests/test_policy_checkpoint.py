@@ -7,9 +7,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from helpers.models import single_thread, tiny_config
 from vlajepa.checkpoint import CONFIG_FILE, NORMALIZATION_FILE, WEIGHTS_FILE, CheckpointError
 from vlajepa.constants import ACTION, OBS_STATE, TASK, image_key
-from vlajepa.models.testing import single_thread, tiny_config
 from vlajepa.nn.config import TargetConfig
 from vlajepa.nn.target import save_encoder
 from vlajepa.normalize import Normalizer

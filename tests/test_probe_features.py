@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from benchmarks import probe_features as probe
+from benchmarks.synthetic import save_random_checkpoint
 from vlajepa.checkpoint import WEIGHTS_FILE, load_safetensors
 from vlajepa.nn.config import VisionConfig
 from vlajepa.nn.vision import VisionEncoder
 from vlajepa.policies.vla_jepa import VLAJEPAConfig
-from vlajepa.serve.testing import save_random_checkpoint
+from vlajepa.presets import preset_path
 
-TINY = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
+TINY = preset_path("tiny")
 
-
-@pytest.fixture(scope="module")
-def probe(benchmark_script):
-    return benchmark_script("probe_features")
 
 
 def squares(n: int, size: int = 24, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,7 +42,7 @@ def fit(probe, encoder, images, target, finetune: bool):
 
 
 @pytest.mark.parametrize("finetune", [False, True])
-def test_the_probe_learns_positions_and_only_fine_tuning_changes_the_encoder(probe, finetune):
+def test_the_probe_learns_positions_and_only_fine_tuning_changes_the_encoder(finetune):
     torch.set_num_threads(1)
     images, target = squares(256)
     encoder = tiny_encoder()
@@ -58,7 +55,7 @@ def test_the_probe_learns_positions_and_only_fine_tuning_changes_the_encoder(pro
     assert changed == finetune
 
 
-def test_encoders_load_from_a_checkpoint_a_saved_encoder_and_at_random(probe, tmp_path):
+def test_encoders_load_from_a_checkpoint_a_saved_encoder_and_at_random(tmp_path):
     config = VLAJEPAConfig.from_yaml(TINY)
     checkpoint = save_random_checkpoint(tmp_path / "checkpoint", config)
     encoder, vision = probe.build_encoder(str(checkpoint), str(TINY), config.image_size)
@@ -81,7 +78,7 @@ def test_encoders_load_from_a_checkpoint_a_saved_encoder_and_at_random(probe, tm
         probe.build_encoder(str(tmp_path / "missing.safetensors"), str(TINY), config.image_size)
 
 
-def test_report_groups_frames_by_task_and_pools_moving_parts(probe):
+def test_report_groups_frames_by_task_and_pools_moving_parts():
     rng = np.random.default_rng(0)
     label = np.zeros((40, 9))
     label[:, 0:3] = rng.uniform(-0.1, 0.1, (40, 3))  # obj1 moves; obj2 and the goal never do

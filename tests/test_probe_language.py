@@ -6,16 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks import probe_language
+from helpers.models import single_thread, tiny_config
 from vlajepa.constants import ACTION, OBS_STATE, TASK, image_key
 from vlajepa.envs.language import TaskLanguage
-from vlajepa.models.testing import single_thread, tiny_config
 from vlajepa.normalize import Normalizer
 from vlajepa.policies.vla_jepa import VLAJEPAPolicy
-
-
-@pytest.fixture(scope="module")
-def probe_language(benchmark_script):
-    return benchmark_script("probe_language")
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +34,7 @@ def observation(seed: int) -> dict:
     }
 
 
-def test_chunks_share_the_noise_so_only_the_instruction_differs(probe_language, policy) -> None:
+def test_chunks_share_the_noise_so_only_the_instruction_differs(policy) -> None:
     noise = torch.randn(1, 4, 4, generator=torch.Generator().manual_seed(0))
     with single_thread():
         out = probe_language.chunks(policy, observation(0), ["open the drawer", "open the drawer", "press it"], noise)
@@ -50,7 +46,7 @@ def test_chunks_share_the_noise_so_only_the_instruction_differs(probe_language, 
     assert np.abs(out[0] - out[2]).max() > 1e-4  # the instruction does move the chunk
 
 
-def test_a_paraphrase_equal_to_the_training_instruction_has_no_drift(probe_language, policy, monkeypatch) -> None:
+def test_a_paraphrase_equal_to_the_training_instruction_has_no_drift(policy, monkeypatch) -> None:
     language = {
         "task-a": TaskLanguage("open the drawer", ("open the drawer",), ("open the drawer",)),
         "task-b": TaskLanguage("press the button", ("press the button",), ("press the button", "open the drawer")),

@@ -6,21 +6,16 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import pytest
 import torch
 
+from benchmarks import probe_world_model as probe
+from benchmarks.synthetic import write_robot_dataset
+from helpers.models import random_batch, single_thread, tiny_config
 from vlajepa.data.windows import RobotWindows
-from vlajepa.models.testing import random_batch, single_thread, tiny_config
 from vlajepa.policies.vla_jepa import VLAJEPAPolicy
-from vlajepa.train.testing import write_robot_dataset
 
 
-@pytest.fixture(scope="module")
-def probe(benchmark_script):
-    return benchmark_script("probe_world_model")
-
-
-def test_derangement_stays_within_groups_and_moves_every_member(probe):
+def test_derangement_stays_within_groups_and_moves_every_member():
     groups = ["a", "b", "a", "c", "b", "a", "b"]
     source, alone = probe.derangement(groups, torch.Generator().manual_seed(0))
     assert sorted(source.tolist()) == list(range(len(groups)))  # a permutation
@@ -30,7 +25,7 @@ def test_derangement_stays_within_groups_and_moves_every_member(probe):
         assert (i == j) == (groups[i] == "c")
 
 
-def test_a_predictor_blind_to_its_conditions_gains_nothing(probe):
+def test_a_predictor_blind_to_its_conditions_gains_nothing():
     torch.manual_seed(0)
     with single_thread():
         model = VLAJEPAPolicy(tiny_config(clip_length=4)).eval()
@@ -54,7 +49,7 @@ def test_a_predictor_blind_to_its_conditions_gains_nothing(probe):
     assert probe.gains(means) == {mode: [0.0, 0.0, 0.0] for mode in modes}
 
 
-def test_a_predictor_trained_with_context_dropout_is_also_probed_with_its_context_hidden(probe):
+def test_a_predictor_trained_with_context_dropout_is_also_probed_with_its_context_hidden():
     predictor = dataclasses.replace(tiny_config().predictor, context_dropout=0.5)
     with single_thread():
         model = VLAJEPAPolicy(tiny_config(clip_length=4, predictor=predictor)).eval()
@@ -65,7 +60,7 @@ def test_a_predictor_trained_with_context_dropout_is_also_probed_with_its_contex
     assert not torch.equal(errors["hidden/own"], errors["teacher/own"])  # the context is really hidden
 
 
-def test_probe_windows_reports_every_condition_and_step(probe, tmp_path):
+def test_probe_windows_reports_every_condition_and_step(tmp_path):
     root = write_robot_dataset(tmp_path / "robot", lengths=(12, 9, 15))
     with single_thread():
         model = VLAJEPAPolicy(tiny_config()).eval()
@@ -83,7 +78,7 @@ def test_probe_windows_reports_every_condition_and_step(probe, tmp_path):
     assert text.count("| tiny | robot |") == 2 * steps
 
 
-def test_linear_baselines_find_which_input_explains_the_change(probe):
+def test_linear_baselines_find_which_input_explains_the_change():
     rng = np.random.default_rng(0)
     n = 400
     samples = {"z": rng.normal(size=(n, 6)), "actions": rng.normal(size=(n, 3)), "episode": np.arange(n) // 10}

@@ -4,11 +4,11 @@ import dataclasses
 
 import pytest
 
+from benchmarks.synthetic import save_random_checkpoint
+from helpers.models import tiny_config
 from vlajepa.eval.policies import PolicySource
 from vlajepa.eval.runner import EvalConfig, evaluate
-from vlajepa.models.testing import tiny_config
 from vlajepa.serve import ServerThread, load_served_policy
-from vlajepa.serve.testing import save_random_checkpoint
 
 pytestmark = pytest.mark.slow
 

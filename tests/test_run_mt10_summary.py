@@ -7,19 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import run_mt10
 from vlajepa.eval.report import make_row
-
-
-@pytest.fixture(scope="module")
-def run_mt10(benchmark_script):
-    return benchmark_script("run_mt10")
 
 
 def row(method: str, target: str, task: str, setting: str, successes: int, episodes: int) -> dict:
     return make_row(method, task, setting, successes, episodes, target=target)
 
 
-def test_summary_pools_settings_and_compares_to_bc(run_mt10) -> None:
+def test_summary_pools_settings_and_compares_to_bc() -> None:
     rows = [
         row("bc", "none", "reach-v3", "id", 8, 10),
         row("bc", "none", "push-v3", "id", 2, 10),
@@ -47,8 +43,8 @@ def test_summary_pools_settings_and_compares_to_bc(run_mt10) -> None:
     assert run_mt10.summary_table([id_only]).count("not run") == 1  # no perturbed episodes: no 0/0 interval
 
 
-def test_no_video_ablation_trains_on_bcs_robot_batches_with_the_world_model(run_mt10, tmp_path, monkeypatch) -> None:
-    args = run_mt10.argparse.Namespace(work=str(tmp_path), threads=1, config="configs/default.yaml", batch_size=None,
+def test_no_video_ablation_trains_on_bcs_robot_batches_with_the_world_model(tmp_path, monkeypatch) -> None:
+    args = run_mt10.argparse.Namespace(work=str(tmp_path), threads=1, config="default", batch_size=None,
                                        set=[], steps=10)
     pipeline = run_mt10.Pipeline(args)
     commands = {}
@@ -66,7 +62,7 @@ def test_no_video_ablation_trains_on_bcs_robot_batches_with_the_world_model(run_
     assert "--video" in cotrain and "--batches-per-step" in cotrain
 
 
-def test_finished_stages_are_reused_across_thread_and_worker_counts_but_not_other_options(run_mt10, tmp_path) -> None:
+def test_finished_stages_are_reused_across_thread_and_worker_counts_but_not_other_options(tmp_path) -> None:
     args = run_mt10.argparse.Namespace(work=str(tmp_path), threads=2)
     marker = tmp_path / "stages" / "eval-bc.json"
     marker.parent.mkdir()
@@ -80,7 +76,7 @@ def test_finished_stages_are_reused_across_thread_and_worker_counts_but_not_othe
         pipeline.stage("eval-bc", [*never_run, "eval", "--episodes", "10", "--workers", "2"])
 
 
-def test_noisy_demonstrations_get_their_own_data_folder(run_mt10, tmp_path, monkeypatch) -> None:
+def test_noisy_demonstrations_get_their_own_data_folder(tmp_path, monkeypatch) -> None:
     commands = {}
 
     def pipeline(noise: float, quality: str = "lossless"):
@@ -88,7 +84,7 @@ def test_noisy_demonstrations_get_their_own_data_folder(run_mt10, tmp_path, monk
                                            image_size=96, seed=0, workers=1, data_dir=str(tmp_path / "data"),
                                            action_noise=noise,
                                            video_quality=quality, still_video_camera=False, video_arm="hidden",
-                                           config="configs/default.yaml", batch_size=None, set=[],
+                                           config="default", batch_size=None, set=[],
                                            settings="id", episodes=2, perturbed_episodes=1)
         p = run_mt10.Pipeline(args)
         monkeypatch.setattr(p, "stage", lambda name, command: commands.setdefault((name, noise), command))
@@ -112,11 +108,11 @@ def test_noisy_demonstrations_get_their_own_data_folder(run_mt10, tmp_path, monk
 
 
 
-def test_stale_robot_data_is_not_reused(run_mt10, tmp_path, monkeypatch) -> None:
+def test_stale_robot_data_is_not_reused(tmp_path, monkeypatch) -> None:
     """Folders missing a canonical instruction, recorded by other demonstrators or stored at another video quality
     are refused; current ones are reused without collecting."""
+    from benchmarks.synthetic import write_robot_dataset, write_video_set
     from vlajepa.envs.experts import expert_provenance
-    from vlajepa.train.testing import write_robot_dataset, write_video_set
 
     args = run_mt10.argparse.Namespace(work=str(tmp_path / "w"), threads=1, tasks="mt10", image_size=96, seed=0,
                                        workers=1, data_dir=str(tmp_path / "data"), action_noise=0.0,

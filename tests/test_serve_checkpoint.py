@@ -15,20 +15,20 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.synthetic import save_random_checkpoint
 from vlajepa.checkpoint import CheckpointError
 from vlajepa.constants import OBS_STATE, TASK
 from vlajepa.policies.vla_jepa import VLAJEPAConfig, VLAJEPAPolicy
+from vlajepa.presets import preset_path
 from vlajepa.serve import Client, RemotePolicy, ServerConfig, ServerThread, load_served_policy
-from vlajepa.serve.testing import save_random_checkpoint
 
-TINY = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
 KEY = "observation.images.corner2"
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("tiny") / "checkpoint"
-    return save_random_checkpoint(directory, VLAJEPAConfig.from_yaml(TINY))
+    return save_random_checkpoint(directory, VLAJEPAConfig.from_yaml(preset_path("tiny")))
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.synthetic import save_random_checkpoint
 from vlajepa.constants import OBS_STATE, TASK
 from vlajepa.policies.vla_jepa import VLAJEPAConfig, VLAJEPAPolicy
+from vlajepa.presets import preset_path
 from vlajepa.serve import ServerThread, load_served_policy
-from vlajepa.serve.testing import save_random_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "observation.images.corner2"
@@ -81,7 +82,7 @@ def openpi_python() -> str:
 
 @pytest.mark.slow
 def test_openpi_websocket_client_policy_gets_the_in_process_actions(openpi_python, tmp_path):
-    config = VLAJEPAConfig.from_yaml(ROOT / "configs" / "tiny.yaml")
+    config = VLAJEPAConfig.from_yaml(preset_path("tiny"))
     checkpoint = save_random_checkpoint(tmp_path / "checkpoint", config)
     script, out = tmp_path / "openpi_client_check.py", tmp_path / "openpi_result.npz"
     script.write_text(CLIENT_SCRIPT)

@@ -19,6 +19,7 @@ import torch
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from helpers.serve import FakePolicy
 from vlajepa.constants import OBS_STATE, TASK
 from vlajepa.serve import (
     ActionChunkBroker,
@@ -31,7 +32,6 @@ from vlajepa.serve import (
     packb,
     unpackb,
 )
-from vlajepa.serve.testing import FakePolicy
 
 KEY = "observation.images.corner2"
 FAST_FAIL = RetryConfig(max_attempts=3, timeout_s=2.0, initial_backoff_s=0.01)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from benchmarks import trace_episode
 from vlajepa.constants import OBS_STATE
 
 
@@ -47,12 +48,7 @@ class ConstantPolicy:
         return np.tile([self.x, 0.0, 0.0, 1.0], (2, 1))
 
 
-@pytest.fixture(scope="module")
-def trace_episode(benchmark_script):
-    return benchmark_script("trace_episode")
-
-
-def test_a_trace_has_a_row_per_chunk_and_stops_at_success(trace_episode):
+def test_a_trace_has_a_row_per_chunk_and_stops_at_success():
     episode = trace_episode.trace(ConstantPolicy(1.0), LineEnv(), seed=3)
     assert episode["success"] and episode["steps"] == 3  # 0.1, 0.2, 0.3: the third step succeeds mid-chunk
     assert [row["step"] for row in episode["chunks"]] == [0, 2]
@@ -64,6 +60,6 @@ def test_a_trace_has_a_row_per_chunk_and_stops_at_success(trace_episode):
     assert "## Seed 3: \"reach the goal\", success after 3 steps" in text
 
 
-def test_a_failing_policy_runs_until_the_time_limit(trace_episode):
+def test_a_failing_policy_runs_until_the_time_limit():
     episode = trace_episode.trace(ConstantPolicy(-1.0), LineEnv(), seed=0)
     assert not episode["success"] and episode["steps"] == 50 and len(episode["chunks"]) == 25

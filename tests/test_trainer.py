@@ -11,19 +11,19 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from benchmarks.synthetic import write_robot_dataset, write_video_set
+from helpers.models import single_thread, tiny_config
 from vlajepa.checkpoint import CheckpointError
 from vlajepa.config import ConfigError
 from vlajepa.constants import FUTURE_FRAME_IDS, future_image_key
 from vlajepa.data.latent_cache import build_latent_cache, cache_key
 from vlajepa.data.windows import RobotWindows, VideoWindows, collate_windows
-from vlajepa.models.testing import single_thread, tiny_config
 from vlajepa.nn.config import TargetConfig
 from vlajepa.policies.vla_jepa import VLAJEPAPolicy
 from vlajepa.train import checkpoints as ckpt
 from vlajepa.train.config import LearningRateScales, TrainConfig
 from vlajepa.train.metrics import read_metrics
 from vlajepa.train.optim import lr_factor
-from vlajepa.train.testing import write_robot_dataset, write_video_set
 from vlajepa.train.trainer import NonFiniteLossError, Trainer
 
 FROZEN = TargetConfig(kind="frozen", seed=5)

@@ -27,7 +27,7 @@ def test_two_processes_train_in_sync(tmp_path):
     import torch
     from safetensors.torch import load_file
 
-    from vlajepa.train.testing import write_robot_dataset, write_video_set
+    from benchmarks.synthetic import write_robot_dataset, write_video_set
 
     robot = write_robot_dataset(tmp_path / "robot", (12, 9, 15))
     video = write_video_set(tmp_path / "video", (10, 14))
@@ -59,7 +59,7 @@ def _worker(out: Path, robot: str, video: str) -> None:
     import torch
     from safetensors.torch import save_file
 
-    from vlajepa.models.testing import tiny_config
+    from helpers.models import tiny_config
     from vlajepa.train.config import TrainConfig
     from vlajepa.train.trainer import Trainer
 

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.synthetic import write_robot_dataset, write_video_set
+from helpers.models import tiny_config
 from vlajepa.constants import (
     ACTION,
     ACTION_IS_PAD,
@@ -28,8 +30,6 @@ from vlajepa.data.windows import (
     VideoWindows,
     source_schedule,
 )
-from vlajepa.models.testing import tiny_config
-from vlajepa.train.testing import write_robot_dataset, write_video_set
 
 CAMERA = "corner2"
 LENGTHS = (12, 9, 15)  # episode lengths of the robot fixture

@@ -29,7 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--video", required=True, help="action-free video set (mp4 + captions.csv)")
     parser.add_argument("--out", required=True, help="output folder (encoder.safetensors, encoder_config.json)")
-    parser.add_argument("--config", default="configs/default.yaml", help="preset whose model.vision is trained")
+    parser.add_argument(
+        "--config", default="default", help="preset name or YAML file whose model.vision is trained (default: default)"
+    )
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps (default 1000)")
     parser.add_argument("--batch-size", type=int, default=None, help="frames per step (default 64)")
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default 1e-3)")
@@ -42,13 +44,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from vlajepa.commands.train import resolve_config_path
     from vlajepa.policies import VLAJEPAConfig
+    from vlajepa.presets import preset_path
     from vlajepa.train.encoder_pretrain import EncoderPretrainConfig, pretrain_encoder
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    model_config = VLAJEPAConfig.from_yaml(resolve_config_path(args.config))
+    model_config = VLAJEPAConfig.from_yaml(preset_path(args.config))
     vision = model_config.target.vision or model_config.vision
     overrides = {
         "steps": args.steps,

@@ -66,9 +66,9 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model")
     model.add_argument(
         "--config",
-        default="configs/default.yaml",
-        help="YAML preset with a model: and an optional train: section; a file, or a preset name of the "
-        "repository's configs/ folder such as 'default' or 'tiny' (default: configs/default.yaml)",
+        default="default",
+        help="YAML preset with a model: and an optional train: section: a packaged preset's name ('default', "
+        "'tiny') or a YAML file's path (default: default)",
     )
     model.add_argument(
         "--method", choices=("vla-jepa", "bc"), default=None, help="vla-jepa: with the world model; bc: without"
@@ -122,18 +122,6 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def resolve_config_path(name: str) -> Path:
-    """A config file path, or a preset of the repository's ``configs/`` folder (``default``, ``tiny.yaml``)."""
-    path = Path(name)
-    if path.is_file():
-        return path
-    repo_configs = Path(__file__).resolve().parents[3] / "configs"
-    for candidate in (repo_configs / path.name, repo_configs / f"{path.name}.yaml"):
-        if candidate.is_file():
-            return candidate
-    raise SystemExit(f"config {name!r} not found (neither a file nor a preset in {repo_configs})")
-
-
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     keys = dotted.split(".")
     node = data
@@ -152,9 +140,10 @@ def build_configs(args: argparse.Namespace, *, pretrain: bool):
 
     from vlajepa.config import PolicyConfig
     from vlajepa.policies import policy_class
+    from vlajepa.presets import preset_path
     from vlajepa.train.config import TrainConfig
 
-    path = resolve_config_path(args.config)
+    path = preset_path(args.config)
     preset = PolicyConfig.from_yaml(path)
     model = preset.to_dict()
     train = TrainConfig.from_yaml(path).to_dict()

@@ -2,25 +2,21 @@
 
 Its actions depend on every input (image pixels, state, instruction) so a test can tell inputs apart, and on
 torch's global random generator (like a flow-matching policy's noise) so seeding and per-connection random
-state can be checked. It also has a batched call, so micro-batching can be exercised.
-:func:`save_random_checkpoint` writes a small untrained ``VLAJEPAPolicy`` checkpoint for the same purposes.
+state can be checked. It also has a batched call, so micro-batching can be exercised. A real but untrained
+checkpoint comes from :func:`benchmarks.synthetic.save_random_checkpoint`.
 """
 
 from __future__ import annotations
 
 import time
 import zlib
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
-from vlajepa.constants import ACTION, OBS_STATE, TASK, image_key
+from vlajepa.constants import OBS_STATE, TASK, image_key
 from vlajepa.serve.spec import ImageSpec, PolicySpec
-
-if TYPE_CHECKING:
-    from vlajepa.policies.vla_jepa import VLAJEPAConfig
 
 
 class FakePolicy:
@@ -77,21 +73,3 @@ class FakePolicy:
         noise = torch.randn(len(observations), self.chunk_length, self.action_dim).numpy()
         means = np.stack([self._mean(observation) for observation in observations])
         return (means + self.noise_scale * noise).astype(np.float32)
-
-
-def save_random_checkpoint(directory: str | Path, config: VLAJEPAConfig, seed: int = 0) -> Path:
-    """Write a randomly initialized ``VLAJEPAPolicy`` checkpoint for tests and load benchmarks.
-
-    It has learned nothing but loads, serves and costs exactly what a trained one of ``config``'s size does.
-    Normalization uses fixed, made-up statistics.
-    """
-    from vlajepa.normalize import Normalizer
-    from vlajepa.policies.vla_jepa import VLAJEPAPolicy
-
-    torch.manual_seed(seed)
-    stats = {
-        OBS_STATE: {"mean": np.zeros(config.state_dim), "std": np.full(config.state_dim, 0.5)},
-        ACTION: {"min": -np.ones(config.action_dim), "max": np.ones(config.action_dim)},
-    }
-    normalizer = Normalizer.from_stats(stats, {OBS_STATE: "mean_std", ACTION: "min_max"})
-    return VLAJEPAPolicy(config, normalizer, seed=seed).save_pretrained(directory)

@@ -1,4 +1,5 @@
-"""Small synthetic datasets for trainer tests and benchmarks: written in seconds, no simulator needed.
+"""Synthetic inputs for benchmarks and tests: small datasets written in seconds without a simulator, and
+untrained policy checkpoints of any config's size.
 
 Frames show a coloured square moving over a gradient background (so consecutive frames differ and a world model
 has something to predict); states and actions follow the square. Content is a function of the seed.
@@ -8,10 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from vlajepa.constants import ACTION, OBS_ENV_STATE, OBS_STATE, image_key
+
+if TYPE_CHECKING:
+    from vlajepa.policies.vla_jepa import VLAJEPAConfig
 
 TASKS = ("push the puck to the goal", "open the drawer", "press the button")  # canonical MT10 instructions
 FPS = 10
@@ -87,3 +92,23 @@ def write_video_set(
             frames, _ = moving_square_frames(length, size, rng)
             writer.add_video(frames, TASKS[clip % len(TASKS)])
     return Path(root)
+
+
+def save_random_checkpoint(directory: str | Path, config: VLAJEPAConfig, seed: int = 0) -> Path:
+    """Write a randomly initialized ``VLAJEPAPolicy`` checkpoint for load benchmarks and tests.
+
+    It has learned nothing but loads, serves and costs exactly what a trained one of ``config``'s size does.
+    Normalization uses fixed, made-up statistics.
+    """
+    import torch
+
+    from vlajepa.normalize import Normalizer
+    from vlajepa.policies.vla_jepa import VLAJEPAPolicy
+
+    torch.manual_seed(seed)
+    stats = {
+        OBS_STATE: {"mean": np.zeros(config.state_dim), "std": np.full(config.state_dim, 0.5)},
+        ACTION: {"min": -np.ones(config.action_dim), "max": np.ones(config.action_dim)},
+    }
+    normalizer = Normalizer.from_stats(stats, {OBS_STATE: "mean_std", ACTION: "min_max"})
+    return VLAJEPAPolicy(config, normalizer, seed=seed).save_pretrained(directory)

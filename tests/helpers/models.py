@@ -24,7 +24,7 @@ TASKS = ("pick up the red block", "open the drawer", "press the button from the 
 
 
 def tiny_config(**changes: Any) -> VLAJEPAConfig:
-    """The ``configs/tiny.yaml`` model (a test keeps the two equal), with top-level ``changes`` applied."""
+    """The ``tiny`` preset's model (a test keeps the two equal), with top-level ``changes`` applied."""
     config = VLAJEPAConfig(
         cameras=("corner2",),
         image_size=32,
