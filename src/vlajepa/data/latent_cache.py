@@ -19,7 +19,7 @@ import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -29,7 +29,9 @@ from tqdm.auto import tqdm
 
 from vlajepa.constants import FUTURE_FRAME_IDS, FUTURE_LATENTS, future_image_key
 from vlajepa.io_utils import atomic_write_json
-from vlajepa.nn.target import TargetEncoder
+
+if TYPE_CHECKING:
+    from vlajepa.nn.target import TargetEncoder  # the frozen encoder a cache stores the outputs of
 
 LATENTS_FILE = "latents.npy"
 META_FILE = "meta.json"
