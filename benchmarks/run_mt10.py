@@ -1,4 +1,4 @@
-"""MT10 benchmark runner (DESIGN.md §4): collect data, train each method with the same budget, evaluate, report.
+"""MT10 benchmark runner (docs/benchmark.md): collect data, train each method with the same budget, evaluate, report.
 
 Methods (``--methods``) and target encoders (``--targets``):
 

@@ -1,4 +1,4 @@
-"""The leakage rule (DESIGN.md §3.1), each check with a negative control showing it can fail.
+"""The leakage rule (docs/architecture.md), each check with a negative control showing it can fail.
 
 1. The student's outputs are a function of the current observation, state and instruction only: changing the
    future frames leaves them bit-identical.

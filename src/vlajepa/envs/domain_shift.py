@@ -1,4 +1,4 @@
-"""The domain shift of the action-free "human video" analog (DESIGN §4).
+"""The domain shift of the action-free "human video" analog.
 
 Videos of the same tasks filmed so they look unlike the robot data: the arm is hidden (only the gripper
 shows, like a hand) or recoloured, the camera starts from a random nearby viewpoint and drifts and shakes

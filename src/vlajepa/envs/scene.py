@@ -94,7 +94,7 @@ def resolve_view(model: mujoco.MjModel, data: mujoco.MjData, camera: str) -> Cam
 
 
 def apply_fast_render_settings(model: mujoco.MjModel) -> None:
-    """No shadows, reflections or multisampling: ~13 ms instead of 90-290 ms per frame on CPU (DESIGN §2)."""
+    """No shadows, reflections or multisampling: ~13 ms instead of 90-290 ms per frame on CPU."""
     model.light_castshadow[:] = 0
     model.mat_reflectance[:] = 0
     model.vis.quality.offsamples = 0
@@ -111,7 +111,7 @@ class FrameRenderer:
             raise RuntimeError(
                 f"MuJoCo offscreen rendering failed ({err}). MuJoCo picks its OpenGL back-end when it is first "
                 "imported: set MUJOCO_GL=egl (or osmesa) in the environment, or import vlajepa.envs before "
-                "mujoco, and install libegl1 libgl1 libegl-mesa0 (DESIGN §2)."
+                "mujoco, and install libegl1 libgl1 libegl-mesa0."
             ) from err
         self._camera = mujoco.MjvCamera()
         self._camera.type = mujoco.mjtCamera.mjCAMERA_FREE
