@@ -1,16 +1,25 @@
 # The two commands of the README. Everything else is a helper for them.
+# Everything runs in the project's virtual environment .venv, which `make setup` creates. To use an interpreter
+# that already has the project installed instead: `make test VENV= PYTHON=python3`.
+VENV ?= .venv
+ifeq ($(strip $(VENV)),)
 PYTHON ?= python3
+else
+PYTHON := $(abspath $(VENV))/bin/python
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+endif
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 
 .PHONY: setup demo test lint bench
 
+## Create .venv (if needed) and install torch (CPU) and the package with its extras into it.
 setup:
-	bash scripts/setup.sh
+	VENV="$(VENV)" PYTHON="$(PYTHON)" bash scripts/setup.sh
 
 ## Set up and run the main job on the built-in MetaWorld default.
 demo: setup
-	bash scripts/demo.sh
+	VENV="$(VENV)" bash scripts/demo.sh
 
 ## Set up and run the test suite (fast unit tests + small end-to-end tests marked slow).
 test: setup

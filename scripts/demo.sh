@@ -5,14 +5,23 @@
 #   3. pretrain the frozen target encoder on the video (masked latent prediction, `vlajepa pretrain-encoder`);
 #   4. co-train VLA-JEPA briefly on robot + video data against that target (the default preset);
 #   5. evaluate the checkpoint in distribution and print the results table.
-# Knobs (environment): VLAJEPA_DEMO_DIR, VLAJEPA_DEMO_EPISODES (demos and videos per task), VLAJEPA_DEMO_STEPS,
-# VLAJEPA_DEMO_ENCODER_STEPS, VLAJEPA_DEMO_BATCH, VLAJEPA_DEMO_EVAL_EPISODES, VLAJEPA_DEMO_THREADS. Collected data
-# and the pretrained encoder are reused on a second run.
+# Every output (data, encoder, checkpoints, metrics, tensorboard logs, results, videos) goes under one folder.
+# Knobs (environment): VLAJEPA_DEMO_DIR (that folder, default outputs/demo in the repository), VLAJEPA_DEMO_EPISODES
+# (demos and videos per task), VLAJEPA_DEMO_STEPS, VLAJEPA_DEMO_ENCODER_STEPS, VLAJEPA_DEMO_BATCH,
+# VLAJEPA_DEMO_EVAL_EPISODES, VLAJEPA_DEMO_THREADS; VENV (default .venv, whose vlajepa is used when it exists).
+# Collected data and the pretrained encoder are reused on a second run.
 set -euo pipefail
+caller="$PWD"
 cd "$(dirname "$0")/.."
 export MUJOCO_GL="${MUJOCO_GL:-egl}"
+VENV="${VENV-.venv}"
+if [ -n "$VENV" ] && [ -x "$VENV/bin/vlajepa" ]; then
+    PATH="$(cd "$VENV/bin" && pwd):$PATH"
+fi
+command -v vlajepa >/dev/null || { echo "[demo] vlajepa is not installed: run \`make setup\` first" >&2; exit 1; }
 
 OUT="${VLAJEPA_DEMO_DIR:-outputs/demo}"
+case "$OUT" in /*) ;; *) [ -n "${VLAJEPA_DEMO_DIR:-}" ] && OUT="$caller/$OUT" ;; esac
 EPISODES="${VLAJEPA_DEMO_EPISODES:-5}"
 STEPS="${VLAJEPA_DEMO_STEPS:-1200}"
 ENCODER_STEPS="${VLAJEPA_DEMO_ENCODER_STEPS:-300}"
@@ -23,19 +32,28 @@ mkdir -p "$OUT"
 start=$(date +%s)
 stamp() { echo "[demo] $1: $(( $(date +%s) - start )) s elapsed"; }
 
-[ -d "$OUT/robot" ] || vlajepa collect robot --tasks mt10 --episodes-per-task "$EPISODES" --out "$OUT/robot" --no-progress
-[ -d "$OUT/video" ] || vlajepa collect video --tasks mt10 --episodes-per-task "$EPISODES" --out "$OUT/video" --no-progress
+[ -d "$OUT/robot" ] || vlajepa collect robot --tasks mt10 --episodes-per-task "$EPISODES" --out "$OUT/robot"
+[ -d "$OUT/video" ] || vlajepa collect video --tasks mt10 --episodes-per-task "$EPISODES" --out "$OUT/video"
 vlajepa info --dataset "$OUT/robot"
 stamp "data collected"
-vlajepa eval --policy expert --tasks mt10 --episodes "$EVAL_EPISODES" --videos 0 --out "$OUT/expert_mt10" --no-progress
+vlajepa eval --policy expert --tasks mt10 --episodes "$EVAL_EPISODES" --videos 0 --out "$OUT/expert_mt10"
 stamp "expert evaluated"
 ENCODER="$OUT/encoder/encoder.safetensors"
 [ -f "$ENCODER" ] || vlajepa pretrain-encoder --video "$OUT/video" --out "$OUT/encoder" --steps "$ENCODER_STEPS" \
   --threads "$THREADS"
 stamp "target encoder pretrained"
 vlajepa train --robot "$OUT/robot" --video "$OUT/video" --target-checkpoint "$ENCODER" --out "$OUT/cotrain" --overwrite \
-  --steps "$STEPS" --batch-size "$BATCH" --threads "$THREADS" --checkpoint-every "$STEPS" --log-every 50 --no-progress
+  --steps "$STEPS" --batch-size "$BATCH" --threads "$THREADS" --checkpoint-every "$STEPS" --log-every 50
 stamp "trained"
 vlajepa eval --policy "checkpoint:$OUT/cotrain/checkpoints/last" --name vla-jepa-cotrain --tasks mt10 \
-  --episodes "$EVAL_EPISODES" --videos 1 --out "$OUT/eval_mt10" --no-progress
-stamp "evaluated (tables above; JSON, markdown and plots in $OUT/*.json|md|png)"
+  --episodes "$EVAL_EPISODES" --videos 1 --out "$OUT/eval_mt10"
+stamp "evaluated"
+cat <<DONE
+[demo] done; everything is under $OUT:
+  checkpoint        $OUT/cotrain/checkpoints/last  (vlajepa eval --policy checkpoint:PATH, vlajepa serve --checkpoint PATH)
+  results           $OUT/eval_mt10.json, .md, .png  (scripted expert: $OUT/expert_mt10.json, .md, .png)
+  rollout videos    $OUT/videos/eval_mt10/
+  training metrics  $OUT/cotrain/metrics.jsonl, $OUT/cotrain/tensorboard/  (tensorboard --logdir $OUT/cotrain/tensorboard)
+  encoder           $ENCODER
+  data              $OUT/robot (LeRobot v3), $OUT/video (action-free video)
+DONE

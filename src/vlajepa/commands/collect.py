@@ -25,16 +25,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "or recoloured, moving camera, random background and lighting) and no actions. Deterministic for a seed; "
         "the output folder appears only when the run completes.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("kind", choices=("robot", "video"), help="what to collect")
-    parser.add_argument("--tasks", default="mt10", help="mt10, mt50 or a comma-separated list of task names")
-    parser.add_argument("--episodes-per-task", type=int, default=10, help="successful episodes kept per task")
+    parser.add_argument(
+        "--tasks", default="mt10", help="mt10, mt50 or a comma-separated list of task names (default: mt10)"
+    )
+    parser.add_argument(
+        "--episodes-per-task", type=int, default=10, help="successful episodes kept per task (default: 10)"
+    )
     parser.add_argument("--out", required=True, help="output folder (must not exist yet)")
-    parser.add_argument("--image-size", type=int, default=96)
+    parser.add_argument("--image-size", type=int, default=96, help="camera resolution in pixels (default: 96)")
     parser.add_argument("--camera", default=None, help="camera name (default: the environment's default)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0, help="base seed of the episodes (default: 0)")
+    parser.add_argument("--workers", type=int, default=2, help="simulator worker processes (default: 2)")
     parser.add_argument(
         "--action-noise",
         type=float,
@@ -70,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "renders the policy sees at evaluation) or lerobot (LeRobot's AV1 CRF 30 default, about 4x smaller, "
         "but at 96 px it blurs 1-3 px objects such as goal markers). Default: lossless",
     )
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=run)
 
 
@@ -82,14 +85,14 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     if args.kind == "video" and args.action_noise:
-        raise SystemExit("vlajepa collect: --action-noise applies to robot demonstrations only (videos carry none)")
+        raise SystemExit("--action-noise applies to robot demonstrations only (videos carry none)")
     if args.kind == "video" and args.environment_state:
-        raise SystemExit("vlajepa collect: --environment-state applies to robot demonstrations only")
+        raise SystemExit("--environment-state applies to robot demonstrations only")
     if args.kind == "robot" and (args.still_camera or args.arm != "hidden"):
-        raise SystemExit("vlajepa collect: --still-camera and --arm apply to domain-shifted video only")
+        raise SystemExit("--still-camera and --arm apply to domain-shifted video only")
     if out.exists():
         if not args.overwrite:
-            raise SystemExit(f"vlajepa collect: {out} already exists; pass --overwrite to replace it")
+            raise SystemExit(f"{out} already exists; pass --overwrite to replace it")
     config = CollectConfig(
         tasks=parse_tasks(args.tasks),
         episodes_per_task=args.episodes_per_task,

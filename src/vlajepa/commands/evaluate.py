@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from vlajepa.commands.arguments import checked_by, policy_argument
+from vlajepa.envs import PERTURBATIONS
 from vlajepa.eval.policies import PolicySource
 
 EPILOG = """\
@@ -90,32 +92,47 @@ def parse_settings(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(settings))
 
 
+def default_video_dir(out: str | Path) -> Path:
+    """Videos of a run whose results prefix is ``out``: ``videos/<name>`` in the folder of the results, so every
+    output of one evaluation lands under the folder the user chose."""
+    out = Path(out)
+    return out.parent / "videos" / out.name
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "eval",
         help="evaluate a policy on MetaWorld (success rates with 95%% intervals, videos, JSON/markdown/plot)",
         description="Roll a policy out on MetaWorld tasks in worker processes and report success per task and per "
-        "perturbation with 95%% Wilson intervals. Writes <out>.json (shared results schema), <out>.md and <out>.png.",
+        "perturbation with 95% Wilson intervals. Writes <out>.json (shared results schema), <out>.md and <out>.png.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--policy", required=True, help="expert | random[:SEED] | checkpoint:PATH | remote:URL"
+        "--policy", required=True, type=policy_argument, help="expert | random[:SEED] | checkpoint:PATH | remote:URL"
     )
     parser.add_argument(
         "--name", default=None, help="method name in the result rows (default: the policy kind)"
     )
     parser.add_argument(
-        "--tasks", default="mt10", help="mt10, mt50 or a comma-separated list (default: mt10)"
+        "--tasks",
+        default="mt10",
+        type=checked_by(parse_tasks),
+        help="mt10, mt50 or a comma-separated list of task names (default: mt10)",
     )
-    parser.add_argument("--settings", default="id", help="comma-separated: id, all, or perturbation names")
+    parser.add_argument(
+        "--settings",
+        default="id",
+        type=checked_by(parse_settings),
+        help="comma-separated: id (in distribution), all (every perturbation) or perturbation names: "
+        f"{', '.join(PERTURBATIONS)} (default: id)",
+    )
     parser.add_argument(
         "--episodes", type=int, default=20, help="episodes per task in distribution (default 20)"
     )
     parser.add_argument(
-        "--perturbed-episodes", type=int, default=None, help="episodes per task per perturbation"
+        "--perturbed-episodes", type=int, default=None, help="episodes per task per perturbation (default: --episodes)"
     )
-    parser.add_argument("--severity", type=int, default=2, choices=(1, 2, 3), help="perturbation severity")
+    parser.add_argument("--severity", type=int, default=2, choices=(1, 2, 3), help="perturbation severity (default: 2)")
     parser.add_argument(
         "--image-size",
         type=int,
@@ -126,7 +143,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--camera", default=None, help="camera name (default: a checkpoint's camera, else the environment's default)"
     )
     parser.add_argument(
-        "--n-action-steps", type=int, default=None, help="actions executed per predicted chunk"
+        "--n-action-steps",
+        type=int,
+        default=None,
+        help="actions executed per predicted chunk before predicting again (default: the whole chunk)",
     )
     parser.add_argument(
         "--euler-steps",
@@ -142,13 +162,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="checkpoint policies: flow-matching sampling temperature in [0, 1] (default 1, the trained noise; "
         "0 gives deterministic chunks)",
     )
-    parser.add_argument("--max-steps", type=int, default=None, help="override the per-task step limit")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=1_000_000, help="base evaluation seed")
-    parser.add_argument("--videos", type=int, default=1, help="rollout videos saved per (task, setting)")
-    parser.add_argument("--out", default="outputs/eval/results", help="output prefix for .json/.md/.png")
     parser.add_argument(
-        "--video-dir", default=None, help="where videos go (default: outputs/videos/<name of --out>)"
+        "--max-steps", type=int, default=None, help="override the per-task step limit (default: the task's)"
+    )
+    parser.add_argument("--workers", type=int, default=2, help="simulator worker processes (default: 2)")
+    parser.add_argument("--seed", type=int, default=1_000_000, help="base evaluation seed (default: 1000000)")
+    parser.add_argument(
+        "--videos", type=int, default=1, help="rollout videos saved per (task, setting); 0: none (default: 1)"
+    )
+    parser.add_argument(
+        "--out",
+        default="outputs/eval/results",
+        help="output prefix: writes <out>.json, <out>.md and <out>.png (default: outputs/eval/results)",
+    )
+    parser.add_argument(
+        "--video-dir",
+        default=None,
+        help="where videos go (default: videos/<name of --out> beside --out, e.g. outputs/eval/videos/results)",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=run)
@@ -182,9 +212,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         videos=args.videos,
     )
-    video_dir = (
-        Path(args.video_dir or Path("outputs/videos") / Path(args.out).name) if args.videos > 0 else None
-    )
+    video_dir = Path(args.video_dir or default_video_dir(args.out)) if args.videos > 0 else None
     episodes, wall = evaluate(policy, config, video_dir=video_dir, progress=not args.no_progress)
     rows = rows_from_episodes(policy.method, episodes, severity=config.severity)
     report = build_report(

@@ -7,6 +7,8 @@ import json
 import os
 import platform
 
+from vlajepa.commands.arguments import existing_path
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -15,8 +17,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Without arguments: library versions, CPU threads and the MuJoCo rendering back-end. With "
         "--dataset: the LeRobot v3 dataset's features, episodes and tasks. With --videos: the video set's size.",
     )
-    parser.add_argument("--dataset", default=None, help="path of a LeRobot v3 dataset")
-    parser.add_argument("--videos", default=None, help="path of an action-free video set")
+    parser.add_argument(
+        "--dataset",
+        default=None,
+        type=existing_path("dataset folder", folder=True),
+        help="path of a LeRobot v3 dataset",
+    )
+    parser.add_argument(
+        "--videos",
+        default=None,
+        type=existing_path("video set folder", folder=True),
+        help="path of an action-free video set",
+    )
     parser.set_defaults(func=run)
 
 

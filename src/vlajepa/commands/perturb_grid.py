@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,12 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vlajepa.envs import UnknownTaskError, render_perturbation_grid
+    from vlajepa.envs import render_perturbation_grid
 
-    try:
-        result = render_perturbation_grid(args.task, args.out, image_size=args.image_size, seed=args.seed)
-    except UnknownTaskError as err:
-        print(f"vlajepa perturb-grid: {err}", file=sys.stderr)  # noqa: T201 - CLI error output
-        return 2
+    result = render_perturbation_grid(args.task, args.out, image_size=args.image_size, seed=args.seed)
     print(result.path)  # noqa: T201 - CLI output
     return 0

@@ -27,7 +27,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "forecasts the target encoder's latents of future frames, on video without actions. The checkpoint "
         "initializes `vlajepa train --init-from` (stage two: fine-tuning with actions).",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_training_arguments(parser)
     parser.add_argument(

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
+
+from vlajepa.commands.arguments import config_preset, existing_path
 
 EPILOG = """\
 examples:
@@ -25,19 +28,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "an EMA target encoder's latents of the hidden patches (L1). The EMA target is saved as "
         "<out>/encoder.safetensors, loadable with `--target-checkpoint` / `target.checkpoint`.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--video", required=True, help="action-free video set (mp4 + captions.csv)")
+    parser.add_argument(
+        "--video",
+        required=True,
+        type=existing_path("video set folder", folder=True),
+        help="action-free video set (mp4 + captions.csv)",
+    )
     parser.add_argument("--out", required=True, help="output folder (encoder.safetensors, encoder_config.json)")
     parser.add_argument(
-        "--config", default="default", help="preset name or YAML file whose model.vision is trained (default: default)"
+        "--config",
+        default="default",
+        type=config_preset,
+        help="preset name or YAML file whose model.vision is trained (default: default)",
     )
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps (default 1000)")
     parser.add_argument("--batch-size", type=int, default=None, help="frames per step (default 64)")
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default 1e-3)")
     parser.add_argument("--mask-ratio", type=float, default=None, help="fraction of patches hidden (default 0.6)")
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--seed", type=int, default=None, help="seed of parameter init, frame sampling and masks (default 0)"
+    )
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress lines (metrics.jsonl in --out is written anyway)"
+    )
     parser.set_defaults(func=run)
 
 
@@ -61,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     }
     config = EncoderPretrainConfig(image_size=model_config.image_size, vision=vision)
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
-    result = pretrain_encoder(config, args.video, args.out)
+    result = pretrain_encoder(config, args.video, args.out, on_log=None if args.no_progress else _progress(config))
     summary = {
         "encoder": str(result.encoder_path),
         "frames": result.frames,
@@ -73,3 +88,17 @@ def run(args: argparse.Namespace) -> int:
     }
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def _progress(config):
+    """One line on stderr per metrics line, so a long run shows it is moving (also when piped to a log)."""
+
+    def log(line: dict) -> None:
+        print(  # noqa: T201 - CLI progress output
+            f"pretrain-encoder: step {line['step']}/{config.steps} loss {line['loss']:.4f} "
+            f"target_std {line['target_std']:.3f} ({line['elapsed_s']:.0f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return log

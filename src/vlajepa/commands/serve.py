@@ -8,6 +8,8 @@ import logging
 import signal
 import sys
 
+from vlajepa.commands.arguments import existing_path
+
 EPILOG = """\
 protocol: openpi's (msgpack + numpy over a websocket): metadata frame on connect, an observation map in
 ({"observation.images.<camera>": uint8 HWC, "observation.state": float32, "prompt" or "task": str}),
@@ -28,10 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "compatible with openpi's WebsocketClientPolicy. Binds 127.0.0.1 by default: the protocol has no "
         "authentication, so expose it beyond this machine only on a trusted network.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--checkpoint", required=True, help="checkpoint directory of any registered policy (from vlajepa train)"
+        "--checkpoint",
+        required=True,
+        type=existing_path("checkpoint folder", folder=True),
+        help="checkpoint directory of any registered policy (from vlajepa train)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port; 0 picks a free one (default: 8000)")

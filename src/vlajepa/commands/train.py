@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vlajepa.commands.arguments import config_preset, existing_path
+
 EPILOG = """\
 recipes:
   co-training (robot + action-free video, from scratch) against the default frozen target, which
@@ -46,11 +48,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(robot batches: L_action + beta * L_wm; video batches: L_wm). --method bc trains the student and action "
         "head alone. --init-from starts from a checkpoint of `vlajepa pretrain`. Checkpoints resume exactly.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_training_arguments(parser)
     parser.add_argument(
-        "--init-from", default=None, metavar="CKPT", help="initialize from this checkpoint's weights (fine-tuning)"
+        "--init-from",
+        default=None,
+        metavar="CKPT",
+        type=existing_path("checkpoint folder", folder=True),
+        help="initialize from this checkpoint's weights (fine-tuning)",
     )
     parser.set_defaults(func=lambda args: run_training(args, pretrain=False))
 
@@ -58,8 +63,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     """Options common to ``train`` and ``pretrain``."""
     data = parser.add_argument_group("data and output")
-    data.add_argument("--robot", default=None, help="LeRobot v3 dataset with actions")
-    data.add_argument("--video", default=None, help="action-free video set (mp4 + captions.csv)")
+    data.add_argument(
+        "--robot",
+        default=None,
+        type=existing_path("dataset folder", folder=True),
+        help="LeRobot v3 dataset with actions",
+    )
+    data.add_argument(
+        "--video",
+        default=None,
+        type=existing_path("video set folder", folder=True),
+        help="action-free video set (mp4 + captions.csv)",
+    )
     data.add_argument("--out", required=True, help="run folder (checkpoints, metrics, caches)")
     data.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last")
     data.add_argument("--overwrite", action="store_true", help="start over in an --out that has checkpoints")
@@ -67,6 +82,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument(
         "--config",
         default="default",
+        type=config_preset,
         help="YAML preset with a model: and an optional train: section: a packaged preset's name ('default', "
         "'tiny') or a YAML file's path (default: default)",
     )
@@ -82,12 +98,16 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
         "features, a baseline)",
     )
     model.add_argument(
-        "--target-checkpoint", default=None, help="frozen target encoder weights (safetensors); implies --target frozen"
+        "--target-checkpoint",
+        default=None,
+        type=existing_path("encoder weights file", folder=False),
+        help="frozen target encoder weights (safetensors); implies --target frozen",
     )
     model.add_argument(
         "--init-vision",
         default=None,
         metavar="ENCODER",
+        type=existing_path("encoder weights file", folder=False),
         help="initialize the student's vision encoder from these weights (`vlajepa pretrain-encoder`'s "
         "encoder.safetensors) instead of at random; works with --method bc too",
     )
@@ -97,7 +117,9 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--lr", type=float, default=None, help="peak learning rate")
     run.add_argument("--mix", default=None, metavar="R:V", help="robot:video batch ratio, e.g. 1:1 or 3:1")
     run.add_argument("--batches-per-step", type=int, default=None, help="batches averaged per optimizer step")
-    run.add_argument("--seed", type=int, default=None)
+    run.add_argument(
+        "--seed", type=int, default=None, help="seed of model initialization, data order and flow-matching noise"
+    )
     run.add_argument("--checkpoint-every", type=int, default=None, help="optimizer steps between checkpoints")
     run.add_argument("--log-every", type=int, default=None, help="optimizer steps between metric lines")
     run.add_argument("--workers", type=int, default=None, help="DataLoader worker processes per process")
@@ -112,7 +134,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override any config field, e.g. --set model.wm_weight=0.5 --set train.warmup_steps=20 (repeatable)",
     )
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar (metrics.jsonl is written anyway)")
     run.add_argument(
         "--threads",
         type=int,
@@ -231,48 +253,37 @@ def run_training(args: argparse.Namespace, *, pretrain: bool) -> int:
     """Build the trainer from the options (or resume one) and train; prints a JSON summary."""
     import torch
 
-    from vlajepa.checkpoint import CheckpointError
-    from vlajepa.config import ConfigError
-    from vlajepa.data.errors import DatasetError
     from vlajepa.envs.language import missing_canonical_message
-    from vlajepa.nn.target import TargetEncoderError
-    from vlajepa.train.trainer import NonFiniteLossError, Trainer
+    from vlajepa.train.trainer import Trainer
 
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     progress = not args.no_progress
-    try:
-        if args.resume:
-            trainer = Trainer.resume(
-                out,
-                progress=progress,
-                steps=args.steps,
-                num_workers=args.workers,
-                log_every=args.log_every,
-                checkpoint_every=args.checkpoint_every,
-            )
-        else:
-            _prepare_out(out, resume=False, overwrite=args.overwrite)
-            model_config, train_config = build_configs(args, pretrain=pretrain)
-            if pretrain and not train_config.video:
-                raise SystemExit("vlajepa pretrain: --video is required (world-model pretraining on video)")
-            trainer = Trainer(model_config, train_config, out, progress=progress)
-        robot = trainer.windows.get("robot")
-        problem = robot and missing_canonical_message(robot.dataset.meta.tasks)
-        if problem and trainer.is_main:
-            print(
-                f"vlajepa: warning: {trainer.train_config.robot}: {problem}; re-collect with this version of "
-                "`vlajepa collect robot`, which captions every phrasing in turn",
-                file=sys.stderr,
-            )
-        result = trainer.train()
-    except NonFiniteLossError as err:
-        print(f"vlajepa: training stopped: {err}", file=sys.stderr)
-        return 1
-    except (ConfigError, CheckpointError, DatasetError, TargetEncoderError, FileNotFoundError) as err:
-        print(f"vlajepa: {err}", file=sys.stderr)
-        return 2
+    if args.resume:
+        trainer = Trainer.resume(
+            out,
+            progress=progress,
+            steps=args.steps,
+            num_workers=args.workers,
+            log_every=args.log_every,
+            checkpoint_every=args.checkpoint_every,
+        )
+    else:
+        _prepare_out(out, resume=False, overwrite=args.overwrite)
+        model_config, train_config = build_configs(args, pretrain=pretrain)
+        if pretrain and not train_config.video:
+            raise SystemExit("--video is required (world-model pretraining on video)")
+        trainer = Trainer(model_config, train_config, out, progress=progress)
+    robot = trainer.windows.get("robot")
+    problem = robot and missing_canonical_message(robot.dataset.meta.tasks)
+    if problem and trainer.is_main:
+        print(
+            f"vlajepa: warning: {trainer.train_config.robot}: {problem}; re-collect with this version of "
+            "`vlajepa collect robot`, which captions every phrasing in turn",
+            file=sys.stderr,
+        )
+    result = trainer.train()
     if trainer.is_main:
         summary = {
             "out": str(out),
@@ -282,6 +293,7 @@ def run_training(args: argparse.Namespace, *, pretrain: bool) -> int:
             "wall_time_s": round(result.wall_time_s, 2),
             "samples_per_s": round(result.samples_per_s, 2),
             "processes": trainer.world_size,
+            "use_with": f"vlajepa eval --policy checkpoint:{result.checkpoint}",
         }
         print(json.dumps(summary, indent=2))
     return 0
