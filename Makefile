@@ -21,13 +21,14 @@ setup:
 demo: setup
 	VENV="$(VENV)" bash scripts/demo.sh
 
-## Set up and run the test suite (fast unit tests + small end-to-end tests marked slow).
-test: setup
-	$(PYTHON) -m ruff check src tests benchmarks
+## Set up and run lint, the import-layering contracts (pyproject's [tool.importlinter]) and the test suite (fast
+## unit tests + small end-to-end tests marked slow).
+test: setup lint
 	$(PYTHON) -m pytest -q
 
 lint:
 	$(PYTHON) -m ruff check src tests benchmarks
+	$(PYTHON) -c 'import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())'
 
 bench: setup
 	$(PYTHON) benchmarks/bench_foundation.py

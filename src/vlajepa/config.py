@@ -210,7 +210,7 @@ def registered_policy_types() -> tuple[str, ...]:
 # ----------------------------------------------------------------------------------------------------------
 
 # Version 1 files omit the fields added after configs were first saved; they behaved as these values.
-_V1_ADDED_LATER: dict[str, dict[str, Any]] = {
+_V1_NEWER_FIELDS: dict[str, dict[str, Any]] = {
     "model": {
         "predictor.latent_pool": 1,
         "predictor.residual": False,
@@ -264,7 +264,7 @@ def migrate_config(data: dict[str, Any], section: str) -> dict[str, Any]:
                     f"field {dotted!r} is {value!r}: an experiment-only option removed from the library (config "
                     f"version 2); this checkpoint needs vlajepa 0.1.0 at commit 18e956b"
                 )
-        for dotted, value in _V1_ADDED_LATER.get(section, {}).items():
+        for dotted, value in _V1_NEWER_FIELDS.get(section, {}).items():
             parent, key = _parent(data, dotted)
             if parent is not None and key not in parent:
                 parent[key] = value
