@@ -11,7 +11,11 @@ Configurations:
   same) with its latents precomputed once (``latent_cache: disk``), frozen MiniLM instructions;
 - ``default-1-worker``: the same with one DataLoader worker process (loading overlaps compute);
 - ``frozen-no-cache``: the frozen target encoding every future frame at every step (the cache's speed-up);
-- ``ema``: the EMA target (the student's vision encoder's moving average), which cannot be cached.
+- ``ema``: the EMA target (the student's vision encoder's moving average), which cannot be cached;
+- ``pretrained-cached``: the student's vision and the frozen target are one frozen ImageNet EfficientNet-Lite0
+  (``vision.backbone: efficientnet_lite0, freeze: all``); its features of every frame are cached once, so a step
+  runs neither encoder (the student reads the current frame's cached features);
+- ``pretrained-no-cache``: the same encoder run on every frame of every batch (the feature cache's speed-up).
 
 Writes ``benchmarks/results/perf/train_perf.json`` and ``.md`` (with the exact command and the machine's load).
 
@@ -47,6 +51,8 @@ CONFIGURATIONS = {
     "default-1-worker": {"target": "frozen", "latent_cache": "disk", "workers": 1},
     "frozen-no-cache": {"target": "frozen", "latent_cache": "off", "workers": 0},
     "ema": {"target": "ema", "latent_cache": "off", "workers": 0},
+    "pretrained-cached": {"target": "frozen", "latent_cache": "disk", "workers": 0, "vision": "efficientnet_lite0"},
+    "pretrained-no-cache": {"target": "frozen", "latent_cache": "off", "workers": 0, "vision": "efficientnet_lite0"},
 }
 
 
@@ -54,7 +60,7 @@ def child(args: argparse.Namespace) -> None:
     """One configuration: print a JSON line with setup time, throughput and peak memory."""
     import torch
 
-    from vlajepa.nn.config import TargetConfig
+    from vlajepa.nn.config import TargetConfig, VisionConfig
     from vlajepa.policies.vla_jepa import VLAJEPAConfig
     from vlajepa.train.config import TrainConfig
     from vlajepa.train.trainer import Trainer
@@ -64,6 +70,8 @@ def child(args: argparse.Namespace) -> None:
     model_config = VLAJEPAConfig.from_yaml(CONFIG)
     target = TargetConfig(kind="frozen", seed=0) if spec["target"] == "frozen" else TargetConfig(kind="ema")
     model_config = model_config.replace(target=target)
+    if spec.get("vision"):
+        model_config = model_config.replace(vision=VisionConfig(backbone=spec["vision"], freeze="all"))
     train_config = TrainConfig.from_yaml(CONFIG).replace(
         robot=args.robot,
         video=args.video,
@@ -124,19 +132,25 @@ def markdown(report: dict) -> str:
         f"batch {report['batch_size']} per optimizer step, robot:video 1:1 alternating; "
         f"{report['warmup']} warm-up + {report['steps']} timed steps per configuration. Data: {report['data']}.",
         "",
-        "| configuration | target | latent cache | workers | samples/s | median step (s) | setup (s) | peak RSS (MB) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| configuration | vision | target | latent cache | workers | samples/s | median step (s) | setup (s) | "
+        "peak RSS (MB) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["results"]:
         rss = f"{r['peak_rss_mb']}" + (f" (+{r['peak_rss_worker_mb']} worker)" if r["peak_rss_worker_mb"] else "")
         lines.append(
-            f"| {r['configuration']} | {r['target']} | {r['latent_cache']} | {r['workers']} | {r['samples_per_s']} "
+            f"| {r['configuration']} | {r.get('vision', 'vit')} | {r['target']} | {r['latent_cache']} | {r['workers']} "
+            f"| {r['samples_per_s']} "
             f"| {r['step_s_median']} | {r['setup_s']} | {rss} |"
         )
     speedup = report.get("latent_cache_speedup")
     if speedup:
         lines += ["", f"Latent cache speed-up (frozen target, default vs frozen-no-cache): x{speedup} samples/s; setup "
                   "includes building the cache."]
+    speedup = report.get("feature_cache_speedup")
+    if speedup:
+        lines += ["", f"Feature cache speed-up (frozen pretrained student vision and target, pretrained-cached vs "
+                  f"pretrained-no-cache): x{speedup} samples/s; setup includes building the cache."]
     return "\n".join(lines) + "\n"
 
 
@@ -208,6 +222,10 @@ def main() -> None:
     if "default" in by_name and "frozen-no-cache" in by_name:
         report["latent_cache_speedup"] = round(
             by_name["default"]["samples_per_s"] / by_name["frozen-no-cache"]["samples_per_s"], 2
+        )
+    if "pretrained-cached" in by_name and "pretrained-no-cache" in by_name:
+        report["feature_cache_speedup"] = round(
+            by_name["pretrained-cached"]["samples_per_s"] / by_name["pretrained-no-cache"]["samples_per_s"], 2
         )
     out = Path(args.out)
     write_report_files(out / "train_perf", report, markdown(report))

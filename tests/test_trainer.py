@@ -126,7 +126,7 @@ def test_frozen_parts_are_neither_optimized_nor_saved(data, tmp_path):
     optimizer_state = torch.load(last / ckpt.OPTIMIZER_FILE, weights_only=True)
     assert sum(len(group["params"]) for group in optimizer_state["param_groups"]) == len(optimized)
     state = json.loads((last / ckpt.TRAINING_STATE_FILE).read_text())
-    assert state["frozen_target"] == {"checkpoint": None, "seed": 5}
+    assert state["frozen"] == {"frozen_target": {"checkpoint": None, "seed": 5}}
     policy = VLAJEPAPolicy.from_pretrained(last)  # the checkpoint is a loadable policy; the target is rebuilt
     for name, value in VLAJEPAPolicy(tiny_config(target=FROZEN)).target.state_dict().items():
         assert torch.equal(policy.target.state_dict()[name], value)

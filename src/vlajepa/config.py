@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 # Version of the saved config format. 1: written before the policy registry (``model_type`` instead of ``type``,
-# no ``config_version``, fields added later missing from older files); 2: today's.
-CONFIG_VERSION = 2
+# no ``config_version``, fields added later missing from older files); 2: the policy registry; 3: pretrained vision
+# backbones (vision.backbone, feature_stride, freeze).
+CONFIG_VERSION = 3
 VERSION_KEY = "config_version"
 TYPE_KEY = "type"
 DEFAULT_POLICY_TYPE = "vla_jepa"  # what a preset's model: section without a type describes
@@ -152,6 +153,12 @@ class PolicyConfig(JsonConfig):
         """Whether training windows need the future clip (as targets)."""
         return False
 
+    @property
+    def reads_cached_features(self) -> bool:
+        """Whether the policy reads its current frame's features from the trainer's cache of a frozen encoder
+        (then pixel augmentations cannot reach it)."""
+        return False
+
     def to_json(self) -> dict[str, Any]:
         return {VERSION_KEY: CONFIG_VERSION, TYPE_KEY: self.type, **self.to_dict()}
 
@@ -234,14 +241,25 @@ _V1_REMOVED: dict[str, dict[str, Any]] = {
     },
     "train": {},
 }
+# Fields each version added, keyed by the version that added them, with the values older files behaved as.
+_ADDED_IN: dict[int, dict[str, dict[str, Any]]] = {
+    3: {
+        "model": {
+            f"{vision}.{field}": value
+            for vision in ("vision", "target.vision")
+            for field, value in (("backbone", "vit"), ("feature_stride", 16), ("freeze", "none"))
+        },
+    },
+}
 
 
 def migrate_config(data: dict[str, Any], section: str) -> dict[str, Any]:
     """Upgrade a saved config dict of section ``model`` (a policy) or ``train`` to :data:`CONFIG_VERSION`.
 
     The returned dict has no ``config_version`` key (a policy's keeps ``type``). Version 1 policy configs named their
-    class ``model_type: vla_jepa``; fields added later take the values they behaved as; experiment-only options
-    removed in version 2 are dropped when they were off and are an error (naming the field) when they were on.
+    class ``model_type: vla_jepa``; experiment-only options removed in version 2 are dropped when they were off and
+    are an error (naming the field) when they were on. Fields added by any later version take the values older files
+    behaved as.
     """
     data = copy.deepcopy(data)
     version = data.pop(VERSION_KEY, 1)
@@ -264,11 +282,18 @@ def migrate_config(data: dict[str, Any], section: str) -> dict[str, Any]:
                     f"field {dotted!r} is {value!r}: an experiment-only option removed from the library (config "
                     f"version 2); this checkpoint needs vlajepa 0.1.0 at commit 18e956b"
                 )
-        for dotted, value in _V1_NEWER_FIELDS.get(section, {}).items():
-            parent, key = _parent(data, dotted)
-            if parent is not None and key not in parent:
-                parent[key] = value
+        _fill(data, _V1_NEWER_FIELDS.get(section, {}))
+    for added_in in range(max(version, 2) + 1, CONFIG_VERSION + 1):
+        _fill(data, _ADDED_IN.get(added_in, {}).get(section, {}))
     return data
+
+
+def _fill(data: dict[str, Any], defaults: dict[str, Any]) -> None:
+    """Set each dotted field of ``defaults`` that ``data`` lacks (where its parent section exists)."""
+    for dotted, value in defaults.items():
+        parent, key = _parent(data, dotted)
+        if parent is not None and key not in parent:
+            parent[key] = value
 
 
 def _parent(data: dict[str, Any], dotted: str) -> tuple[dict[str, Any] | None, str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -50,8 +51,20 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def git_commit() -> str | None:
+    """The commit of the checkout the process runs in (None outside a git checkout)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
 def write_report_files(prefix: str | Path, report: Any, markdown: str) -> tuple[Path, Path]:
-    """A benchmark's results: ``<prefix>.json`` (``report``) and ``<prefix>.md`` (``markdown``), both atomic."""
+    """A benchmark's results: ``<prefix>.json`` (``report``) and ``<prefix>.md`` (``markdown``), both atomic. A
+    dict report records the code's ``git_commit`` and a ``data_revision`` ("unknown" unless the caller set them)."""
+    if isinstance(report, dict):
+        report = {"git_commit": git_commit() or "unknown", "data_revision": "unknown", **report}
     return atomic_write_json(with_extension(prefix, ".json"), report), atomic_write_text(
         with_extension(prefix, ".md"), markdown
     )

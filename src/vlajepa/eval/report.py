@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import shlex
-import subprocess
 import sys
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -18,7 +17,7 @@ from typing import Any
 
 from vlajepa.eval.runner import EpisodeResult, EvalConfig
 from vlajepa.eval.stats import wilson_interval
-from vlajepa.io_utils import atomic_write, atomic_write_json, atomic_write_text, with_extension
+from vlajepa.io_utils import atomic_write, atomic_write_json, atomic_write_text, git_commit, with_extension
 
 ROW_FIELDS = ("method", "task", "setting", "episodes", "successes", "success_rate", "ci_low", "ci_high")
 
@@ -84,16 +83,6 @@ def current_command() -> str:
     elif argv and argv[0].endswith(".py"):
         argv.insert(0, "python")
     return shlex.join(argv)
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=5
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
 
 
 def build_report(

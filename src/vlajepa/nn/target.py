@@ -20,7 +20,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from vlajepa.nn.config import TargetConfig, VisionConfig
-from vlajepa.nn.vision import VisionEncoder
+from vlajepa.nn.vision import VisionEncoder, build_vision_encoder
 
 
 class TargetEncoderError(RuntimeError):
@@ -30,7 +30,7 @@ class TargetEncoderError(RuntimeError):
 class TargetEncoder(nn.Module):
     """Per-frame encoder of future clips: ``v`` views of ``(b, T, 3, H, W)`` -> ``(b, T, v*N, d)``."""
 
-    def __init__(self, encoder: VisionEncoder, kind: str) -> None:
+    def __init__(self, encoder: nn.Module, kind: str) -> None:
         super().__init__()
         self.kind = kind
         self.encoder = encoder
@@ -80,7 +80,7 @@ def build_target_encoder(
     architecture = config.vision or vision
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        encoder = VisionEncoder(architecture, image_size)
+        encoder = build_vision_encoder(architecture, image_size)
     if config.checkpoint is not None and load_weights:
         load_encoder(encoder, config.checkpoint)
     return TargetEncoder(encoder.eval(), "frozen")

@@ -125,3 +125,13 @@ class VisionEncoder(nn.Module):
         if keep is not None:
             x = torch.gather(x, 1, repeat(keep, "b n -> b n d", d=x.shape[-1]))  # (b, n_keep, d)
         return self.transformer(x)
+
+
+def build_vision_encoder(config: VisionConfig, image_size: int) -> nn.Module:
+    """The encoder ``config.backbone`` names: ``(b, 3, H, W)`` images in ``[0, 1]`` -> ``(b, N, dim)`` tokens, with
+    ``dim`` and ``num_patches`` attributes."""
+    if config.backbone == "efficientnet_lite0":
+        from vlajepa.nn.efficientnet import PretrainedVisionEncoder
+
+        return PretrainedVisionEncoder(image_size, config.feature_stride, config.freeze)
+    return VisionEncoder(config, image_size)

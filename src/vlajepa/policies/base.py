@@ -108,6 +108,11 @@ class PreTrainedPolicy(nn.Module):
         the policy has none."""
         return None
 
+    def frozen_references(self) -> dict[str, Any]:
+        """What checkpoints refer to instead of copying (frozen weights files, packages and their hashes); recorded
+        in ``training_state.json``."""
+        return {}
+
     def frozen_prefixes(self) -> tuple[str, ...]:
         """State-dict prefixes of frozen modules, which checkpoints reference (through the config) instead of
         copying."""

@@ -26,7 +26,6 @@ import random
 import shutil
 import time
 from collections import defaultdict
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,6 +170,11 @@ class Trainer:
         if train_config.init_vision and resume_from is None:
             self._init_vision(Path(train_config.init_vision))
         self.policy.to(self.accelerator.device)
+        if self.use_cache and train_config.augment_shift and policy_config.reads_cached_features:
+            raise ConfigError(
+                "train.augment_shift shifts pixels, but the student reads its frozen encoder's cached features; "
+                "set train.latent_cache=off to augment (the encoder then runs on every batch) or augment_shift=0"
+            )
         self.caches = self._build_caches() if self.use_cache else {}
 
         self.optimizer = build_optimizer(self.policy, train_config)
@@ -473,15 +477,8 @@ class Trainer:
             "world_size": self.world_size,
             "data": self.loader.state_dict(),
             "latent_caches": {name: cache.key for name, cache in self.caches.items()},
-            "frozen_target": self._frozen_target_reference(),
+            "frozen": self.policy.frozen_references(),
         }
-
-    def _frozen_target_reference(self) -> Mapping[str, Any] | None:
-        """A frozen target is not copied into checkpoints: the config references its weights file or seed."""
-        if self.policy.frozen_target() is None:
-            return None
-        target = self.config.to_dict()["target"]
-        return {"checkpoint": target["checkpoint"], "seed": target["seed"] if target["checkpoint"] is None else None}
 
     @classmethod
     def resume(cls, out: str | Path, *, progress: bool = True, **changes: Any) -> Trainer:

@@ -59,9 +59,9 @@ class VLAJEPAConfig(PolicyConfig):
     def problems(self) -> list[str]:
         found = super().problems()
         for name, sub in (("vision", self.vision), ("target.vision", self.target.vision)):
-            if sub is not None and self.image_size % sub.patch_size:
-                found.append(f"{name}.patch_size={sub.patch_size} does not divide image_size={self.image_size}")
-        for name in ("vision", "student", "predictor", "action_head"):
+            if sub is not None:
+                found += _vision_problems(name, sub, self.image_size)
+        for name in ("student", "predictor", "action_head"):
             sub = getattr(self, name)
             if sub.dim % sub.heads:
                 found.append(f"{name}.heads={sub.heads} does not divide {name}.dim={sub.dim}")
@@ -73,11 +73,11 @@ class VLAJEPAConfig(PolicyConfig):
             found.append(f"predictor.rollout_steps={self.predictor.rollout_steps} > clip_length - 1")
         if not 0.0 <= self.predictor.context_dropout <= 1.0:
             found.append(f"predictor.context_dropout={self.predictor.context_dropout} must be in [0, 1]")
-        target_patch = (self.target.vision or self.vision).patch_size
-        if self.predictor.latent_pool < 1 or (self.image_size // target_patch) % self.predictor.latent_pool:
+        side = self.image_size // token_size(self.target.vision or self.vision)
+        if self.predictor.latent_pool < 1 or side % self.predictor.latent_pool:
             found.append(
-                f"predictor.latent_pool={self.predictor.latent_pool} must be >= 1 and divide the target's patch "
-                f"grid side {self.image_size // target_patch}"
+                f"predictor.latent_pool={self.predictor.latent_pool} must be >= 1 and divide the target's token "
+                f"grid side {side}"
             )
         if self.target.kind == "ema" and self.target.vision is not None:
             found.append("target.vision must be null for an EMA target (it copies the student's encoder)")
@@ -89,3 +89,37 @@ class VLAJEPAConfig(PolicyConfig):
         if self.wm_weight < 0 or self.reg_weight < 0:
             found.append("wm_weight and reg_weight must be >= 0")
         return found
+
+    @property
+    def reads_cached_features(self) -> bool:
+        """Whether the student's frozen vision encoder is the frozen target's encoder too (a pretrained backbone from
+        its package, with no other weights file): then the target's latents of the current frame, cached once per
+        dataset, are the student's vision tokens."""
+        frozen_pretrained = self.vision.backbone != "vit" and self.vision.freeze == "all"
+        if not self.use_world_model:
+            return frozen_pretrained  # the trainer caches the student's own frozen encoder
+        target = self.target
+        same = target.kind == "frozen" and target.checkpoint is None and target.vision in (None, self.vision)
+        return frozen_pretrained and same
+
+
+def token_size(vision: VisionConfig) -> int:
+    """Pixels per side of one token of the encoder ``vision`` describes."""
+    return vision.patch_size if vision.backbone == "vit" else vision.feature_stride
+
+
+def _vision_problems(name: str, vision: VisionConfig, image_size: int) -> list[str]:
+    found = []
+    if vision.backbone == "vit":
+        if image_size % vision.patch_size:
+            found.append(f"{name}.patch_size={vision.patch_size} does not divide image_size={image_size}")
+        if vision.dim % vision.heads:
+            found.append(f"{name}.heads={vision.heads} does not divide {name}.dim={vision.dim}")
+        if vision.freeze != "none":
+            found.append(f"{name}.freeze={vision.freeze!r}: only a pretrained backbone can be frozen")
+    else:
+        if vision.feature_stride not in (8, 16):
+            found.append(f"{name}.feature_stride={vision.feature_stride} must be 8 or 16")
+        elif image_size % vision.feature_stride:
+            found.append(f"{name}.feature_stride={vision.feature_stride} does not divide image_size={image_size}")
+    return found

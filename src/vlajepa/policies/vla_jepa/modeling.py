@@ -45,7 +45,7 @@ from vlajepa.constants import (
 from vlajepa.nn.action_head import FlowMatchingActionHead
 from vlajepa.nn.predictor import Predictor, pool_latents
 from vlajepa.nn.regularizers import build_regularizer
-from vlajepa.nn.target import build_target_encoder, load_encoder
+from vlajepa.nn.target import TargetEncoder, build_target_encoder, load_encoder
 from vlajepa.normalize import Normalizer
 from vlajepa.policies.base import PreTrainedPolicy
 from vlajepa.policies.vla_jepa.configuration import VLAJEPAConfig
@@ -101,6 +101,9 @@ class VLAJEPAPolicy(PreTrainedPolicy):
                 max_steps=config.clip_length - 1,
             )
         self.regularizer = build_regularizer(config.regularizer) if config.reg_weight > 0 else None
+        # BC with a frozen pretrained vision encoder: a view of it the trainer may cache (shares its weights; not a
+        # submodule, so its weights are not listed twice)
+        self._vision_cache_encoder: TargetEncoder | None = None
 
     @classmethod
     def checkpoint_init_kwargs(cls, config: VLAJEPAConfig, directory: str | Path) -> dict[str, Any]:
@@ -129,10 +132,19 @@ class VLAJEPAPolicy(PreTrainedPolicy):
         return batch[key]
 
     def encode(self, batch: Mapping[str, Any]) -> StudentOutput:
-        """The student's outputs; a function of the current images, state and instruction only."""
+        """The student's outputs; a function of the current images, state and instruction only.
+
+        With a frozen pretrained vision encoder that is also the frozen target (``reads_cached_features``)
+        and cached latents in the batch, the current frame's tokens are read from the cache (frame 0 of the clip is
+        the current frame, encoded on its own) instead of running the encoder again; later frames are never read.
+        """
+        state, task = batch.get(OBS_STATE), self._get(batch, TASK)  # video batches have no state: a placeholder
+        if FUTURE_LATENTS in batch and self.config.reads_cached_features:
+            current = batch[FUTURE_LATENTS][:, 0].float()  # (b, v*N, d)
+            vision_tokens = rearrange(current, "b (v n) d -> b v n d", v=len(self.config.cameras))
+            return self.student.fuse(vision_tokens, state, task)
         images = [self._get(batch, image_key(camera)) for camera in self.config.cameras]
-        # video batches have no state: the student's placeholder stands for all of it
-        return self.student(images, batch.get(OBS_STATE), self._get(batch, TASK))
+        return self.student(images, state, task)
 
     # ------------------------------------------------------------------ losses
 
@@ -276,7 +288,32 @@ class VLAJEPAPolicy(PreTrainedPolicy):
             self.target.encoder.load_state_dict(self.student.vision.state_dict())
 
     def frozen_target(self) -> nn.Module | None:
-        return self.target if self.target is not None and self.target.kind == "frozen" else None
+        """The frozen target; for BC with a frozen pretrained vision encoder, that encoder (its features cached
+        once per dataset are the student's vision tokens)."""
+        if self.target is not None:
+            return self.target if self.target.kind == "frozen" else None
+        if self.config.reads_cached_features:
+            if self._vision_cache_encoder is None:
+                self._vision_cache_encoder = TargetEncoder(self.student.vision, "frozen")
+            return self._vision_cache_encoder
+        return None
+
+    def frozen_references(self) -> dict[str, Any]:
+        """What the checkpoint refers to instead of copying: the frozen target's weights file or seed, and a frozen
+        pretrained vision backbone's package and file hash."""
+        references: dict[str, Any] = {}
+        target = self.config.target
+        if self.target is not None and target.kind == "frozen":
+            references["frozen_target"] = {
+                "checkpoint": target.checkpoint,
+                "seed": target.seed if target.checkpoint is None else None,
+            }
+        for name, vision in (("vision", self.config.vision), ("target.vision", target.vision)):
+            if vision is not None and vision.backbone != "vit":
+                from vlajepa.nn import efficientnet
+
+                references[name] = {"package": efficientnet.PACKAGE, "sha256": efficientnet.WEIGHTS_SHA256}
+        return references
 
     def get_optim_params(self) -> dict[str, list[nn.Parameter]]:
         """Parameters that require gradients, by module, for per-module learning rates
@@ -294,4 +331,7 @@ class VLAJEPAPolicy(PreTrainedPolicy):
         return {name: [p for p in params if p.requires_grad] for name, params in groups.items()}
 
     def frozen_prefixes(self) -> tuple[str, ...]:
-        return ("target.",) if self.frozen_target() is not None else ()
+        prefixes = ("target.",) if self.target is not None and self.target.kind == "frozen" else ()
+        if self.config.vision.backbone != "vit" and self.config.vision.freeze == "all":
+            prefixes += ("student.vision.",)  # the packaged weights, checked by their hash when loaded
+        return prefixes

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from vlajepa.nn.language import build_text_encoder
 from vlajepa.nn.transformer import Transformer, init_weights, learned_embedding
-from vlajepa.nn.vision import VisionEncoder
+from vlajepa.nn.vision import build_vision_encoder
 from vlajepa.policies.vla_jepa.configuration import VLAJEPAConfig
 
 # Attention groups, in sequence order: a token may attend to keys of its own group or an earlier one.
@@ -61,9 +61,9 @@ class Student(nn.Module):
         self.use_state = cfg.use_state
         self.dim = dim
 
-        self.vision = VisionEncoder(config.vision, config.image_size)
+        self.vision = build_vision_encoder(config.vision, config.image_size)
         self.language = build_text_encoder(config.language)
-        self.vision_proj = nn.Linear(config.vision.dim, dim)
+        self.vision_proj = nn.Linear(self.vision.dim, dim)
         self.text_proj = nn.Sequential(
             nn.LayerNorm(self.language.out_dim), nn.Linear(self.language.out_dim, dim)
         )
