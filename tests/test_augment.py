@@ -72,3 +72,30 @@ def test_vision_encoder_with_conv_stem() -> None:
     encoder = VisionEncoder(VisionConfig(patch_size=8, dim=32, depth=1, heads=2, stem="conv"), image_size=32)
     tokens = encoder(torch.rand(2, 3, 32, 32))
     assert tokens.shape == (2, 16, 32)
+
+
+def test_instruction_dropout_blanks_about_its_share_of_instructions_and_nothing_else():
+    from vlajepa.constants import TASK
+    from vlajepa.train.augment import drop_instructions
+
+    batch = {TASK: [f"instruction {i}" for i in range(1000)], "other": torch.zeros(3)}
+    assert drop_instructions(batch, 0.0) is batch
+    out = drop_instructions(batch, 0.3, torch.Generator().manual_seed(0))
+    dropped = sum(text == "" for text in out[TASK])
+    assert 240 < dropped < 360 and out["other"] is batch["other"]
+    assert all(text in ("", original) for text, original in zip(out[TASK], batch[TASK], strict=True))
+    assert batch[TASK][0] == "instruction 0"  # the input batch is not modified
+
+
+def test_instruction_dropout_is_a_checked_training_option_that_old_configs_load_without():
+    import pytest
+
+    from vlajepa.config import ConfigError
+    from vlajepa.train.config import TrainConfig
+
+    with pytest.raises(ConfigError, match="instruction_dropout"):
+        TrainConfig(instruction_dropout=1.5)
+    saved = TrainConfig().to_json()
+    saved["config_version"] = 2
+    del saved["instruction_dropout"]
+    assert TrainConfig.from_json(saved) == TrainConfig()

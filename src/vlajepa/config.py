@@ -249,6 +249,7 @@ _ADDED_IN: dict[int, dict[str, dict[str, Any]]] = {
             for vision in ("vision", "target.vision")
             for field, value in (("backbone", "vit"), ("feature_stride", 16), ("freeze", "none"))
         },
+        "train": {"instruction_dropout": 0.0},
     },
 }
 

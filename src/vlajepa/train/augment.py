@@ -1,4 +1,4 @@
-"""Training-time image augmentation of the student's input.
+"""Training-time augmentation of the student's input: image shifts and instruction dropout.
 
 Random shift (DrQ; pad by ``pad`` pixels with edge replication, crop back at a random offset per sample) is the
 standard regularizer for pixel policies trained from a few demonstrations. It changes only the student's current
@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vlajepa.constants import image_key
+from vlajepa.constants import TASK, image_key
 
 
 def random_shift(images: Tensor, pad: int, generator: torch.Generator | None = None) -> Tensor:
@@ -37,3 +37,12 @@ def augment_batch(batch: dict[str, Any], cameras: tuple[str, ...] | list[str], p
     for camera in cameras:
         out[image_key(camera)] = random_shift(batch[image_key(camera)], pad)
     return out
+
+
+def drop_instructions(batch: dict[str, Any], rate: float, generator: torch.Generator | None = None) -> dict[str, Any]:
+    """A copy of ``batch`` in which each window's instruction is replaced by the empty string with probability
+    ``rate`` (the student then has to read the task off the image)."""
+    if rate <= 0:
+        return batch
+    dropped = (torch.rand(len(batch[TASK]), generator=generator) < rate).tolist()
+    return {**batch, TASK: ["" if drop else text for text, drop in zip(batch[TASK], dropped, strict=True)]}

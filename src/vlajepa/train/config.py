@@ -66,6 +66,9 @@ class TrainConfig(JsonConfig):
     min_lr_ratio: float = 0.1  # cosine decay ends at lr * min_lr_ratio at the last step
     grad_clip: float = 1.0  # max global gradient norm (0: no clipping)
     augment_shift: int = 0  # random shift of the student's current image by up to this many pixels (0: off)
+    # share of robot windows whose instruction is replaced by the empty string: the policy must then also tell the
+    # task from the image, so an unfamiliar phrasing (the language perturbation) matters less; 0: off
+    instruction_dropout: float = 0.0
     # checkpoints hold a moving average of the trained weights, with this maximum decay (vlajepa.train.weight_ema;
     # Diffusion Policy uses 0.9999); 0: the last optimizer iterate
     ema_weights: float = 0.0
@@ -100,6 +103,8 @@ class TrainConfig(JsonConfig):
             problems.append(f"min_lr_ratio={self.min_lr_ratio} must be in [0, 1]")
         if self.warmup_steps < 0 or self.keep_checkpoints < 0 or self.num_workers < 0 or self.augment_shift < 0:
             problems.append("warmup_steps, keep_checkpoints, num_workers and augment_shift must be >= 0")
+        if not 0 <= self.instruction_dropout <= 1:
+            problems.append(f"instruction_dropout={self.instruction_dropout} must be in [0, 1]")
         if not 0 <= self.ema_weights < 1:
             problems.append(f"ema_weights={self.ema_weights} must be in [0, 1) (0: off)")
         if self.init_from and self.init_vision:

@@ -51,7 +51,7 @@ from vlajepa.io_utils import atomic_write_json
 from vlajepa.normalize import Normalizer
 from vlajepa.policies import PreTrainedPolicy, load_policy_config, make_policy
 from vlajepa.train import checkpoints as ckpt
-from vlajepa.train.augment import augment_batch
+from vlajepa.train.augment import augment_batch, drop_instructions
 from vlajepa.train.config import RUNTIME_FIELDS, TrainConfig
 from vlajepa.train.metrics import MetricsLogger
 from vlajepa.train.optim import build_optimizer, build_scheduler
@@ -350,7 +350,8 @@ class Trainer:
             batch = {k: v for k, v in batch.items() if k != FUTURE_FRAME_IDS}
         device = self.accelerator.device
         batch = {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
-        return augment_batch(batch, self.config.cameras, self.train_config.augment_shift)
+        batch = augment_batch(batch, self.config.cameras, self.train_config.augment_shift)
+        return drop_instructions(batch, self.train_config.instruction_dropout) if source == ROBOT else batch
 
     def _global_mean(self, value: Tensor) -> float:
         """Mean over processes (NaN anywhere makes it NaN everywhere, so every process stops together)."""
