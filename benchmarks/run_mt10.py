@@ -10,8 +10,10 @@ Methods (``--methods``) and target encoders (``--targets``):
 - ``vla-jepa-no-video`` (ablation): the world-model loss on the robot batches only, no video. It sees exactly
   BC's robot windows, so against BC it isolates the auxiliary world-model loss, and against co-training the video
   batches (a frozen target encoder is still the one pretrained on the video set);
-- target ``ema`` (EMA of the student's vision encoder) or ``frozen`` (``vlajepa pretrain-encoder`` on the video
-  set, run once per data set and shared by every method that uses it).
+- target ``ema`` (EMA of the student's vision encoder), ``frozen`` (``vlajepa pretrain-encoder`` on the video
+  set, run once per data set and shared by every method that uses it) or ``pretrained`` (frozen with no weights file
+  of its own: with ``--set model.vision.backbone=efficientnet_lite0 --set model.vision.freeze=all`` the student's
+  own ImageNet backbone, whose features are cached once per data set).
 
 The same budget for every method: ``--steps`` optimizer steps on robot batches with actions (the same number of
 robot windows). The world-model methods add the video on top, at the same extra cost: co-training averages one
@@ -57,7 +59,8 @@ from vlajepa.io_utils import with_extension, write_report_files
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("bc", "vla-jepa-cotrain", "vla-jepa-finetune", "vla-jepa-no-video")
-TARGETS = ("ema", "frozen")
+TARGETS = ("ema", "frozen")  # the default --targets
+KNOWN_TARGETS = (*TARGETS, "pretrained")  # pretrained needs a pretrained, frozen model.vision (see above)
 # `vlajepa pretrain-encoder` through its command module, for a CLI registry that does not list it yet.
 PRETRAIN_ENCODER = (
     "import argparse, sys; from vlajepa.commands import pretrain_encoder as c; p = argparse.ArgumentParser(); "
@@ -277,7 +280,11 @@ class Pipeline:
     def method(self, method: str, target: str, robot: Path, video: Path, encoder: Path | None) -> tuple[str, Path]:
         """Train one (method, target); returns the run name and its final checkpoint."""
         steps = self.args.steps
-        target_args = ["--target-checkpoint", str(encoder)] if target == "frozen" else ["--target", "ema"]
+        target_args = {
+            "frozen": ["--target-checkpoint", str(encoder)],
+            "ema": ["--target", "ema"],
+            "pretrained": ["--target", "random"],  # frozen without a weights file: the packaged backbone's weights
+        }[target]
         if method == "bc":
             name = "bc"
             return name, self.train(name, vlajepa("train", "--method", "bc", "--robot", str(robot),
@@ -420,7 +427,8 @@ def plot_settings(display_rows: list[dict[str, Any]], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {METHODS}")
-    parser.add_argument("--targets", default=",".join(TARGETS), help="comma-separated subset of ema,frozen")
+    parser.add_argument("--targets", default=",".join(TARGETS),
+                        help="comma-separated subset of ema,frozen,pretrained (default: ema,frozen)")
     parser.add_argument("--tasks", default="mt10", help="mt10 or a comma-separated list of task names")
     parser.add_argument("--demos", type=int, default=10, help="robot demonstrations per task")
     parser.add_argument("--action-noise", type=float, default=0.0,
@@ -468,7 +476,7 @@ def main() -> None:
     args = parser.parse_args()
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
-    unknown = sorted(set(methods) - set(METHODS)) + sorted(set(targets) - set(TARGETS))
+    unknown = sorted(set(methods) - set(METHODS)) + sorted(set(targets) - set(KNOWN_TARGETS))
     if unknown:
         raise SystemExit(f"unknown methods or targets: {unknown}")
 

@@ -227,6 +227,8 @@ def _check_frozen_target(model: dict[str, Any], args: argparse.Namespace, preset
         return
     if target["kind"] != "frozen" or target["checkpoint"] is not None:
         return
+    if (target.get("vision") or model["vision"]).get("backbone", "vit") != "vit":
+        return  # a pretrained backbone: its packaged weights are the frozen target's
     raise SystemExit(
         f"the target encoder is frozen (model.target in {preset}) but has no weights. Pretrain one on the video "
         "set and pass it: `vlajepa pretrain-encoder --video VIDEO_DIR --out ENCODER_DIR`, then "
