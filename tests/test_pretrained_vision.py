@@ -175,3 +175,15 @@ def test_trainer_caches_the_frozen_encoder_and_refuses_pixel_augmentation_with_i
     with pytest.raises(ConfigError, match="augment_shift"):
         Trainer(config, train.replace(augment_shift=2), tmp_path / "aug", progress=False)
     assert image_key("corner2") in RobotWindows(root, config)[0]
+
+
+def test_train_asks_a_frozen_target_for_weights_unless_it_is_a_pretrained_backbone():
+    import argparse
+    from pathlib import Path
+
+    from vlajepa.commands.train import _check_frozen_target
+
+    args = argparse.Namespace(target=None)
+    _check_frozen_target(pretrained_config().to_dict(), args, Path("preset.yaml"))  # the package has the weights
+    with pytest.raises(SystemExit, match="has no weights"):
+        _check_frozen_target(tiny_config(target=TargetConfig(kind="frozen")).to_dict(), args, Path("preset.yaml"))
