@@ -339,10 +339,10 @@ def main() -> None:
         key_file = Path(tmp) / "api-keys"
         key_file.write_text(f"# soak test key\n{api_key}\n")
         key_file.chmod(0o600)
-        server_args = ["serve", "--checkpoint", "CHECKPOINT", "--host", HOST, "--port", "0",
-                       "--api-key-file", "KEYFILE", "--threads", str(args.threads),
+        server_args = ["serve", "--checkpoint", "<tiny checkpoint>", "--host", HOST, "--port", "0",
+                       "--api-key-file", "<key file>", "--threads", str(args.threads),
                        "--max-message-mb", str(MAX_MESSAGE_MB), "--log-level", "WARNING"]  # fmt: skip
-        real_args = [str(checkpoint) if a == "CHECKPOINT" else str(key_file) if a == "KEYFILE" else a
+        real_args = [str(checkpoint) if a == "<tiny checkpoint>" else str(key_file) if a == "<key file>" else a
                      for a in server_args]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
