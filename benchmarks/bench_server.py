@@ -60,7 +60,8 @@ def serve(args: argparse.Namespace) -> None:
     """Server process: load, print the port, serve until stdin closes."""
     torch.set_num_threads(args.threads)
     loaded = load_served_policy(args.checkpoint)
-    config = ServerConfig(host="127.0.0.1", port=0, max_batch=args.max_batch)
+    # Capacity is what is measured, so the per-connection request-rate limit is off.
+    config = ServerConfig(host="127.0.0.1", port=0, max_batch=args.max_batch, max_requests_per_s=0)
 
     async def main() -> None:
         server = PolicyServer(loaded.policy, loaded.spec, config)

@@ -1,8 +1,9 @@
-"""Interoperability: openpi's own PyPI client (``openpi-client``) talks to our server unchanged.
+"""Interoperability: openpi's own PyPI client (``openpi-client``) talks to our server unchanged, with an API key.
 
 openpi-client pins numpy<2, so it runs from its own cached virtual environment, built on first use by
 ``scripts/openpi_client_venv.sh`` (PyPI access needed once). The client script below runs in that venv against
-a server started here, and its actions must equal those of the same checkpoint in-process.
+a server started here that requires an API key: without ``api_key=`` the client is refused, with it its actions
+must equal those of the same checkpoint in-process.
 """
 
 from __future__ import annotations
@@ -21,19 +22,25 @@ from benchmarks.synthetic import save_random_checkpoint
 from vlajepa.constants import OBS_STATE, TASK
 from vlajepa.policies.vla_jepa import VLAJEPAConfig, VLAJEPAPolicy
 from vlajepa.presets import preset_path
-from vlajepa.serve import ServerThread, load_served_policy
+from vlajepa.serve import ApiKeys, ServerConfig, ServerThread, load_served_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "observation.images.corner2"
+API_KEY = "openpi-client-test-key-0123456789"
 
 # Runs inside the openpi-client venv (numpy 1.x); writes what it sent and received to an .npz file.
 CLIENT_SCRIPT = """
-import json, sys
+import json, os, sys
 import numpy as np
 from openpi_client import action_chunk_broker, websocket_client_policy
 
 host, port, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-policy = websocket_client_policy.WebsocketClientPolicy(host=host, port=port)
+try:
+    websocket_client_policy.WebsocketClientPolicy(host=host, port=port)  # no key: refused at the handshake
+    refused = ""
+except Exception as err:
+    refused = f"{type(err).__name__}: {err}"
+policy = websocket_client_policy.WebsocketClientPolicy(host=host, port=port, api_key=os.environ["TEST_API_KEY"])
 metadata = policy.get_server_metadata()
 rng = np.random.default_rng(0)
 images = rng.integers(0, 256, (4, 96, 96, 3), dtype=np.uint8)
@@ -53,7 +60,8 @@ broker = action_chunk_broker.ActionChunkBroker(policy, action_horizon=metadata["
 steps = [broker.infer({"observation/image": images[2 + i // 4], "observation/state": states[2 + i // 4],
                        "prompt": prompt})["actions"] for i in range(8)]
 np.savez(out, images=images, states=states, actions=np.stack(actions), broker=np.stack(steps),
-         error=np.array(error), metadata=np.array(json.dumps(metadata)), numpy=np.array(np.__version__))
+         error=np.array(error), refused=np.array(refused), metadata=np.array(json.dumps(metadata)),
+         numpy=np.array(np.__version__))
 """
 
 
@@ -88,12 +96,14 @@ def test_openpi_websocket_client_policy_gets_the_in_process_actions(openpi_pytho
     script.write_text(CLIENT_SCRIPT)
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower() and k != "PYTHONPATH"}
     env["NO_PROXY"] = "127.0.0.1,localhost"
+    env["TEST_API_KEY"] = API_KEY  # in the environment, not on the command line
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny model; avoids spinning threads on 2 busy cores
     try:
         loaded = load_served_policy(checkpoint)
-        with ServerThread(loaded.policy, loaded.spec) as server:
+        config = ServerConfig(port=0, api_keys=ApiKeys([API_KEY]))
+        with ServerThread(loaded.policy, loaded.spec, config) as server:
             result = subprocess.run(
                 [openpi_python, str(script), "127.0.0.1", str(server.port), str(out)],
                 capture_output=True, text=True, timeout=120, env=env,
@@ -102,6 +112,7 @@ def test_openpi_websocket_client_policy_gets_the_in_process_actions(openpi_pytho
 
         sent = np.load(out)
         assert str(sent["numpy"]).startswith("1."), "the client must run on its own numpy<2"
+        assert "InvalidStatus" in str(sent["refused"]) and "401" in str(sent["refused"]), str(sent["refused"])
         assert json.loads(str(sent["metadata"]))["action_shape"] == [4, 4]
         assert "invalid observation: missing keys ['task']" in str(sent["error"])
 

@@ -212,7 +212,7 @@ def test_fuzz_malformed_messages_then_valid_requests_still_work():
     stop = threading.Event()
     bystander_replies: list[np.ndarray] = []
 
-    with _serve(policy) as server:
+    with _serve(policy, max_requests_per_s=0) as server:  # as fast as possible: no per-connection rate limit
 
         def bystander() -> None:
             with Client(server.url) as client:

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from vlajepa.commands.arguments import checked_by, policy_argument
+from vlajepa.commands.arguments import checked_by, existing_path, policy_argument
 from vlajepa.envs import PERTURBATIONS
 from vlajepa.eval.policies import PolicySource
 
@@ -15,7 +15,8 @@ policies:
   expert                 MetaWorld's scripted expert (privileged upper bound)
   random                 uniform random actions (floor)
   checkpoint:PATH        a trained policy saved with save_pretrained
-  remote:ws://HOST:PORT  a policy served by `vlajepa serve`
+  remote:ws://HOST:PORT  a policy served by `vlajepa serve` (wss:// with TLS; API key: --api-key-file or
+                         $VLAJEPA_API_KEY)
 
 examples:
   vlajepa eval --policy expert --tasks mt10 --episodes 20 --out benchmarks/results/expert_mt10
@@ -28,13 +29,19 @@ def parse_policy(
     name: str | None = None,
     euler_steps: int | None = None,
     noise_scale: float | None = None,
+    api_key_file: str | None = None,
+    ca_file: str | None = None,
 ) -> PolicySource:
     """Parse ``kind[:argument]`` into a :class:`PolicySource`; ``euler_steps`` and ``noise_scale`` apply to
-    checkpoints only."""
+    checkpoints only, ``api_key_file`` and ``ca_file`` to remote policies only (the source records the key
+    file's path, never the key)."""
     kind, _, arg = text.partition(":")
     for flag, value in (("--euler-steps", euler_steps), ("--noise-scale", noise_scale)):
         if value is not None and kind != "checkpoint":
             raise ValueError(f"{flag} applies to checkpoint policies, not {kind!r}")
+    for flag, value in (("--api-key-file", api_key_file), ("--ca-file", ca_file)):
+        if value is not None and kind != "remote":
+            raise ValueError(f"{flag} applies to remote policies, not {kind!r}")
     if euler_steps is not None and euler_steps < 1:
         raise ValueError(f"--euler-steps must be at least 1, got {euler_steps}")
     if noise_scale is not None and not 0.0 <= noise_scale <= 1.0:
@@ -49,7 +56,9 @@ def parse_policy(
     if kind == "remote":
         if not arg:
             raise ValueError("remote policy needs a URL: remote:ws://127.0.0.1:8000")
-        return PolicySource("remote", {"url": arg}, name)
+        kwargs = {"url": arg}
+        kwargs.update({k: v for k, v in (("api_key_file", api_key_file), ("ca_file", ca_file)) if v is not None})
+        return PolicySource("remote", kwargs, name)
     if kind == "random":
         return PolicySource("random", {"seed": int(arg or 0)}, name)
     if kind == "expert" and not arg:
@@ -163,6 +172,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "0 gives deterministic chunks)",
     )
     parser.add_argument(
+        "--api-key-file",
+        type=existing_path("API key file", folder=False),
+        default=None,
+        help="remote policies: file whose first key is sent to the server (default: $VLAJEPA_API_KEY, if set)",
+    )
+    parser.add_argument(
+        "--ca-file",
+        type=existing_path("certificate authority file", folder=False),
+        default=None,
+        help="remote wss:// policies: PEM certificate(s) to verify the server with (default: the system's)",
+    )
+    parser.add_argument(
         "--max-steps", type=int, default=None, help="override the per-task step limit (default: the task's)"
     )
     parser.add_argument("--workers", type=int, default=2, help="simulator worker processes (default: 2)")
@@ -188,7 +209,9 @@ def run(args: argparse.Namespace) -> int:
     from vlajepa.eval.report import build_report, markdown_table, rows_from_episodes, write_report
     from vlajepa.eval.runner import EvalConfig, evaluate
 
-    policy = parse_policy(args.policy, args.name, args.euler_steps, args.noise_scale)
+    policy = parse_policy(
+        args.policy, args.name, args.euler_steps, args.noise_scale, args.api_key_file, args.ca_file
+    )
     camera, image_size = args.camera, args.image_size
     if policy.kind == "checkpoint":
         from vlajepa.policies import load_policy_config

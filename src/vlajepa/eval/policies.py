@@ -64,11 +64,12 @@ def _checkpoint(kwargs: dict[str, Any], env: Any) -> Policy:
 def _remote(kwargs: dict[str, Any], env: Any) -> Policy:
     from vlajepa.serve import RemotePolicy
 
-    return RemotePolicy(kwargs["url"])
+    return RemotePolicy(kwargs["url"], api_key_file=kwargs.get("api_key_file"), ca_file=kwargs.get("ca_file"))
 
 
 # kind -> builder(kwargs, env); ``checkpoint`` kwargs: ``path`` plus options of the policy's ``__init__`` (e.g.
-# ``num_inference_steps``, ``noise_scale``); ``remote``: ``url``; ``random``: ``seed``.
+# ``num_inference_steps``, ``noise_scale``); ``remote``: ``url`` and optional ``api_key_file``, ``ca_file`` (the key
+# itself may come from $VLAJEPA_API_KEY, which worker processes inherit); ``random``: ``seed``.
 POLICY_BUILDERS: dict[str, Callable[[dict[str, Any], Any], Policy]] = {
     "expert": lambda kwargs, env: ExpertPolicy(env),
     "random": lambda kwargs, env: RandomPolicy(seed=int(kwargs.get("seed", 0))),

@@ -6,9 +6,10 @@ Serve: ``vlajepa serve --checkpoint PATH`` or :class:`PolicyServer` / :class:`Se
 unchanged.
 """
 
+from vlajepa.serve.auth import ApiKeyError, ApiKeys
 from vlajepa.serve.background import ServerThread
 from vlajepa.serve.broker import ActionChunkBroker
-from vlajepa.serve.client import Client, RetryConfig, ServerError
+from vlajepa.serve.client import AuthenticationError, Client, RetryConfig, ServerError
 from vlajepa.serve.codec import DecodeError, packb, unpackb
 from vlajepa.serve.loading import LoadedPolicy, load_served_policy, spec_from_policy
 from vlajepa.serve.observation import InputLimits, ObservationError, parse_observation
@@ -18,6 +19,9 @@ from vlajepa.serve.spec import ImageSpec, PolicySpec
 
 __all__ = [
     "ActionChunkBroker",
+    "ApiKeyError",
+    "ApiKeys",
+    "AuthenticationError",
     "Client",
     "DecodeError",
     "ImageSpec",

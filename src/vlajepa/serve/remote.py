@@ -9,6 +9,7 @@ in-process.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,9 +22,24 @@ class RemotePolicy:
     """The policy served at ``url``, through one :class:`Client` connection."""
 
     def __init__(
-        self, url: str, retry: RetryConfig | None = None, request_timeout_s: float | None = 60.0
+        self,
+        url: str,
+        retry: RetryConfig | None = None,
+        request_timeout_s: float | None = 60.0,
+        api_key: str | None = None,
+        api_key_file: str | Path | None = None,
+        ca_file: str | Path | None = None,
     ) -> None:
-        self.client = Client(url, retry=retry, request_timeout_s=request_timeout_s)
+        """``api_key``/``api_key_file``/``ca_file``: see :class:`Client` (the key defaults to
+        ``$VLAJEPA_API_KEY``)."""
+        self.client = Client(
+            url,
+            retry=retry,
+            request_timeout_s=request_timeout_s,
+            api_key=api_key,
+            api_key_file=api_key_file,
+            ca_file=ca_file,
+        )
 
     @property
     def metadata(self) -> dict[str, Any]:
