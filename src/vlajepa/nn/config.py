@@ -3,7 +3,7 @@ flow-matching head, regularizers): typed frozen dataclasses that policy configs 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 
@@ -48,10 +48,26 @@ class LanguageConfig:
 
 
 @dataclass(frozen=True)
+class VJEPA2TargetConfig:
+    """A frozen V-JEPA 2 video encoder (transformers ``VJEPA2Model``) as the target (``target.kind: vjepa2``).
+
+    Every frame is encoded on its own (repeated to fill one tubelet), so no latent depends on a later frame.
+    """
+
+    # local folder of a transformers VJEPA2Model checkpoint (config.json + weights), a reference never copied into
+    # the policy checkpoint; None: random weights of `size` drawn from target.seed
+    model_dir: str | None = None
+    size: Literal["tiny", "vitl"] = "tiny"  # architecture when model_dir is None: tiny (tests) or ViT-L (counts)
+    image_size: int = 256  # frames are resized to this side before encoding (V-JEPA 2 ViT-L/16 at 256 px)
+
+
+@dataclass(frozen=True)
 class TargetConfig:
     """Target encoder that turns each future frame into the latents the world model predicts (no gradient)."""
 
-    kind: Literal["ema", "frozen"] = "ema"  # ema: moving average of the student's vision encoder; frozen
+    # ema: moving average of the student's vision encoder; frozen: a fixed vlajepa encoder; vjepa2: a frozen V-JEPA 2
+    # encoder through transformers (see `vjepa2`)
+    kind: Literal["ema", "frozen", "vjepa2"] = "ema"
     ema_momentum: float = 0.996  # ema only: target <- m * target + (1 - m) * student vision after each step
     # frozen only: safetensors file of the encoder's weights, a reference never copied into the policy
     # checkpoint; None: random weights drawn from `seed` (a random-feature baseline), or for a pretrained backbone
@@ -59,6 +75,7 @@ class TargetConfig:
     checkpoint: str | None = None
     seed: int = 0  # frozen without checkpoint: seed of the random weights, so the reference reproduces them
     vision: VisionConfig | None = None  # frozen only: the encoder's architecture; None = the student's
+    vjepa2: VJEPA2TargetConfig = field(default_factory=VJEPA2TargetConfig)  # vjepa2 only
 
 
 @dataclass(frozen=True)
@@ -111,3 +128,26 @@ class RegularizerConfig:
     kind: Literal["none", "vicreg", "sigreg"] = "sigreg"  # vicreg: variance + covariance; sigreg: LeJEPA
     num_slices: int = 64  # sigreg only: random 1-D projections per call
     num_points: int = 17  # sigreg only: quadrature points of the Epps-Pulley integral on [0, 5]
+
+
+@dataclass(frozen=True)
+class HFVLMConfig:
+    """A Hugging Face vision-language model as the student's backbone (``student.backbone: hf_vlm``).
+
+    Added special tokens query it: one latent-action token per future step (repeated ``K`` times) and one
+    embodied-action token (repeated ``M`` times) end the instruction, and their last hidden states are the student's
+    outputs. Images and instruction go through the model's own image processor and chat template.
+    """
+
+    family: Literal["qwen3_vl", "qwen2_5_vl"] = "qwen3_vl"  # transformers model family
+    # local folder of a transformers checkpoint (config.json, weights, tokenizer with chat template, image
+    # processor); None: a randomly initialised model of `size` with a small built-in byte-level tokenizer
+    model_dir: str | None = None
+    # architecture when model_dir is None: tiny (tests and smoke runs) or the published 2B (qwen3_vl only; for
+    # `vlajepa info` parameter counts on the meta device; training it needs model_dir)
+    size: Literal["tiny", "2b"] = "tiny"
+    freeze_vision: bool = False  # keep the VLM's vision tower fixed (no gradient, not in the optimizer)
+    gradient_checkpointing: bool = False  # recompute the language model's activations in the backward pass
+    lora_rank: int = 0  # > 0: train LoRA adapters of this rank on the language model (needs peft) instead of it
+    lora_alpha: float = 16.0  # LoRA scaling numerator (scale = alpha / rank)
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"  # transformers attention kernel

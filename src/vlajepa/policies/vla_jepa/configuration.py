@@ -4,10 +4,12 @@ latent world model; ``use_world_model: false`` is plain behaviour cloning with t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from vlajepa.config import PolicyConfig
 from vlajepa.nn.config import (
     ActionHeadConfig,
+    HFVLMConfig,
     LanguageConfig,
     PredictorConfig,
     RegularizerConfig,
@@ -18,13 +20,19 @@ from vlajepa.nn.config import (
 
 @dataclass(frozen=True)
 class StudentConfig:
-    """Fusion transformer over instruction, current-image and state tokens plus the learned action queries."""
+    """Fusion transformer over instruction, current-image and state tokens plus the learned action queries, or a
+    Hugging Face VLM read out through added query tokens (``backbone: hf_vlm``)."""
 
     dim: int = 128  # token width
     depth: int = 4  # transformer blocks
     heads: int = 4  # attention heads; must divide dim
     mlp_ratio: float = 4.0  # MLP hidden width as a multiple of dim
     use_state: bool = True  # add a state token (a learned placeholder stands in when a batch has none)
+    # native: the fusion transformer above (with `vision` and `language`); hf_vlm: the VLM of `hf_vlm`, whose query
+    # tokens' last hidden states are projected to `dim` (depth, heads, mlp_ratio and use_state are then unused: the
+    # VLM reads no state, the action head does)
+    backbone: Literal["native", "hf_vlm"] = "native"
+    hf_vlm: HFVLMConfig = field(default_factory=HFVLMConfig)  # hf_vlm only
 
 
 @dataclass(frozen=True)
@@ -58,9 +66,17 @@ class VLAJEPAConfig(PolicyConfig):
 
     def problems(self) -> list[str]:
         found = super().problems()
-        for name, sub in (("vision", self.vision), ("target.vision", self.target.vision)):
+        hf = self.student.backbone == "hf_vlm"
+        native_vision = None if hf else self.vision  # the hf_vlm student has its own vision tower
+        for name, sub in (("vision", native_vision), ("target.vision", self.target.vision)):
             if sub is not None:
                 found += _vision_problems(name, sub, self.image_size)
+        if hf and self.student.use_state:
+            found.append("student.use_state must be false with student.backbone=hf_vlm (the action head reads it)")
+        if hf and self.target.kind == "ema":
+            found.append("target.kind=ema copies the native student's vision encoder; with hf_vlm use vjepa2/frozen")
+        if self.student.hf_vlm.lora_rank < 0:
+            found.append(f"student.hf_vlm.lora_rank={self.student.hf_vlm.lora_rank} must be >= 0")
         for name in ("student", "predictor", "action_head"):
             sub = getattr(self, name)
             if sub.dim % sub.heads:
@@ -74,6 +90,8 @@ class VLAJEPAConfig(PolicyConfig):
         if not 0.0 <= self.predictor.context_dropout <= 1.0:
             found.append(f"predictor.context_dropout={self.predictor.context_dropout} must be in [0, 1]")
         side = self.image_size // token_size(self.target.vision or self.vision)
+        if self.target.kind == "vjepa2":  # its patch size lives in its own config: the grid is checked when built
+            side = self.predictor.latent_pool
         if self.predictor.latent_pool < 1 or side % self.predictor.latent_pool:
             found.append(
                 f"predictor.latent_pool={self.predictor.latent_pool} must be >= 1 and divide the target's token "

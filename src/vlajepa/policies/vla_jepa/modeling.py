@@ -71,27 +71,28 @@ class VLAJEPAPolicy(PreTrainedPolicy):
         noise_scale: float = 1.0,
         seed: int = 0,
         load_target_weights: bool = True,
+        load_backbone_weights: bool = True,
     ) -> None:
         """``num_inference_steps``: Euler steps per chunk (None: ``action_head.num_inference_steps``);
         ``noise_scale``: flow-matching sampling temperature in ``[0, 1]`` (0: deterministic chunks);
         ``load_target_weights=False``: do not read a frozen target's weights file (acting does not use the
-        target; :meth:`from_pretrained` passes it when the file is not on this machine)."""
+        target; :meth:`from_pretrained` passes it when the file is not on this machine);
+        ``load_backbone_weights=False``: build a Hugging Face VLM student from its folder's config without reading its
+        weights (a checkpoint brings them)."""
         super().__init__(config, normalizer, n_action_steps=n_action_steps)
         if not 0.0 <= noise_scale <= 1.0:
             raise ValueError(f"noise_scale={noise_scale} must be in [0, 1] (1: the trained noise distribution)")
         self.num_inference_steps = num_inference_steps
         self.noise_scale = noise_scale
         self._generator = torch.Generator().manual_seed(seed)
-        self.student = Student(config)
+        self.student = build_student(config, load_weights=load_backbone_weights)
         self.action_head = FlowMatchingActionHead(
             config.action_head, config.action_dim, config.chunk_size, config.state_dim, config.student.dim
         )
         self.target = None
         self.predictor = None
         if config.use_world_model:
-            self.target = build_target_encoder(
-                config.target, self.student.vision, config.vision, config.image_size, load_weights=load_target_weights
-            )
+            self.target = build_target(config, self.student, load_weights=load_target_weights)
             self.predictor = Predictor(
                 config.predictor,
                 latent_dim=self.target.dim,
@@ -122,7 +123,10 @@ class VLAJEPAPolicy(PreTrainedPolicy):
                 directory,
                 target.checkpoint,
             )
-        return {"load_target_weights": not missing}
+        kwargs: dict[str, Any] = {"load_target_weights": not missing}
+        if config.student.backbone == "hf_vlm":
+            kwargs["load_backbone_weights"] = False  # model.safetensors holds the trained VLM
+        return kwargs
 
     # ------------------------------------------------------------------ inputs
 
@@ -283,6 +287,8 @@ class VLAJEPAPolicy(PreTrainedPolicy):
     def init_vision(self, path: str | Path) -> None:
         """Start the student's vision encoder (and an EMA target, which must begin equal to it) from encoder weights
         saved by ``vlajepa pretrain-encoder``; errors name the file."""
+        if not isinstance(self.student, Student):
+            raise ValueError("init_vision starts the native student's vision encoder; this student is a VLM")
         load_encoder(self.student.vision, path, role="init_vision (student vision encoder)")
         if self.target is not None and self.target.kind == "ema":
             self.target.encoder.load_state_dict(self.student.vision.state_dict())
@@ -308,6 +314,11 @@ class VLAJEPAPolicy(PreTrainedPolicy):
                 "checkpoint": target.checkpoint,
                 "seed": target.seed if target.checkpoint is None else None,
             }
+        if self.target is not None and target.kind == "vjepa2":
+            references["frozen_target"] = {
+                "vjepa2": target.vjepa2.model_dir,
+                "seed": target.seed if target.vjepa2.model_dir is None else None,
+            }
         for name, vision in (("vision", self.config.vision), ("target.vision", target.vision)):
             if vision is not None and vision.backbone != "vit":
                 from vlajepa.nn import efficientnet
@@ -318,13 +329,18 @@ class VLAJEPAPolicy(PreTrainedPolicy):
     def get_optim_params(self) -> dict[str, list[nn.Parameter]]:
         """Parameters that require gradients, by module, for per-module learning rates
         (:class:`~vlajepa.train.config.LearningRateScales`)."""
-        student_rest = [
-            p for name, p in self.student.named_parameters() if not name.startswith(("vision.", "language."))
-        ]
-        groups = {
-            "vision": list(self.student.vision.parameters()),
-            "language": list(self.student.language.parameters()),
-            "student": student_rest,
+        if isinstance(self.student, Student):
+            student_rest = [
+                p for name, p in self.student.named_parameters() if not name.startswith(("vision.", "language."))
+            ]
+            groups = {
+                "vision": list(self.student.vision.parameters()),
+                "language": list(self.student.language.parameters()),
+                "student": student_rest,
+            }
+        else:
+            groups = self.student.optim_groups()
+        groups |= {
             "action_head": list(self.action_head.parameters()),
             "predictor": list(self.predictor.parameters()) if self.predictor is not None else [],
         }
@@ -335,3 +351,24 @@ class VLAJEPAPolicy(PreTrainedPolicy):
         if self.config.vision.backbone != "vit" and self.config.vision.freeze == "all":
             prefixes += ("student.vision.",)  # the packaged weights, checked by their hash when loaded
         return prefixes
+
+
+def build_student(config: VLAJEPAConfig, *, load_weights: bool = True) -> nn.Module:
+    """The student ``config.student.backbone`` names (``load_weights``: read a VLM's weights from its folder)."""
+    if config.student.backbone == "hf_vlm":
+        from vlajepa.policies.vla_jepa.student_hf import HFVLMStudent
+
+        return HFVLMStudent(config, load_weights=load_weights)
+    return Student(config)
+
+
+def build_target(config: VLAJEPAConfig, student: nn.Module, *, load_weights: bool = True) -> nn.Module:
+    """The target ``config.target.kind`` names: an EMA copy of the native student's vision encoder, a frozen vlajepa
+    encoder, or a frozen V-JEPA 2."""
+    if config.target.kind == "vjepa2":
+        from vlajepa.nn.vjepa2 import VJEPA2Target
+
+        return VJEPA2Target(config.target.vjepa2, config.target.seed, load_weights=load_weights)
+    return build_target_encoder(
+        config.target, getattr(student, "vision", None), config.vision, config.image_size, load_weights=load_weights
+    )
