@@ -205,7 +205,7 @@ class HFVLMBackbone(nn.Module):
                 model_config = _architecture(config.family, config.size, 151936, ids)
         if model_config.model_type != config.family:
             raise HFVLMError(
-                f"{config.model_dir}: a {model_config.model_type!r} model, but student.hf_vlm.family is {config.family!r}"
+                f"{config.model_dir}: a {model_config.model_type!r} model; student.hf_vlm.family is {config.family!r}"
             )
         model_config._attn_implementation = config.attn_implementation
         if config.model_dir is not None and load_weights and not on_meta:
