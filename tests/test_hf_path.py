@@ -1,0 +1,154 @@
+"""The paper-scale path from tiny random configs (no download): a Hugging Face VLM student (Qwen3-VL, Qwen2.5-VL)
+with added query tokens and a frozen V-JEPA 2 target. A training step, acting, the leakage rule, checkpoints, and
+loading both from local transformers folders."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from helpers.hf import hf_policy, normalizer, tiny_hf_config
+from helpers.models import random_batch, single_thread, tiny_config
+from vlajepa.config import ConfigError
+from vlajepa.constants import future_image_key, image_key
+from vlajepa.nn.config import TargetConfig, VJEPA2TargetConfig
+from vlajepa.nn.hf_vlm import write_tiny_vlm
+from vlajepa.nn.vjepa2 import VJEPA2Target, write_tiny_vjepa2
+from vlajepa.policies import load_policy
+from vlajepa.policies.vla_jepa import StudentConfig, VLAJEPAPolicy
+from vlajepa.train.config import TrainConfig
+from vlajepa.train.optim import build_optimizer
+
+CAMERAS = ("agentview", "wrist")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    with single_thread():
+        yield
+
+
+def observation(config, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    obs = {image_key(c): rng.integers(0, 255, (40, 40, 3), dtype=np.uint8) for c in config.cameras}
+    return {**obs, "observation.state": rng.normal(size=config.state_dim), "task": "open the drawer"}
+
+
+@pytest.mark.parametrize("family", ["qwen3_vl", "qwen2_5_vl"])
+def test_training_step_moves_every_part_and_outputs_keep_the_student_contract(family):
+    config = tiny_hf_config(family, CAMERAS)
+    policy = hf_policy(config, perturb=False).train()
+    batch = random_batch(config, 2)
+    out = policy.encode(batch)
+    steps, k, m, d = config.clip_length - 1, config.num_latent_action_tokens, config.num_embodied_tokens, 32
+    assert out.latent_action_tokens.shape == (2, steps, k, d) and out.embodied_tokens.shape == (2, m, d)
+
+    optimizer = build_optimizer(policy, TrainConfig(lr=1e-2, robot="x"))
+    before = {name: p.detach().clone() for name, p in policy.named_parameters() if p.requires_grad}
+    loss, logs = policy(batch)
+    loss.backward()
+    optimizer.step()
+    assert np.isfinite(loss.item()) and {"loss/action", "loss/wm"} <= set(logs)
+    moved = {name.split(".")[0] + "." + name.split(".")[1] for name, p in policy.named_parameters()
+             if name in before and not torch.equal(before[name], p)}  # fmt: skip
+    assert {"student.vlm", "student.latent_proj", "student.embodied_proj", "action_head.blocks"} <= moved
+    assert any(n.startswith("predictor.") for n in moved)
+    assert not any(n.startswith("target.") for n in before)  # the V-JEPA 2 target is frozen
+
+
+def test_predict_action_chunk_and_the_optimizer_groups():
+    config = tiny_hf_config("qwen3_vl", CAMERAS)
+    policy = hf_policy(config)
+    chunk = policy.predict_action_chunk(observation(config))
+    assert chunk.shape == (config.n_action_steps, config.action_dim) and chunk.dtype == np.float32
+    groups = policy.get_optim_params()
+    assert groups["vision"] and groups["language"] and len(groups["student"]) == 4
+    vision = {id(p) for p in policy.student.vlm.model.visual.parameters()}
+    assert vision == {id(p) for p in groups["vision"]}
+
+
+def test_student_outputs_are_bit_identical_when_the_future_changes():
+    config = tiny_hf_config("qwen3_vl", CAMERAS)
+    policy = hf_policy(config)
+    batch = random_batch(config, 2)
+    changed = dict(batch)
+    for camera in CAMERAS:
+        clip = batch[future_image_key(camera)].clone()
+        clip[:, 1:] = torch.rand_like(clip[:, 1:])
+        changed[future_image_key(camera)] = clip
+    noise = torch.randn(2, config.chunk_size, config.action_dim, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a, b = policy.encode(batch), policy.encode(changed)
+        actions = [policy.predict_action(x, noise=noise) for x in (batch, changed)]
+    assert torch.equal(a.latent_action_tokens, b.latent_action_tokens)
+    assert torch.equal(a.embodied_tokens, b.embodied_tokens) and torch.equal(*actions)
+    # negative control: the current image is an input, so changing it must change the outputs
+    current = dict(batch)
+    current[image_key(CAMERAS[1])] = torch.rand_like(batch[image_key(CAMERAS[1])])
+    with torch.no_grad():
+        assert not torch.equal(policy.encode(current).embodied_tokens, a.embodied_tokens)
+
+
+@pytest.mark.parametrize("first_changed", [1, 2])
+def test_vjepa2_context_latents_ignore_later_frames(first_changed):
+    torch.manual_seed(0)
+    target = VJEPA2Target(VJEPA2TargetConfig(image_size=32))
+    clips = [torch.rand(2, 3, 3, 40, 40) for _ in CAMERAS]
+    changed = [clip.clone() for clip in clips]
+    for clip in changed:
+        clip[:, first_changed:] = torch.rand_like(clip[:, first_changed:])
+    before, after = target(clips), target(changed)
+    assert before.shape == (2, 3, len(CAMERAS) * 16, 32)
+    assert torch.equal(before[:, :first_changed], after[:, :first_changed])  # frames <= t untouched
+    assert not torch.equal(before[:, first_changed:], after[:, first_changed:])  # negative control
+
+
+def test_save_load_round_trip_gives_identical_outputs(tmp_path):
+    config = tiny_hf_config("qwen3_vl", CAMERAS)
+    policy = hf_policy(config)
+    policy.save_pretrained(tmp_path / "ckpt")
+    loaded = load_policy(tmp_path / "ckpt")
+    assert isinstance(loaded, VLAJEPAPolicy) and loaded.config == config
+    assert not any(k.startswith("target.") for k in loaded.checkpoint_state_dict())  # referenced, not copied
+    batch = random_batch(config, 2)
+    with torch.no_grad():
+        assert torch.equal(policy.encode(batch).embodied_tokens, loaded.encode(batch).embodied_tokens)
+        assert torch.equal(policy.target_latents(batch), loaded.target_latents(batch))
+    for model in (policy, loaded):
+        model.reseed(3)
+    np.testing.assert_array_equal(policy.predict_action_chunk(observation(config)),
+                                  loaded.predict_action_chunk(observation(config)))  # fmt: skip
+
+
+def test_local_folders_load_and_checkpoints_do_not_reread_the_vlm(tmp_path):
+    vlm_dir = write_tiny_vlm(tmp_path / "vlm", "qwen3_vl")
+    vjepa_dir = write_tiny_vjepa2(tmp_path / "vjepa2", image_size=32)
+    config = tiny_hf_config(
+        "qwen3_vl", CAMERAS, vlm={"model_dir": str(vlm_dir), "freeze_vision": True, "lora_rank": 4},
+        target=TargetConfig(kind="vjepa2", vjepa2=VJEPA2TargetConfig(model_dir=str(vjepa_dir), image_size=32)),
+    )  # fmt: skip
+    policy = hf_policy(config, perturb=False)
+    assert not any(p.requires_grad for p in policy.student.vlm.model.visual.parameters())
+    lora = [n for n, p in policy.student.vlm.model.named_parameters() if p.requires_grad and "lora_" in n]
+    assert lora and not policy.student.vlm.model.language_model.layers[0].mlp.up_proj.base_layer.weight.requires_grad
+    optimizer = build_optimizer(policy, TrainConfig(robot="x"))
+    in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert not any(id(p) in in_optimizer for p in policy.student.vlm.model.visual.parameters())
+
+    policy.save_pretrained(tmp_path / "ckpt")
+    (vlm_dir / "model.safetensors").unlink()  # the checkpoint holds the VLM: its folder's weights are not read
+    loaded = load_policy(tmp_path / "ckpt")
+    batch = random_batch(config, 2)
+    with torch.no_grad():
+        assert torch.equal(policy.encode(batch).latent_action_tokens, loaded.encode(batch).latent_action_tokens)
+        assert torch.equal(policy.target_latents(batch), loaded.target_latents(batch))
+
+
+def test_config_errors_name_the_field(tmp_path):
+    with pytest.raises(ConfigError, match="student.use_state"):
+        tiny_config(student=StudentConfig(backbone="hf_vlm", use_state=True), target=TargetConfig(kind="vjepa2"))
+    with pytest.raises(ConfigError, match="target.kind=ema"):
+        tiny_hf_config(target=TargetConfig(kind="ema"))
+    with pytest.raises(RuntimeError, match="no config.json"):
+        VLAJEPAPolicy(tiny_hf_config(vlm={"model_dir": str(tmp_path)}), normalizer(tiny_hf_config()))
