@@ -2,9 +2,9 @@
 # Installs everything vlajepa needs on a fresh Debian machine into the project's virtual environment .venv:
 # headless-rendering libraries (EGL/Mesa) and Python's venv module when they are missing, the CPU build of torch
 # pinned to 2.13.0 (any wider range pulls a multi-GB CUDA build), and the package itself (editable) with its
-# simulation, serving and development extras. Safe to run again: it skips what is there.
+# simulation, serving, development and paper-scale extras. Safe to run again: it skips what is there.
 # Knobs (environment): VENV (default .venv; empty: install into the interpreter PYTHON, default python3, instead),
-# VLAJEPA_EXTRAS (default sim,serve,dev), VLAJEPA_REINSTALL=1 (reinstall the package).
+# VLAJEPA_EXTRAS (default sim,serve,dev,paper), VLAJEPA_REINSTALL=1 (reinstall the package).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,7 +42,7 @@ if ! "$PYTHON" -c 'import torch, sys; sys.exit(0 if torch.__version__.startswith
     "$PYTHON" -m pip install -q torch==2.13.0
 fi
 
-extras="${VLAJEPA_EXTRAS:-sim,serve,dev}"
+extras="${VLAJEPA_EXTRAS:-sim,serve,dev,paper}"
 if ! "$PYTHON" -c 'import vlajepa' 2>/dev/null || [ "${VLAJEPA_REINSTALL:-0}" = 1 ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "[setup] installing vlajepa[$extras] into $PYTHON"
     "$PYTHON" -m pip install -q -e ".[$extras]"

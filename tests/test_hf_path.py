@@ -4,6 +4,11 @@ loading both from local transformers folders."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -16,7 +21,7 @@ from vlajepa.nn.config import TargetConfig, VJEPA2TargetConfig
 from vlajepa.nn.hf_vlm import write_tiny_vlm
 from vlajepa.nn.vjepa2 import VJEPA2Target, write_tiny_vjepa2
 from vlajepa.policies import load_policy
-from vlajepa.policies.vla_jepa import StudentConfig, VLAJEPAPolicy
+from vlajepa.policies.vla_jepa import StudentConfig, VLAJEPAConfig, VLAJEPAPolicy
 from vlajepa.train.config import TrainConfig
 from vlajepa.train.optim import build_optimizer
 
@@ -122,6 +127,7 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path):
 
 
 def test_local_folders_load_and_checkpoints_do_not_reread_the_vlm(tmp_path):
+    pytest.importorskip("peft", reason="LoRA needs the paper extra (peft)")
     vlm_dir = write_tiny_vlm(tmp_path / "vlm", "qwen3_vl")
     vjepa_dir = write_tiny_vjepa2(tmp_path / "vjepa2", image_size=32)
     config = tiny_hf_config(
@@ -152,3 +158,38 @@ def test_config_errors_name_the_field(tmp_path):
         tiny_hf_config(target=TargetConfig(kind="ema"))
     with pytest.raises(RuntimeError, match="no config.json"):
         VLAJEPAPolicy(tiny_hf_config(vlm={"model_dir": str(tmp_path)}), normalizer(tiny_hf_config()))
+
+
+def test_paper_preset_counts_parameters_without_weights():
+    from vlajepa.policies.sizes import build_without_weights, parameter_counts
+    from vlajepa.presets import preset_path
+
+    config = VLAJEPAConfig.from_yaml(preset_path("paper"))
+    assert TrainConfig.from_yaml(preset_path("paper")).precision == "bf16"
+    _, device = build_without_weights(config)
+    counts = parameter_counts(config)
+    assert device == "meta"
+    assert counts["student.vision"] + counts["student.language"] == 2_127_532_032  # Qwen3-VL-2B's architecture
+    assert abs(counts["target"] / 300e6 - 1) < 0.05  # V-JEPA 2 ViT-L encoder, ~300M
+    assert counts["total"] == sum(v for k, v in counts.items() if k not in ("trainable", "total"))
+
+
+def test_hf_path_trains_under_bf16_autocast(tmp_path):
+    from benchmarks.synthetic import write_robot_dataset
+    from vlajepa.train.trainer import Trainer
+
+    robot = write_robot_dataset(tmp_path / "robot", (10, 12))
+    train = TrainConfig(robot=str(robot), steps=2, batch_size=2, warmup_steps=1, log_every=1, tensorboard=False,
+                        precision="bf16", latent_cache="memory")  # fmt: skip
+    result = Trainer(tiny_hf_config(), train, tmp_path / "run", progress=False).train()
+    assert result.step == 2 and all(np.isfinite(result.losses))
+    assert isinstance(load_policy(result.checkpoint), VLAJEPAPolicy)
+
+
+def test_gpu_smoke_script_says_when_there_is_no_gpu():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the smoke script would run")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "gpu_smoke.sh"
+    done = subprocess.run([str(script)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHON": sys.executable})  # fmt: skip
+    assert done.returncode == 2 and "no CUDA GPU" in done.stderr

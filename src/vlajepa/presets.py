@@ -1,4 +1,4 @@
-"""Named YAML presets shipped inside the package: ``vlajepa/configs/<name>.yaml`` (``default``, ``tiny``).
+"""Named YAML presets shipped inside the package: ``vlajepa/configs/<name>.yaml`` (``default``, ``tiny``, ``paper``).
 
 A preset holds a ``model:`` section (:class:`~vlajepa.config.VLAJEPAConfig`) and an optional ``train:`` section
 (:class:`~vlajepa.train.config.TrainConfig`). They are package data, found through :mod:`importlib.resources`, so
@@ -17,7 +17,7 @@ _PRESET_DIR = "configs"  # inside the vlajepa package
 
 
 def preset_names() -> tuple[str, ...]:
-    """The names of the packaged presets, sorted (``("default", "tiny")``)."""
+    """The names of the packaged presets, sorted (``("default", "paper", "tiny")``)."""
     folder = resources.files("vlajepa") / _PRESET_DIR
     return tuple(sorted(entry.name.removesuffix(".yaml") for entry in folder.iterdir() if entry.name.endswith(".yaml")))
 

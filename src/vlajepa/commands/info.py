@@ -15,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "info",
         help="print versions and environment facts, or summarize a dataset",
         description="Without arguments: library versions, CPU threads and the MuJoCo rendering back-end. With "
-        "--dataset: the LeRobot v3 dataset's features, episodes and tasks. With --videos: the video set's size.",
+        "--dataset: the LeRobot v3 dataset's features, episodes and tasks. With --videos: the video set's size. "
+        "With --config: the model's parameter counts per part, computed without weights (on the meta device).",
     )
     parser.add_argument(
         "--dataset",
@@ -28,6 +29,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         type=existing_path("video set folder", folder=True),
         help="path of an action-free video set",
+    )
+    parser.add_argument(
+        "--config",
+        default=None,
+        metavar="PRESET",
+        help="a preset name (default, tiny, paper) or YAML file: print its model's parameter counts per part",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="with --config: override a model field, e.g. model.student.hf_vlm.model_dir=~/models/qwen (repeatable)",
     )
     parser.set_defaults(func=run)
 
@@ -42,7 +57,9 @@ def _version(module: str) -> str | None:
 def run(args: argparse.Namespace) -> int:
     import vlajepa
 
-    if args.dataset:
+    if args.config:
+        info = _parameter_info(args.config, args.overrides)
+    elif args.dataset:
         from vlajepa.data.lerobot import LeRobotDatasetMetadata
 
         meta = LeRobotDatasetMetadata(args.dataset)
@@ -77,3 +94,30 @@ def run(args: argparse.Namespace) -> int:
         }
     print(json.dumps(info, indent=2, default=str))
     return 0
+
+
+def _parameter_info(preset: str, overrides: list[str]) -> dict:
+    """Parameter counts per part of a preset's model (millions too), built on the meta device."""
+    import yaml
+
+    from vlajepa.commands.train import _set_dotted
+    from vlajepa.config import PolicyConfig
+    from vlajepa.policies import policy_class
+    from vlajepa.policies.sizes import parameter_counts
+    from vlajepa.presets import preset_path
+
+    path = preset_path(preset)
+    config = PolicyConfig.from_yaml(path)
+    model = config.to_dict()
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        section, _, field = key.partition(".")
+        if not sep or section != "model" or not field:
+            raise SystemExit(f"--set {item!r}: expected model.FIELD=VALUE")
+        _set_dotted(model, field, yaml.safe_load(raw))
+    counts = parameter_counts(policy_class(config.type).config_class.from_dict(model))
+    return {
+        "config": str(path),
+        "parameters": counts,
+        "millions": {part: round(n / 1e6, 3) for part, n in counts.items()},
+    }

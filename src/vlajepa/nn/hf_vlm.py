@@ -180,7 +180,7 @@ class HFVLMBackbone(nn.Module):
         self.tokenizer: Any = None
         self.image_processor: Any = None
         if config.model_dir is not None:
-            folder = Path(config.model_dir)
+            folder = Path(config.model_dir).expanduser()
             if not (folder / "config.json").is_file():
                 raise HFVLMError(f"{folder}: not a transformers model folder (no config.json) for student.hf_vlm")
             model_config = transformers.AutoConfig.from_pretrained(folder)
@@ -210,7 +210,7 @@ class HFVLMBackbone(nn.Module):
         model_config._attn_implementation = config.attn_implementation
         if config.model_dir is not None and load_weights and not on_meta:
             model = transformers.AutoModelForImageTextToText.from_pretrained(
-                config.model_dir, config=model_config, dtype=torch.float32
+                folder, config=model_config, dtype=torch.float32
             )
         else:
             model = transformers.AutoModelForImageTextToText.from_config(model_config, dtype=torch.float32)

@@ -64,7 +64,7 @@ class VJEPA2Target(TargetEncoder):
         from transformers import AutoConfig, VJEPA2Model
 
         if config.model_dir is not None:
-            folder = Path(config.model_dir)
+            folder = Path(config.model_dir).expanduser()
             if not (folder / "config.json").is_file():
                 raise TargetEncoderError(f"{folder}: not a transformers V-JEPA 2 folder (no config.json)")
             architecture = AutoConfig.from_pretrained(folder)
@@ -74,7 +74,7 @@ class VJEPA2Target(TargetEncoder):
             architecture = vjepa2_architecture(config.size, config.image_size)
         on_meta = torch.empty(0).device.type == "meta"
         if config.model_dir is not None and load_weights and not on_meta:
-            model = VJEPA2Model.from_pretrained(config.model_dir, dtype=torch.float32)
+            model = VJEPA2Model.from_pretrained(folder, dtype=torch.float32)
         else:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)

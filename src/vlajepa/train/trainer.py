@@ -376,8 +376,10 @@ class Trainer:
         if not math.isfinite(mean_loss):
             raise self._non_finite("the loss", mean_loss, logs)
         self.accelerator.backward(loss)
-        grad_norm = float(self.accelerator.clip_grad_norm_(self.trainable, cfg.grad_clip or math.inf))
-        if not math.isfinite(grad_norm):
+        norm = self.accelerator.clip_grad_norm_(self.trainable, cfg.grad_clip or math.inf)
+        # DeepSpeed clips inside its engine (its config's gradient_clipping) and returns no norm here
+        grad_norm = float("nan") if norm is None else float(norm)
+        if norm is not None and not math.isfinite(grad_norm):
             self.optimizer.zero_grad(set_to_none=True)
             raise self._non_finite("the gradient norm", grad_norm, logs)
         learning_rates = {f"lr/{g['name']}": g["lr"] for g in self.optimizer.param_groups if "/" not in g["name"]}
