@@ -130,8 +130,9 @@ def test_local_folders_load_and_checkpoints_do_not_reread_the_vlm(tmp_path):
     pytest.importorskip("peft", reason="LoRA needs the paper extra (peft)")
     vlm_dir = write_tiny_vlm(tmp_path / "vlm", "qwen3_vl")
     vjepa_dir = write_tiny_vjepa2(tmp_path / "vjepa2", image_size=32)
+    vlm = {"model_dir": str(vlm_dir), "freeze_vision": True, "lora_rank": 4, "gradient_checkpointing": True}
     config = tiny_hf_config(
-        "qwen3_vl", CAMERAS, vlm={"model_dir": str(vlm_dir), "freeze_vision": True, "lora_rank": 4},
+        "qwen3_vl", CAMERAS, vlm=vlm,
         target=TargetConfig(kind="vjepa2", vjepa2=VJEPA2TargetConfig(model_dir=str(vjepa_dir), image_size=32)),
     )  # fmt: skip
     policy = hf_policy(config, perturb=False)
@@ -141,6 +142,12 @@ def test_local_folders_load_and_checkpoints_do_not_reread_the_vlm(tmp_path):
     optimizer = build_optimizer(policy, TrainConfig(robot="x"))
     in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
     assert not any(id(p) in in_optimizer for p in policy.student.vlm.model.visual.parameters())
+    assert policy.student.vlm.model.language_model.gradient_checkpointing
+    policy.train()
+    loss, _ = policy(random_batch(config, 2))
+    loss.backward()  # through the checkpointed layers into the LoRA adapters
+    assert all(p.grad is not None for n, p in policy.student.vlm.model.named_parameters() if "lora_A" in n)
+    policy.eval()
 
     policy.save_pretrained(tmp_path / "ckpt")
     (vlm_dir / "model.safetensors").unlink()  # the checkpoint holds the VLM: its folder's weights are not read

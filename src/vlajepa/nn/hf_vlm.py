@@ -217,7 +217,9 @@ class HFVLMBackbone(nn.Module):
         self.model = model.model  # the VLM without its language-model head (only hidden states are read)
         self._add_query_tokens(num_steps)
         if config.gradient_checkpointing:
-            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            enable = getattr(self.model, "activation_checkpointing_enable", None)  # the name since transformers 5.x
+            enable = enable or self.model.gradient_checkpointing_enable
+            enable({"use_reentrant": False})  # the checkpoint kwargs, the first argument of both names
         if config.freeze_vision:
             self.model.visual.requires_grad_(False)
         if config.lora_rank > 0:
