@@ -176,7 +176,7 @@ def main() -> None:
     report = {
         "command": command,
         "git_commit": git_commit() or "unknown",
-        "data_revision": "synthetic: benchmarks/synthetic.py write_robot_dataset, 6 episodes x 40 frames, 32 px",
+        "data_revision": "none",  # synthetic data (benchmarks/results/README.md, data revisions)
         "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "transformers": transformers.__version__,
                     "python": platform.python_version()},  # fmt: skip
         "threads": args.threads,
