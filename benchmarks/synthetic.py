@@ -112,3 +112,46 @@ def save_random_checkpoint(directory: str | Path, config: VLAJEPAConfig, seed: i
     }
     normalizer = Normalizer.from_stats(stats, {OBS_STATE: "mean_std", ACTION: "min_max"})
     return VLAJEPAPolicy(config, normalizer, seed=seed).save_pretrained(directory)
+
+
+LIBERO_CAMERAS = ("agentview", "wrist")  # the two views of LIBERO-shaped data
+
+
+def write_libero_dataset(
+    root: str | Path,
+    lengths: Sequence[int] = (12, 9, 15),
+    *,
+    size: int = 32,
+    seed: int = 0,
+    codec: str = "libx264",
+) -> Path:
+    """A LeRobot v3 dataset in LIBERO's shape: two cameras (``agentview`` and ``wrist``, the wrist view a zoomed
+    crop of the scene), an 8-D state (end-effector position 3, axis-angle 3, gripper 2) and a 7-D action (delta
+    position 3, delta rotation 3, gripper 1), one episode per length."""
+    from vlajepa.data.lerobot_writer import LeRobotDatasetWriter
+
+    rng = np.random.default_rng(seed)
+    features = {
+        image_key(LIBERO_CAMERAS[0]): {"dtype": "video", "shape": [size, size, 3]},
+        image_key(LIBERO_CAMERAS[1]): {"dtype": "video", "shape": [size, size, 3]},
+        OBS_STATE: {"dtype": "float32", "shape": [8]},
+        ACTION: {"dtype": "float32", "shape": [7]},
+    }
+    with LeRobotDatasetWriter(root, FPS, features, codec=codec) as writer:
+        for episode, length in enumerate(lengths):
+            frames, positions = moving_square_frames(length, size, rng)
+            wide, _ = moving_square_frames(length, 2 * size, rng)
+            wrist = wide[:, size // 2 : size // 2 + size, size // 2 : size // 2 + size]
+            height = rng.uniform(0.0, 0.2, (length, 1))
+            rotation = np.cumsum(rng.normal(0, 0.01, (length, 3)), axis=0)
+            gripper = np.repeat(rng.uniform(0, 0.04, (length, 1)), 2, axis=1)
+            state = np.concatenate([positions, height, rotation, gripper], axis=1).astype(np.float32)
+            delta = np.diff(state[:, :6], axis=0, append=state[-1:, :6]) * 10
+            close = (np.arange(length) > length // 2).astype(np.float32)[:, None] * 2 - 1
+            action = np.concatenate([delta, close], axis=1).astype(np.float32)
+            writer.add_episode(
+                {image_key(LIBERO_CAMERAS[0]): frames, image_key(LIBERO_CAMERAS[1]): np.ascontiguousarray(wrist),
+                 OBS_STATE: state, ACTION: action},  # fmt: skip
+                task=TASKS[episode % len(TASKS)],
+            )
+    return Path(root)
