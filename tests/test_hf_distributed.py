@@ -2,7 +2,7 @@
 ``accelerate launch``: training runs, the frozen target's latent cache is shared, and the weights stay in sync.
 
 This file is also the launched script: ``python tests/test_hf_distributed.py OUT ROBOT`` trains and writes each
-process's final weights to ``OUT/rank<r>.safetensors``.
+process's final weights to ``OUT/rank<r>.safetensors`` and its losses to ``OUT/report<r>.json``.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def test_hf_path_trains_in_sync_in_two_processes(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
-    reports = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    reports = [json.loads((out / f"report{rank}.json").read_text()) for rank in (0, 1)]
     assert sorted(r["rank"] for r in reports) == [0, 1] and all(r["world_size"] == 2 for r in reports)
     assert reports[0]["losses"] == reports[1]["losses"]
     ranks = [load_file(str(out / f"rank{rank}.safetensors")) for rank in (0, 1)]
@@ -67,7 +67,8 @@ def _worker(out: Path, robot: str) -> None:
     result = trainer.train()
     weights = {k: v.contiguous() for k, v in trainer.policy.state_dict().items()}
     save_file(weights, out / f"rank{trainer.rank}.safetensors")
-    print(json.dumps({"rank": trainer.rank, "world_size": trainer.world_size, "losses": result.losses}), flush=True)  # noqa: T201
+    report = {"rank": trainer.rank, "world_size": trainer.world_size, "losses": result.losses}
+    (out / f"report{trainer.rank}.json").write_text(json.dumps(report))  # a file each: stdout lines may interleave
 
 
 if __name__ == "__main__":
