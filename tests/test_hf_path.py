@@ -163,6 +163,8 @@ def test_config_errors_name_the_field(tmp_path):
         tiny_config(student=StudentConfig(backbone="hf_vlm", use_state=True), target=TargetConfig(kind="vjepa2"))
     with pytest.raises(ConfigError, match="target.kind=ema"):
         tiny_hf_config(target=TargetConfig(kind="ema"))
+    with pytest.raises(RuntimeError, match="target.vjepa2.size='vitl' without model_dir"):
+        VJEPA2Target(VJEPA2TargetConfig(size="vitl"))
     with pytest.raises(RuntimeError, match="no config.json"):
         VLAJEPAPolicy(tiny_hf_config(vlm={"model_dir": str(tmp_path)}), normalizer(tiny_hf_config()))
 

@@ -73,6 +73,11 @@ class VJEPA2Target(TargetEncoder):
         else:
             architecture = vjepa2_architecture(config.size, config.image_size)
         on_meta = torch.empty(0).device.type == "meta"
+        if config.model_dir is None and config.size != "tiny" and not on_meta:
+            raise TargetEncoderError(
+                f"target.vjepa2.size={config.size!r} without model_dir: a random ViT-L target is of no use; set "
+                "target.vjepa2.model_dir to a local V-JEPA 2 folder"
+            )
         if config.model_dir is not None and load_weights and not on_meta:
             model = VJEPA2Model.from_pretrained(folder, dtype=torch.float32)
         else:
