@@ -368,7 +368,12 @@ def build_target(config: VLAJEPAConfig, student: nn.Module, *, load_weights: boo
     if config.target.kind == "vjepa2":
         from vlajepa.nn.vjepa2 import VJEPA2Target
 
-        return VJEPA2Target(config.target.vjepa2, config.target.seed, load_weights=load_weights)
+        target = VJEPA2Target(config.target.vjepa2, config.target.seed, load_weights=load_weights)
+        side = target.image_size // target.patch
+        if side % config.predictor.latent_pool:
+            raise ValueError(f"predictor.latent_pool={config.predictor.latent_pool} does not divide V-JEPA 2's token "
+                             f"grid side {side}")  # fmt: skip
+        return target
     return build_target_encoder(
         config.target, getattr(student, "vision", None), config.vision, config.image_size, load_weights=load_weights
     )
