@@ -1,5 +1,5 @@
 """Training throughput and peak memory of the paper-scale path at tiny sizes on a CPU: a tiny random Hugging Face
-VLM student (Qwen3-VL, Qwen2.5-VL) with a tiny random V-JEPA 2 target, beside the native ``tiny`` preset.
+VLM student (Qwen3-VL, Qwen2.5-VL, SmolVLM) with a tiny random V-JEPA 2 target, beside the native ``tiny`` preset.
 
 Each configuration runs in a fresh child process (so its peak RSS is its own): build the trainer on a synthetic
 32x32 LeRobot dataset, run ``--warmup`` optimizer steps untimed, then time ``--steps`` optimizer steps of robot
@@ -10,6 +10,7 @@ Configurations:
 - ``native-tiny``: the ``tiny`` preset (native student, EMA target);
 - ``hf-qwen3_vl``: tiny Qwen3-VL student + tiny V-JEPA 2 target (encoding every batch: ``latent_cache: off``);
 - ``hf-qwen2_5_vl``: the same with a tiny Qwen2.5-VL;
+- ``hf-smolvlm``: the same with a tiny SmolVLM (one 64 px crop per image);
 - ``hf-qwen3_vl-bf16``: ``hf-qwen3_vl`` under bf16 autocast (``train.precision: bf16``).
 
 Writes ``benchmarks/results/paper_scale/hf_path_perf.json`` and ``.md``.
@@ -42,6 +43,7 @@ CONFIGURATIONS = {
     "native-tiny": {"backbone": "native", "family": None, "precision": "fp32"},
     "hf-qwen3_vl": {"backbone": "hf_vlm", "family": "qwen3_vl", "precision": "fp32"},
     "hf-qwen2_5_vl": {"backbone": "hf_vlm", "family": "qwen2_5_vl", "precision": "fp32"},
+    "hf-smolvlm": {"backbone": "hf_vlm", "family": "smolvlm", "precision": "fp32"},
     "hf-qwen3_vl-bf16": {"backbone": "hf_vlm", "family": "qwen3_vl", "precision": "bf16"},
 }
 

@@ -1,6 +1,6 @@
-"""The paper-scale path from tiny random configs (no download): a Hugging Face VLM student (Qwen3-VL, Qwen2.5-VL)
-with added query tokens and a frozen V-JEPA 2 target. A training step, acting, the leakage rule, checkpoints, and
-loading both from local transformers folders."""
+"""The paper-scale path from tiny random configs (no download): a Hugging Face VLM student (Qwen3-VL, Qwen2.5-VL,
+SmolVLM) with added query tokens and a frozen V-JEPA 2 target. A training step, acting, the leakage rule,
+checkpoints, and loading both from local transformers folders."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def observation(config, seed: int = 0) -> dict:
     return {**obs, "observation.state": rng.normal(size=config.state_dim), "task": "open the drawer"}
 
 
-@pytest.mark.parametrize("family", ["qwen3_vl", "qwen2_5_vl"])
+@pytest.mark.parametrize("family", ["qwen3_vl", "qwen2_5_vl", "smolvlm"])
 def test_training_step_moves_every_part_and_outputs_keep_the_student_contract(family):
     config = tiny_hf_config(family, CAMERAS)
     policy = hf_policy(config, perturb=False).train()
@@ -109,8 +109,9 @@ def test_vjepa2_context_latents_ignore_later_frames(first_changed):
     assert not torch.equal(before[:, first_changed:], after[:, first_changed:])  # negative control
 
 
-def test_save_load_round_trip_gives_identical_outputs(tmp_path):
-    config = tiny_hf_config("qwen3_vl", CAMERAS)
+@pytest.mark.parametrize("family", ["qwen3_vl", "smolvlm"])
+def test_save_load_round_trip_gives_identical_outputs(tmp_path, family):
+    config = tiny_hf_config(family, CAMERAS)
     policy = hf_policy(config)
     policy.save_pretrained(tmp_path / "ckpt")
     loaded = load_policy(tmp_path / "ckpt")

@@ -139,7 +139,7 @@ class HFVLMConfig:
     outputs. Images and instruction go through the model's own image processor and chat template.
     """
 
-    family: Literal["qwen3_vl", "qwen2_5_vl"] = "qwen3_vl"  # transformers model family
+    family: Literal["qwen3_vl", "qwen2_5_vl", "smolvlm"] = "qwen3_vl"  # transformers model family (smolvlm: small)
     # local folder of a transformers checkpoint (config.json, weights, tokenizer with chat template, image
     # processor); None: a randomly initialised model of `size` with a small built-in byte-level tokenizer
     model_dir: str | None = None

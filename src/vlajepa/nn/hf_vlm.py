@@ -1,5 +1,5 @@
-"""A Hugging Face vision-language model (Qwen3-VL or Qwen2.5-VL through ``transformers``) read out through added
-query tokens: the student backbone of the paper-scale configuration.
+"""A Hugging Face vision-language model (Qwen3-VL, Qwen2.5-VL, or SmolVLM as the small option, through
+``transformers``) read out through added query tokens: the student backbone of the paper-scale configuration.
 
 The prompt of one sample is the model's own chat template over one user turn, ``[image of each camera | the
 instruction | latent-action queries | embodied-action queries]``. The queries are added special tokens: one token
@@ -10,9 +10,10 @@ observation reads them. Their last hidden states are the outputs.
 
 Images go through the model's own image processor (resize to the patch grid, normalization, patchification) and
 the text through its tokenizer's chat template. The one step done here rather than by the model's ``Processor``
-class is expanding each image placeholder to the number of vision tokens (``grid_t * grid_h * grid_w /
-merge_size**2``) and marking those positions (``mm_token_type_ids``): the Qwen-VL processors also build a video
-processor, which needs torchvision, and this path never sees video.
+class is expanding each image placeholder to the model's image tokens (Qwen-VL: ``grid_t * grid_h * grid_w /
+merge_size**2`` pads, their positions marked in ``mm_token_type_ids``; SmolVLM: its crop layout through
+transformers' own ``get_image_prompt_string``): those processors also build a video processor, which needs
+torchvision, and this path never sees video.
 
 Where weights come from:
 
@@ -40,17 +41,30 @@ logger = logging.getLogger(__name__)
 LATENT_TOKEN = "<|latent_action_{}|>"  # one per future step, repeated K times
 EMBODIED_TOKEN = "<|embodied_action|>"  # repeated M times
 IMAGE_TOKEN = "<|image_pad|>"  # the Qwen-VL image placeholder of the chat template
-# The special tokens of the built-in byte-level tokenizer (Qwen-VL's names, so the model config's ids line up).
-_BASE_SPECIAL = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", IMAGE_TOKEN,
-                 "<|video_pad|>")  # fmt: skip
-# A chat template for the built-in tokenizer: one line per turn, images as Qwen-VL vision placeholders.
-_CHAT_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
-    "{% for part in message['content'] %}{% if part['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
-    "{% else %}{{ part['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endfor %}"
-)
-# Patch side of each family's vision tower (the image processor must agree with the model).
+SMOL_IMAGE_TOKEN = "<image>"  # SmolVLM's image placeholder and image token
+SMOL_FAKE_TOKEN, SMOL_GLOBAL_TOKEN = "<fake_token_around_image>", "<global-img>"
+# The special tokens of the built-in byte-level tokenizer, per family (the models' own names).
+_BASE_SPECIAL = {
+    "qwen": ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", IMAGE_TOKEN,
+             "<|video_pad|>"),
+    "smolvlm": ("<|endoftext|>", "<|im_start|>", "<end_of_utterance>", SMOL_IMAGE_TOKEN, SMOL_FAKE_TOKEN,
+                SMOL_GLOBAL_TOKEN),
+}  # fmt: skip
+# Chat templates for the built-in tokenizer: one line per turn, images as the family's placeholders.
+_CHAT_TEMPLATE = {
+    "qwen": "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>{% else %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}<|im_end|>\n{% endfor %}",
+    "smolvlm": "<|im_start|>{% for message in messages %}{{ message['role'] | capitalize }}:"
+    "{% for part in message['content'] %}{% if part['type'] == 'image' %}<image>{% else %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}<end_of_utterance>\n{% endfor %}",
+}
+# Patch side of each Qwen family's vision tower (the image processor must agree with the model).
 _PATCH = {"qwen3_vl": 16, "qwen2_5_vl": 14}
+
+
+def _kind(family: str) -> str:
+    return "smolvlm" if family == "smolvlm" else "qwen"
 
 
 class HFVLMError(RuntimeError):
@@ -61,6 +75,16 @@ def _architecture(family: str, size: str, vocab_size: int, token_ids: dict[str, 
     """A transformers config of ``family`` at ``size`` (random weights: tests, or parameter counts on meta)."""
     import transformers
 
+    if family == "smolvlm":
+        if size != "tiny":
+            raise HFVLMError(f"student.hf_vlm.size={size!r}: only 'tiny' is built in for smolvlm; give model_dir")
+        text = {"model_type": "llama", "vocab_size": vocab_size, "hidden_size": 64, "intermediate_size": 128,
+                "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+                "tie_word_embeddings": True}  # fmt: skip
+        vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                  "image_size": 64, "patch_size": 16}  # fmt: skip
+        return transformers.SmolVLMConfig(text_config=text, vision_config=vision, scale_factor=2,
+                                          image_token_id=token_ids[SMOL_IMAGE_TOKEN])  # fmt: skip
     ids = {
         "image_token_id": token_ids[IMAGE_TOKEN],
         "video_token_id": token_ids["<|video_pad|>"],
@@ -96,8 +120,8 @@ def _architecture(family: str, size: str, vocab_size: int, token_ids: dict[str, 
     return transformers.Qwen2_5_VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=True, **ids)
 
 
-def build_tiny_tokenizer() -> Any:
-    """A byte-level BPE tokenizer with no merges (every byte is a token, so any text encodes), Qwen-VL's special
+def build_tiny_tokenizer(family: str = "qwen3_vl") -> Any:
+    """A byte-level BPE tokenizer with no merges (every byte is a token, so any text encodes), the family's special
     tokens and a chat template: built offline, for randomly initialised models."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
@@ -108,16 +132,26 @@ def build_tiny_tokenizer() -> Any:
     backend.decoder = decoders.ByteLevel()
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend,
-        eos_token="<|im_end|>",
+        eos_token=_BASE_SPECIAL[_kind(family)][2],
         pad_token="<|endoftext|>",
-        additional_special_tokens=list(_BASE_SPECIAL),
+        additional_special_tokens=list(_BASE_SPECIAL[_kind(family)]),
     )
-    tokenizer.chat_template = _CHAT_TEMPLATE
+    tokenizer.chat_template = _CHAT_TEMPLATE[_kind(family)]
     return tokenizer
 
 
 def build_image_processor(family: str) -> Any:
-    """The family's image processor with Qwen-VL's normalization, for randomly initialised models."""
+    """The family's image processor, for randomly initialised models."""
+    if family == "smolvlm":  # one crop per image (no splitting) at the tiny vision tower's 64 px
+        from transformers.models.smolvlm.image_processing_pil_smolvlm import SmolVLMImageProcessorPil
+
+        return SmolVLMImageProcessorPil(
+            do_image_splitting=False,
+            size={"longest_edge": 64},
+            max_image_size={"longest_edge": 64},
+            image_mean=[0.5] * 3,
+            image_std=[0.5] * 3,
+        )
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     patch = _PATCH[family]
@@ -141,7 +175,7 @@ def write_tiny_vlm(directory: str | Path, family: str = "qwen3_vl", seed: int = 
     import transformers
 
     directory = Path(directory)
-    tokenizer = build_tiny_tokenizer()
+    tokenizer = build_tiny_tokenizer(family)
     config = _architecture(family, "tiny", len(tokenizer), tokenizer.get_vocab())
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -195,7 +229,7 @@ class HFVLMBackbone(nn.Module):
                     f"student.hf_vlm.size={config.size!r} without model_dir: random weights of a published VLM are of "
                     "no use; set student.hf_vlm.model_dir to a local checkpoint folder"
                 )
-            tokenizer = build_tiny_tokenizer()
+            tokenizer = build_tiny_tokenizer(config.family)
             if config.size == "tiny":
                 self.tokenizer, self.image_processor = tokenizer, build_image_processor(config.family)
                 model_config = _architecture(config.family, config.size, len(tokenizer), tokenizer.get_vocab())
@@ -221,7 +255,8 @@ class HFVLMBackbone(nn.Module):
             enable = enable or self.model.gradient_checkpointing_enable
             enable({"use_reentrant": False})  # the checkpoint kwargs, the first argument of both names
         if config.freeze_vision:
-            self.model.visual.requires_grad_(False)
+            for module in self.vision_modules:
+                module.requires_grad_(False)
         if config.lora_rank > 0:
             self._add_lora(config)
 
@@ -230,6 +265,18 @@ class HFVLMBackbone(nn.Module):
     @property
     def hidden_size(self) -> int:
         return self.model.config.text_config.hidden_size
+
+    @property
+    def language(self) -> nn.Module:
+        """The language model (its layers, embeddings and final norm)."""
+        return self.model.text_model if self.config.family == "smolvlm" else self.model.language_model
+
+    @property
+    def vision_modules(self) -> list[nn.Module]:
+        """The vision tower and what projects it into the language model (Qwen-VL's merger is inside ``visual``)."""
+        if self.config.family == "smolvlm":
+            return [self.model.vision_model, self.model.connector]
+        return [self.model.visual]
 
     def _add_query_tokens(self, num_steps: int) -> None:
         """Register the query tokens; grow the embedding table only where the vocabulary has no spare rows (the
@@ -242,11 +289,12 @@ class HFVLMBackbone(nn.Module):
         self.tokenizer.add_tokens(tokens, special_tokens=True)
         ids = self.tokenizer.convert_tokens_to_ids(tokens)
         self.latent_ids, self.embodied_id = ids[:-1], ids[-1]
-        self.image_id = self.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+        image_token = SMOL_IMAGE_TOKEN if self.config.family == "smolvlm" else IMAGE_TOKEN
+        self.image_id = self.tokenizer.convert_tokens_to_ids(image_token)
         embeddings = self.model.get_input_embeddings()
         old = embeddings.weight.shape[0]
         if len(self.tokenizer) > old:
-            embeddings = self.model.language_model.resize_token_embeddings(len(self.tokenizer), mean_resizing=False)
+            embeddings = self.language.resize_token_embeddings(len(self.tokenizer), mean_resizing=False)
             with torch.no_grad():
                 embeddings.weight[old:] = embeddings.weight[:old].mean(dim=0)
 
@@ -257,7 +305,7 @@ class HFVLMBackbone(nn.Module):
             from peft import LoraConfig, inject_adapter_in_model
         except ImportError as err:
             raise HFVLMError("student.hf_vlm.lora_rank > 0 needs peft: pip install 'vlajepa[paper]'") from err
-        language = self.model.language_model
+        language = self.language
         language.requires_grad_(False)
         lora = LoraConfig(
             r=config.lora_rank,
@@ -268,10 +316,10 @@ class HFVLMBackbone(nn.Module):
         self.model.get_input_embeddings().requires_grad_(True)
 
     def vision_parameters(self) -> list[nn.Parameter]:
-        return list(self.model.visual.parameters())
+        return [p for module in self.vision_modules for p in module.parameters()]
 
     def language_parameters(self) -> list[nn.Parameter]:
-        return list(self.model.language_model.parameters())
+        return list(self.language.parameters())
 
     # ------------------------------------------------------------------ inputs
 
@@ -291,22 +339,51 @@ class HFVLMBackbone(nn.Module):
         device = images[0].device
         # sample-major order (sample 0's views, then sample 1's, ...), the order of the placeholders in the batch
         flat = [images[v][b].detach().float().cpu() for b in range(batch) for v in range(views)]
+        prompts = [self._prompt(text, views) for text in instructions]
+        if self.config.family == "smolvlm":
+            inputs = self._smolvlm_inputs(flat, prompts, views)
+        else:
+            inputs = self._qwen_inputs(flat, prompts)
+        return {key: value.to(device) for key, value in inputs.items()}
+
+    def _qwen_inputs(self, flat: list[Tensor], prompts: list[str]) -> dict[str, Tensor]:
         pixels = self.image_processor(images=flat, do_rescale=False, return_tensors="pt")
         grid = pixels["image_grid_thw"]
-        merge = self.image_processor.merge_size
-        per_image = int(grid[0].prod()) // merge**2
         if not bool((grid == grid[0]).all()):
             raise ValueError("all camera images must have one size (the policy resizes them to image_size)")
-        texts = [self._prompt(text, views).replace(IMAGE_TOKEN, IMAGE_TOKEN * per_image) for text in instructions]
+        per_image = int(grid[0].prod()) // self.image_processor.merge_size**2
+        texts = [prompt.replace(IMAGE_TOKEN, IMAGE_TOKEN * per_image) for prompt in prompts]
         tokens = self.tokenizer(texts, return_tensors="pt", padding=True)
-        inputs = {
+        return {
             "input_ids": tokens["input_ids"],
             "attention_mask": tokens["attention_mask"],
             "pixel_values": pixels["pixel_values"],
             "image_grid_thw": grid,
+            "mm_token_type_ids": (tokens["input_ids"] == self.image_id).int(),
         }
-        inputs["mm_token_type_ids"] = (inputs["input_ids"] == self.image_id).int()
-        return {key: value.to(device) for key, value in inputs.items()}
+
+    def _smolvlm_inputs(self, flat: list[Tensor], prompts: list[str], views: int) -> dict[str, Tensor]:
+        from transformers.models.smolvlm.processing_smolvlm import get_image_prompt_string
+
+        nested = [flat[i : i + views] for i in range(0, len(flat), views)]
+        pixels = self.image_processor(images=nested, do_rescale=False, return_row_col_info=True, return_tensors="pt")
+        vision = self.model.config.vision_config
+        seq_len = (vision.image_size // vision.patch_size) ** 2 // self.model.config.scale_factor**2
+        texts = []
+        for prompt, rows, cols in zip(prompts, pixels["rows"], pixels["cols"], strict=True):
+            parts = prompt.split(SMOL_IMAGE_TOKEN)
+            text = parts[0]
+            for part, n_rows, n_cols in zip(parts[1:], rows, cols, strict=True):
+                text += get_image_prompt_string(n_rows, n_cols, seq_len, SMOL_FAKE_TOKEN, SMOL_IMAGE_TOKEN,
+                                                SMOL_GLOBAL_TOKEN) + part  # fmt: skip
+            texts.append(text)
+        tokens = self.tokenizer(texts, return_tensors="pt", padding=True)
+        return {
+            "input_ids": tokens["input_ids"],
+            "attention_mask": tokens["attention_mask"],
+            "pixel_values": pixels["pixel_values"],
+            "pixel_attention_mask": pixels["pixel_attention_mask"],
+        }
 
     # ------------------------------------------------------------------ forward
 
