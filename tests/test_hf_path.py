@@ -184,6 +184,19 @@ def test_paper_preset_counts_parameters_without_weights():
     assert counts["total"] == sum(v for k, v in counts.items() if k not in ("trainable", "total"))
 
 
+def test_info_prints_the_paper_preset_counts(capsys):
+    import json
+
+    from vlajepa.cli import EXIT_ERROR
+    from vlajepa.cli import main as cli
+
+    assert cli(["info", "--config", "paper", "--set", "model.action_head.depth=9"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["config"].endswith("paper.yaml") and report["parameters"]["target"] == 303_885_312
+    assert report["millions"]["action_head"] == pytest.approx(137.0, abs=0.1)  # the override applied
+    assert cli(["info", "--config", "paper", "--set", "train.steps=3"]) == EXIT_ERROR  # only model fields
+
+
 def test_hf_path_trains_under_bf16_autocast(tmp_path):
     from benchmarks.synthetic import write_robot_dataset
     from vlajepa.train.trainer import Trainer
