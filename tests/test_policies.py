@@ -93,7 +93,7 @@ def test_a_new_policy_registers_by_its_config_type_and_loads_through_the_same_ca
 def test_saved_config_carries_type_and_version(tmp_path):
     VLAJEPAPolicy(tiny_config()).save_pretrained(tmp_path)
     saved = json.loads((tmp_path / CONFIG_FILE).read_text())
-    assert saved["type"] == "vla_jepa" and saved["config_version"] == CONFIG_VERSION == 3
+    assert saved["type"] == "vla_jepa" and saved["config_version"] == CONFIG_VERSION == 4
     assert load_policy_config(tmp_path) == tiny_config()
 
 
@@ -178,3 +178,16 @@ def test_processor_resizes_normalizes_and_unnormalizes_in_one_place():
         processor.preprocess([{OBS_STATE: observation[OBS_STATE], TASK: "x"}])
     with pytest.raises(ValueError, match=r"observation.state has shape \(3,\)"):
         processor.preprocess([{**observation, OBS_STATE: np.zeros(3)}])
+
+
+def test_configs_of_every_earlier_version_load_with_the_defaults_of_the_fields_added_since():
+    """The migration's defaults are the dataclasses' own: a config saved before a field existed loads as today's
+    default config (version 3 lacked the VLM student and V-JEPA 2 target; version 2 also the vision backbone)."""
+    saved = tiny_config().to_json()
+    v3 = {**saved, "config_version": 3, "student": dict(saved["student"]), "target": dict(saved["target"])}
+    del v3["student"]["backbone"], v3["student"]["hf_vlm"], v3["target"]["vjepa2"]
+    assert PolicyConfig.from_json(v3) == tiny_config()
+    v2 = {**v3, "config_version": 2, "vision": dict(saved["vision"])}
+    for field in ("backbone", "feature_stride", "freeze"):
+        del v2["vision"][field]
+    assert PolicyConfig.from_json(v2) == tiny_config()

@@ -23,8 +23,9 @@ from typing import Any, Literal
 
 # Version of the saved config format. 1: written before the policy registry (``model_type`` instead of ``type``,
 # no ``config_version``, fields added later missing from older files); 2: the policy registry; 3: pretrained vision
-# backbones (vision.backbone, feature_stride, freeze).
-CONFIG_VERSION = 3
+# backbones (vision.backbone, feature_stride, freeze); 4: Hugging Face VLM students and V-JEPA 2 targets
+# (student.backbone, student.hf_vlm, target.vjepa2).
+CONFIG_VERSION = 4
 VERSION_KEY = "config_version"
 TYPE_KEY = "type"
 DEFAULT_POLICY_TYPE = "vla_jepa"  # what a preset's model: section without a type describes
@@ -250,6 +251,22 @@ _ADDED_IN: dict[int, dict[str, dict[str, Any]]] = {
             for field, value in (("backbone", "vit"), ("feature_stride", 16), ("freeze", "none"))
         },
         "train": {"instruction_dropout": 0.0},
+    },
+    4: {
+        "model": {
+            "student.backbone": "native",
+            "student.hf_vlm": {
+                "family": "qwen3_vl",
+                "model_dir": None,
+                "size": "tiny",
+                "freeze_vision": False,
+                "gradient_checkpointing": False,
+                "lora_rank": 0,
+                "lora_alpha": 16.0,
+                "attn_implementation": "sdpa",
+            },
+            "target.vjepa2": {"model_dir": None, "size": "tiny", "image_size": 256},
+        },
     },
 }
 
