@@ -170,8 +170,12 @@ def test_trainer_caches_the_frozen_encoder_and_refuses_pixel_augmentation_with_i
     assert trainer.caches and trainer.train().step == 2
     optimized = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
     assert not optimized & {id(p) for p in trainer.policy.student.vision.parameters()}
-    state = json.loads((tmp_path / "run" / "checkpoints" / "last" / "training_state.json").read_text())
+    last = tmp_path / "run" / "checkpoints" / "last"
+    state = json.loads((last / "training_state.json").read_text())
     assert state["frozen"]["vision"]["sha256"] == efficientnet.WEIGHTS_SHA256
+    assert set(load_file(str(last / WEIGHTS_FILE))) == set(trainer.policy.checkpoint_state_dict())
+    assert not any(k.startswith("student.vision.") for k in trainer.policy.checkpoint_state_dict())
+    assert isinstance(load_policy(last), VLAJEPAPolicy)  # the checkpoint of a cached run loads and acts
     with pytest.raises(ConfigError, match="augment_shift"):
         Trainer(config, train.replace(augment_shift=2), tmp_path / "aug", progress=False)
     assert image_key("corner2") in RobotWindows(root, config)[0]

@@ -102,9 +102,9 @@ class VLAJEPAPolicy(PreTrainedPolicy):
                 max_steps=config.clip_length - 1,
             )
         self.regularizer = build_regularizer(config.regularizer) if config.reg_weight > 0 else None
-        # BC with a frozen pretrained vision encoder: a view of it the trainer may cache (shares its weights; not a
-        # submodule, so its weights are not listed twice)
-        self._vision_cache_encoder: TargetEncoder | None = None
+        # BC with a frozen pretrained vision encoder: a view of it the trainer may cache. It shares the encoder's
+        # weights and is kept out of the module tree (__dict__), so the state dict does not list them twice.
+        self.__dict__["_vision_cache_encoder"] = None
 
     @classmethod
     def checkpoint_init_kwargs(cls, config: VLAJEPAConfig, directory: str | Path) -> dict[str, Any]:
@@ -299,9 +299,9 @@ class VLAJEPAPolicy(PreTrainedPolicy):
         if self.target is not None:
             return self.target if self.target.kind == "frozen" else None
         if self.config.reads_cached_features:
-            if self._vision_cache_encoder is None:
-                self._vision_cache_encoder = TargetEncoder(self.student.vision, "frozen")
-            return self._vision_cache_encoder
+            if self.__dict__["_vision_cache_encoder"] is None:
+                self.__dict__["_vision_cache_encoder"] = TargetEncoder(self.student.vision, "frozen")
+            return self.__dict__["_vision_cache_encoder"]
         return None
 
     def frozen_references(self) -> dict[str, Any]:
