@@ -284,7 +284,7 @@ class Pipeline:
             "frozen": ["--target-checkpoint", str(encoder)],
             "ema": ["--target", "ema"],
             "pretrained": ["--target", "random"],  # frozen without a weights file: the packaged backbone's weights
-        }[target]
+        }.get(target, [])  # bc: "none"
         if method == "bc":
             name = "bc"
             return name, self.train(name, vlajepa("train", "--method", "bc", "--robot", str(robot),
