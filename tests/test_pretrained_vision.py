@@ -191,3 +191,14 @@ def test_train_asks_a_frozen_target_for_weights_unless_it_is_a_pretrained_backbo
     _check_frozen_target(pretrained_config().to_dict(), args, Path("preset.yaml"))  # the package has the weights
     with pytest.raises(SystemExit, match="has no weights"):
         _check_frozen_target(tiny_config(target=TargetConfig(kind="frozen")).to_dict(), args, Path("preset.yaml"))
+
+
+def test_the_pretrained_preset_caches_a_frozen_backbone_and_trains_without_pixel_shifts():
+    from vlajepa.policies.vla_jepa import VLAJEPAConfig
+    from vlajepa.presets import preset_path
+    from vlajepa.train import TrainConfig
+
+    config = VLAJEPAConfig.from_yaml(preset_path("pretrained"))
+    train = TrainConfig.from_yaml(preset_path("pretrained"))
+    assert config.vision.backbone == "efficientnet_lite0" and config.reads_cached_features
+    assert train.augment_shift == 0 and train.instruction_dropout == 0.3
