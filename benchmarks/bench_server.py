@@ -47,7 +47,8 @@ RESULTS = ROOT / "benchmarks" / "results" / "perf"
 KEY = "observation.images.corner2"
 
 
-def _observation(seed: int) -> dict:
+def random_observation(seed: int) -> dict:
+    """A 96 px observation with openpi's prompt key (the content is random: load does not depend on it)."""
     rng = np.random.default_rng(seed)
     return {
         KEY: rng.integers(0, 256, (96, 96, 3), dtype=np.uint8),
@@ -76,7 +77,7 @@ def serve(args: argparse.Namespace) -> None:
 def _client_loop(url: str, index: int, requests: int, deadline: float) -> list[tuple[float, float, int]]:
     """(send time, latency s, batch size) of each request of one closed-loop client."""
     samples = []
-    observations = [_observation(1000 * index + i) for i in range(4)]
+    observations = [random_observation(1000 * index + i) for i in range(4)]
     with Client(url) as client:
         client.infer(observations[0])  # warm-up (first call pays allocation and caches)
         for i in range(requests):
@@ -138,7 +139,7 @@ def in_process_baseline(checkpoint: Path, requests: int, threads: int) -> dict:
     """The policy alone, no server: what the server's overhead is measured against."""
     torch.set_num_threads(threads)
     policy = load_served_policy(checkpoint).policy
-    observations = [{**o, TASK: o.pop("prompt")} for o in (_observation(i) for i in range(4))]
+    observations = [{**o, TASK: o.pop("prompt")} for o in (random_observation(i) for i in range(4))]
     policy.predict_action_chunk(observations[0])
     times = []
     for i in range(requests):

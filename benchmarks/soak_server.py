@@ -46,6 +46,7 @@ if __package__ in (None, ""):  # run as `python benchmarks/<name>.py`: import si
 from websockets.exceptions import ConnectionClosed, InvalidStatus  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
 
+from benchmarks.bench_server import KEY, random_observation  # noqa: E402
 from vlajepa.constants import OBS_STATE  # noqa: E402
 from vlajepa.eval.report import current_command, git_commit  # noqa: E402
 from vlajepa.io_utils import with_extension, write_report_files  # noqa: E402
@@ -54,7 +55,6 @@ from vlajepa.serve import Client, RetryConfig, ServerError, packb  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "serve"
 HOST = "127.0.0.1"  # loopback only, by design
-KEY = "observation.images.corner2"
 MAX_MESSAGE_MB = 1
 RESET_EVERY, RECONNECT_EVERY = 50, 1000
 RSS_SAMPLE_S = 5.0
@@ -62,15 +62,6 @@ BAD_KINDS = (
     "no_key", "wrong_key", "key_in_query_only", "wrong_scheme", "malformed_request", "oversized_frame",
     "raw_bytes", "http_without_upgrade",
 )  # fmt: skip
-
-
-def _observation(seed: int) -> dict:
-    rng = np.random.default_rng(seed)
-    return {
-        KEY: rng.integers(0, 256, (96, 96, 3), dtype=np.uint8),
-        OBS_STATE: rng.normal(size=4).astype(np.float32),
-        "prompt": "push the puck to the goal",
-    }
 
 
 def _malformed(index: int, valid: dict) -> bytes | str:
@@ -134,7 +125,7 @@ class Soak:
                       request_timeout_s=30.0)  # fmt: skip
 
     def valid_client(self, index: int) -> None:
-        observations = [_observation(1000 * index + i) for i in range(4)]
+        observations = [random_observation(1000 * index + i) for i in range(4)]
         client = self._client()
         local: list[tuple[float, float]] = []
         try:
@@ -230,7 +221,7 @@ class Soak:
         return self._http_refused(request.encode())
 
     def attacker(self, interval_s: float) -> None:
-        valid = _observation(0)
+        valid = random_observation(0)
         for index in range(10**7):  # bounded; stops at the deadline
             if time.monotonic() >= self.deadline:
                 break
