@@ -7,15 +7,12 @@ process's final weights to ``OUT/rank<r>.safetensors`` and its losses to ``OUT/r
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from test_trainer_distributed import free_port
+from helpers.distributed import launch_two_processes, read_reports, train_and_record
 
 
 @pytest.mark.slow
@@ -27,17 +24,9 @@ def test_hf_path_trains_in_sync_in_two_processes(tmp_path):
 
     robot = write_robot_dataset(tmp_path / "robot", (12, 9, 15))
     out = tmp_path / "run"
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch",
-        "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
-        __file__, str(out), str(robot),
-    ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    launch_two_processes(__file__, out, robot)
 
-    reports = [json.loads((out / f"report{rank}.json").read_text()) for rank in (0, 1)]
+    reports = read_reports(out)
     assert sorted(r["rank"] for r in reports) == [0, 1] and all(r["world_size"] == 2 for r in reports)
     assert reports[0]["losses"] == reports[1]["losses"]
     ranks = [load_file(str(out / f"rank{rank}.safetensors")) for rank in (0, 1)]
@@ -51,7 +40,6 @@ def test_hf_path_trains_in_sync_in_two_processes(tmp_path):
 def _worker(out: Path, robot: str) -> None:
     """Runs in each launched process."""
     import torch
-    from safetensors.torch import save_file
 
     from helpers.hf import tiny_hf_config
     from vlajepa.train.config import TrainConfig
@@ -60,15 +48,7 @@ def _worker(out: Path, robot: str) -> None:
     torch.set_num_threads(1)
     out.mkdir(parents=True, exist_ok=True)
     config = TrainConfig(robot=robot, steps=3, batch_size=2, warmup_steps=1, log_every=1, tensorboard=False)
-    trainer = Trainer(tiny_hf_config(), config, out, progress=False)
-    if trainer.is_main:
-        initial = {k: v.clone().contiguous() for k, v in trainer.policy.state_dict().items()}
-        save_file(initial, out / "initial.safetensors")
-    result = trainer.train()
-    weights = {k: v.contiguous() for k, v in trainer.policy.state_dict().items()}
-    save_file(weights, out / f"rank{trainer.rank}.safetensors")
-    report = {"rank": trainer.rank, "world_size": trainer.world_size, "losses": result.losses}
-    (out / f"report{trainer.rank}.json").write_text(json.dumps(report))  # a file each: stdout lines may interleave
+    train_and_record(Trainer(tiny_hf_config(), config, out, progress=False), out)
 
 
 if __name__ == "__main__":

@@ -7,19 +7,12 @@ model and writes each process's final weights to ``OUT/rank<r>.safetensors``.
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from helpers.distributed import launch_two_processes, read_reports, train_and_record
 
 
 @pytest.mark.slow
@@ -32,17 +25,9 @@ def test_two_processes_train_in_sync(tmp_path):
     robot = write_robot_dataset(tmp_path / "robot", (12, 9, 15))
     video = write_video_set(tmp_path / "video", (10, 14))
     out = tmp_path / "run"
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch",
-        "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
-        __file__, str(out), str(robot), str(video),
-    ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    launch_two_processes(__file__, out, robot, video)
 
-    reports = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    reports = read_reports(out)
     assert sorted(r["rank"] for r in reports) == [0, 1] and all(r["world_size"] == 2 for r in reports)
     assert reports[0]["losses"] == reports[1]["losses"]  # the logged loss is the mean over both processes
     ranks = [load_file(str(out / f"rank{rank}.safetensors")) for rank in (0, 1)]
@@ -57,7 +42,6 @@ def test_two_processes_train_in_sync(tmp_path):
 def _worker(out: Path, robot: str, video: str) -> None:
     """Runs in each launched process."""
     import torch
-    from safetensors.torch import save_file
 
     from helpers.models import tiny_config
     from vlajepa.train.config import TrainConfig
@@ -68,15 +52,7 @@ def _worker(out: Path, robot: str, video: str) -> None:
     config = TrainConfig(
         robot=robot, video=video, steps=4, batch_size=2, warmup_steps=1, log_every=1, tensorboard=False
     )  # robot and video batches alternate: the action head is unused on video steps
-    trainer = Trainer(tiny_config(), config, out, progress=False)
-    if trainer.is_main:
-        initial = {k: v.clone().contiguous() for k, v in trainer.policy.state_dict().items()}
-        save_file(initial, out / "initial.safetensors")
-    result = trainer.train()
-    weights = {k: v.contiguous() for k, v in trainer.policy.state_dict().items()}
-    save_file(weights, out / f"rank{trainer.rank}.safetensors")
-    report = {"rank": trainer.rank, "world_size": trainer.world_size, "losses": result.losses}
-    print(json.dumps(report), flush=True)  # noqa: T201 - read by the test
+    train_and_record(Trainer(tiny_config(), config, out, progress=False), out)
 
 
 if __name__ == "__main__":
