@@ -8,6 +8,7 @@ import os
 import platform
 
 from vlajepa.commands.arguments import existing_path
+from vlajepa.presets import preset_names
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--config",
         default=None,
         metavar="PRESET",
-        help="a preset name (default, tiny, paper) or YAML file: print its model's parameter counts per part",
+        help=f"a preset name ({', '.join(preset_names())}) or YAML file: print its model's parameter counts per part",
     )
     parser.add_argument(
         "--set",
@@ -98,24 +99,16 @@ def run(args: argparse.Namespace) -> int:
 
 def _parameter_info(preset: str, overrides: list[str]) -> dict:
     """Parameter counts per part of a preset's model (millions too), built on the meta device."""
-    import yaml
-
-    from vlajepa.commands.train import _set_dotted
+    from vlajepa.commands.train import apply_overrides
     from vlajepa.config import PolicyConfig
-    from vlajepa.policies import policy_class
     from vlajepa.policies.sizes import parameter_counts
     from vlajepa.presets import preset_path
 
     path = preset_path(preset)
     config = PolicyConfig.from_yaml(path)
     model = config.to_dict()
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        section, _, field = key.partition(".")
-        if not sep or section != "model" or not field:
-            raise SystemExit(f"--set {item!r}: expected model.FIELD=VALUE")
-        _set_dotted(model, field, yaml.safe_load(raw))
-    counts = parameter_counts(policy_class(config.type).config_class.from_dict(model))
+    apply_overrides({"model": model}, overrides)
+    counts = parameter_counts(type(config).from_dict(model))
     return {
         "config": str(path),
         "parameters": counts,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from vlajepa.commands.arguments import config_preset, existing_path
+from vlajepa.presets import preset_names
 
 EPILOG = """\
 recipes:
@@ -83,8 +84,8 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
         "--config",
         default="default",
         type=config_preset,
-        help="YAML preset with a model: and an optional train: section: a packaged preset's name ('default', "
-        "'tiny') or a YAML file's path (default: default)",
+        help="YAML preset with a model: and an optional train: section: a packaged preset's name ("
+        f"{', '.join(preset_names())}) or a YAML file's path (default: default)",
     )
     model.add_argument(
         "--method", choices=("vla-jepa", "bc"), default=None, help="vla-jepa: with the world model; bc: without"
@@ -144,6 +145,20 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def apply_overrides(sections: dict[str, dict[str, Any]], items: list[str]) -> None:
+    """Apply ``--set SECTION.FIELD=VALUE`` items (values parsed as YAML) to the config dicts of ``sections``, in
+    place; an item naming another section or an unknown field is refused with a message naming it."""
+    import yaml
+
+    expected = " or ".join(f"{name}.FIELD=VALUE" for name in sections)
+    for item in items:
+        key, sep, raw = item.partition("=")
+        section, _, field = key.partition(".")
+        if not sep or section not in sections or not field:
+            raise SystemExit(f"--set {item!r}: expected {expected}")
+        _set_dotted(sections[section], field, yaml.safe_load(raw))
+
+
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     keys = dotted.split(".")
     node = data
@@ -158,10 +173,7 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
 
 def build_configs(args: argparse.Namespace, *, pretrain: bool):
     """Model and training configs from the preset, the named options and ``--set`` overrides."""
-    import yaml
-
     from vlajepa.config import PolicyConfig
-    from vlajepa.policies import policy_class
     from vlajepa.presets import preset_path
     from vlajepa.train.config import TrainConfig
 
@@ -206,14 +218,9 @@ def build_configs(args: argparse.Namespace, *, pretrain: bool):
         except ValueError:
             raise SystemExit(f"--mix {args.mix!r}: expected ROBOT:VIDEO, e.g. 1:1") from None
         train |= {"robot_weight": robot_weight, "video_weight": video_weight}
-    for item in args.set:
-        key, sep, raw = item.partition("=")
-        section, _, field = key.partition(".")
-        if not sep or section not in ("model", "train") or not field:
-            raise SystemExit(f"--set {item!r}: expected model.FIELD=VALUE or train.FIELD=VALUE")
-        _set_dotted(model if section == "model" else train, field, yaml.safe_load(raw))
+    apply_overrides({"model": model, "train": train}, args.set)
     _check_frozen_target(model, args, path)
-    return policy_class(preset.type).config_class.from_dict(model), TrainConfig.from_dict(train)
+    return type(preset).from_dict(model), TrainConfig.from_dict(train)
 
 
 def _check_frozen_target(model: dict[str, Any], args: argparse.Namespace, preset: Path) -> None:
