@@ -35,6 +35,7 @@ from pathlib import Path
 
 if __package__ in (None, ""):  # run as `python benchmarks/<name>.py`: import sibling scripts as benchmarks.*
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.bench_train import time_train_steps  # noqa: E402
 from benchmarks.synthetic import write_robot_dataset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,13 +84,7 @@ def child(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     trainer = Trainer(model_config(spec), train_config, Path(args.work) / args.child, progress=False)
     setup_s = time.perf_counter() - started
-    for _ in range(args.warmup):
-        trainer.train_step()
-    samples, step_times = 0, []
-    for _ in range(args.steps):
-        step_start = time.perf_counter()
-        samples += trainer.train_step()["samples"]
-        step_times.append(time.perf_counter() - step_start)
+    timing = time_train_steps(trainer, args.warmup, args.steps)
     trainer.loader.close()
     parameters = sum(p.numel() for p in trainer.policy.parameters())
     result = {
@@ -97,10 +92,7 @@ def child(args: argparse.Namespace) -> None:
         **spec,
         "parameters": parameters,
         "setup_s": round(setup_s, 2),
-        "timed_steps": args.steps,
-        "samples": int(samples),
-        "samples_per_s": round(samples / sum(step_times), 2),
-        "step_s_median": round(sorted(step_times)[len(step_times) // 2], 3),
+        **timing,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     print(json.dumps(result), flush=True)

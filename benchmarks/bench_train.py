@@ -58,6 +58,23 @@ CONFIGURATIONS = {
 }
 
 
+def time_train_steps(trainer, warmup: int, steps: int) -> dict:
+    """Run ``warmup`` untimed optimizer steps, then time ``steps`` more: samples, samples/s, median step time."""
+    for _ in range(warmup):
+        trainer.train_step()
+    samples, step_times = 0, []
+    for _ in range(steps):
+        step_start = time.perf_counter()
+        samples += trainer.train_step()["samples"]
+        step_times.append(time.perf_counter() - step_start)
+    return {
+        "timed_steps": steps,
+        "samples": int(samples),
+        "samples_per_s": round(samples / sum(step_times), 2),
+        "step_s_median": round(sorted(step_times)[len(step_times) // 2], 3),
+    }
+
+
 def child(args: argparse.Namespace) -> None:
     """One configuration: print a JSON line with setup time, throughput and peak memory."""
     import torch
@@ -87,13 +104,7 @@ def child(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     trainer = Trainer(model_config, train_config, Path(args.work) / args.child, progress=False)
     setup_s = time.perf_counter() - started
-    for _ in range(args.warmup):
-        trainer.train_step()
-    samples, step_times = 0, []
-    for _ in range(args.steps):
-        step_start = time.perf_counter()
-        samples += trainer.train_step()["samples"]
-        step_times.append(time.perf_counter() - step_start)
+    timing = time_train_steps(trainer, args.warmup, args.steps)
     trainer.loader.close()
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
@@ -101,10 +112,7 @@ def child(args: argparse.Namespace) -> None:
         "configuration": args.child,
         **spec,
         "setup_s": round(setup_s, 2),
-        "timed_steps": args.steps,
-        "samples": int(samples),
-        "samples_per_s": round(samples / sum(step_times), 2),
-        "step_s_median": round(sorted(step_times)[len(step_times) // 2], 3),
+        **timing,
         "peak_rss_mb": round(own, 1),
         "peak_rss_worker_mb": round(workers, 1) if spec["workers"] else None,
         "latent_cache_frames": sum(len(cache) for cache in trainer.caches.values()) or None,
