@@ -30,10 +30,10 @@ from typing import Any
 
 from vlajepa.collect import ATTEMPT_STRIDE
 from vlajepa.commands.evaluate import named_checkpoint, parse_policy, parse_tasks
-from vlajepa.eval.report import current_command, git_commit, rows_from_episodes, success_cell
+from vlajepa.eval.report import current_command, rows_from_episodes, success_cell
 from vlajepa.eval.report import summarize as pool_tasks
 from vlajepa.eval.runner import EvalConfig, evaluate
-from vlajepa.io_utils import with_extension, write_report_files
+from vlajepa.io_utils import git_commit, with_extension, write_report_files
 
 
 def variants(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:

@@ -146,8 +146,7 @@ def main() -> None:
     import torch
     import transformers
 
-    from vlajepa.eval.report import git_commit
-    from vlajepa.io_utils import write_report_files
+    from vlajepa.io_utils import git_commit, write_report_files
 
     command = shlex.join([sys.executable.rsplit("/", 1)[-1], *sys.argv])
     with tempfile.TemporaryDirectory(prefix="bench_hf_") as tmp:

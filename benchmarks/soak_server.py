@@ -48,8 +48,12 @@ from websockets.sync.client import connect  # noqa: E402
 
 from benchmarks.bench_server import KEY, random_observation  # noqa: E402
 from vlajepa.constants import OBS_STATE  # noqa: E402
-from vlajepa.eval.report import current_command, git_commit  # noqa: E402
-from vlajepa.io_utils import with_extension, write_report_files  # noqa: E402
+from vlajepa.eval.report import current_command  # noqa: E402
+from vlajepa.io_utils import (  # noqa: E402
+    git_commit,  # noqa: E402
+    with_extension,
+    write_report_files,
+)
 from vlajepa.serve import Client, RetryConfig, ServerError, packb  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -209,10 +209,6 @@ def policy_config_class(name: Any) -> type[PolicyConfig]:
     return _POLICY_CONFIGS[name]
 
 
-def registered_policy_types() -> tuple[str, ...]:
-    return tuple(sorted(_POLICY_CONFIGS))
-
-
 # ----------------------------------------------------------------------------------------------------------
 # Migration of configs saved by older versions
 # ----------------------------------------------------------------------------------------------------------
