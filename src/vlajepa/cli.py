@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "pretrain": "pretrain",
     "pretrain-encoder": "pretrain_encoder",
     "train": "train",
+    "train-lam": "train_lam",
     "eval": "evaluate",
     "perturb-grid": "perturb_grid",
     "info": "info",

@@ -15,6 +15,8 @@ from typing import Any
 from vlajepa.commands.arguments import config_preset, existing_path
 from vlajepa.presets import preset_names
 
+METHODS = ("vla-jepa", "bc", "lapa-latent", "lapa")
+
 EPILOG = """\
 recipes:
   co-training (robot + action-free video, from scratch) against the default frozen target, which
@@ -88,7 +90,19 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
         f"{', '.join(preset_names())}) or a YAML file's path (default: default)",
     )
     model.add_argument(
-        "--method", choices=("vla-jepa", "bc"), default=None, help="vla-jepa: with the world model; bc: without"
+        "--method",
+        choices=METHODS,
+        default=None,
+        help="vla-jepa: with the world model; bc: without; lapa-latent: LAPA's latent pretraining (predict the codes "
+        "of the latent action model given with --lam); lapa: LAPA's action fine-tuning (from --init-from a "
+        "lapa-latent checkpoint). The student and action head are the --config preset's for every method",
+    )
+    model.add_argument(
+        "--lam",
+        default=None,
+        metavar="DIR",
+        type=existing_path("latent action model folder", folder=True),
+        help="--method lapa-latent: the latent action model (`vlajepa train-lam --out`), frozen, referenced by path",
     )
     model.add_argument(
         "--target",
@@ -181,18 +195,18 @@ def build_configs(args: argparse.Namespace, *, pretrain: bool):
     preset = PolicyConfig.from_yaml(path)
     model = preset.to_dict()
     train = TrainConfig.from_yaml(path).to_dict()
-    if args.method is not None:
+    model_class = type(preset)
+    if args.lam is not None and args.method != "lapa-latent":
+        raise SystemExit("--lam is the latent action model of --method lapa-latent")
+    if args.method in ("lapa-latent", "lapa"):
+        model, model_class = _lapa_model(args, preset)
+    elif args.method is not None:
         model["use_world_model"] = args.method == "vla-jepa"
-    if args.target == "random":
-        model["target"] |= {"kind": "frozen", "checkpoint": None}
-    elif args.target is not None:
-        model["target"]["kind"] = args.target
-    if args.target_checkpoint is not None:
-        if args.target in ("ema", "random"):
-            raise SystemExit(f"--target-checkpoint is a frozen target's weights; it contradicts --target {args.target}")
-        model["target"] |= {"kind": "frozen", "checkpoint": str(Path(args.target_checkpoint).resolve())}
-    if model["target"]["kind"] == "ema":
-        model["target"]["vision"] = None
+    if "target" in model:
+        _apply_target_options(model, args)
+    elif args.target is not None or args.target_checkpoint is not None:
+        raise SystemExit(f"--target and --target-checkpoint choose a world model's target; a {model_class.type} "
+                         "policy has none")  # fmt: skip
     named = {
         "robot": args.robot and str(Path(args.robot).resolve()),
         "video": args.video and str(Path(args.video).resolve()),
@@ -219,8 +233,51 @@ def build_configs(args: argparse.Namespace, *, pretrain: bool):
             raise SystemExit(f"--mix {args.mix!r}: expected ROBOT:VIDEO, e.g. 1:1") from None
         train |= {"robot_weight": robot_weight, "video_weight": video_weight}
     apply_overrides({"model": model, "train": train}, args.set)
-    _check_frozen_target(model, args, path)
-    return type(preset).from_dict(model), TrainConfig.from_dict(train)
+    if "target" in model:
+        _check_frozen_target(model, args, path)
+    return model_class.from_dict(model), TrainConfig.from_dict(train)
+
+
+def _apply_target_options(model: dict[str, Any], args: argparse.Namespace) -> None:
+    """Apply ``--target`` / ``--target-checkpoint`` to a VLA-JEPA config dict, in place."""
+    if args.target == "random":
+        model["target"] |= {"kind": "frozen", "checkpoint": None}
+    elif args.target is not None:
+        model["target"]["kind"] = args.target
+    if args.target_checkpoint is not None:
+        if args.target in ("ema", "random"):
+            raise SystemExit(f"--target-checkpoint is a frozen target's weights; it contradicts --target {args.target}")
+        model["target"] |= {"kind": "frozen", "checkpoint": str(Path(args.target_checkpoint).resolve())}
+    if model["target"]["kind"] == "ema":
+        model["target"]["vision"] = None
+
+
+def _lapa_model(args: argparse.Namespace, preset: Any) -> tuple[dict[str, Any], type]:
+    """The LAPA config dict of ``--method lapa-latent`` (the preset's student and action head, the tokens,
+    codebook and horizon of the ``--lam`` model) or ``--method lapa`` (the ``--init-from`` latent checkpoint's
+    config in the action stage; without one, the preset's, trained from scratch)."""
+    from vlajepa.policies import load_policy_config
+    from vlajepa.policies.lapa import LAPAConfig, load_lam_config
+    from vlajepa.policies.lapa.configuration import lapa_from_student_config
+
+    init_from = getattr(args, "init_from", None)
+    if args.method == "lapa-latent":
+        if args.lam is None:
+            raise SystemExit("--method lapa-latent needs --lam DIR, the latent action model (`vlajepa train-lam`)")
+        lam_dir = str(Path(args.lam).resolve())
+        if isinstance(preset, LAPAConfig):
+            return preset.to_dict() | {"stage": "latent", "lam": lam_dir}, LAPAConfig
+        lam = load_lam_config(lam_dir)
+        return lapa_from_student_config(preset.to_dict(), lam, stage="latent", lam_dir=lam_dir), LAPAConfig
+    if init_from is not None:
+        saved = load_policy_config(init_from)
+        if not isinstance(saved, LAPAConfig):
+            raise SystemExit(f"--method lapa --init-from {init_from}: a {saved.type} checkpoint; LAPA's action "
+                             "fine-tuning starts from a `--method lapa-latent` checkpoint")  # fmt: skip
+        return saved.to_dict() | {"stage": "action"}, LAPAConfig
+    if isinstance(preset, LAPAConfig):
+        return preset.to_dict() | {"stage": "action"}, LAPAConfig
+    return lapa_from_student_config(preset.to_dict(), None, stage="action", lam_dir=None), LAPAConfig
 
 
 def _check_frozen_target(model: dict[str, Any], args: argparse.Namespace, preset: Path) -> None:

@@ -2,9 +2,10 @@
 whose ``type`` names it. Importing this package registers the built-in ones.
 
 - ``vla_jepa`` (:mod:`vlajepa.policies.vla_jepa`): VLA-JEPA, and BC as VLA-JEPA without the world model.
+- ``lapa`` (:mod:`vlajepa.policies.lapa`): the LAPA baseline on the same student and action head.
 
-Planned siblings (their own subpackages, registered the same way): ``lapa`` (the LAPA baseline) and ``planning``
-(world-model action selection, a policy wrapping a base policy).
+Planned sibling (its own subpackage, registered the same way): ``planning`` (world-model action selection, a policy
+wrapping a base policy).
 """
 
 from vlajepa.policies.base import (
@@ -15,10 +16,13 @@ from vlajepa.policies.base import (
     policy_class,
     registered_policies,
 )
+from vlajepa.policies.lapa import LAPAConfig, LAPAPolicy
 from vlajepa.policies.protocol import Policy, seed_policy
 from vlajepa.policies.vla_jepa import VLAJEPAConfig, VLAJEPAPolicy
 
 __all__ = [
+    "LAPAConfig",
+    "LAPAPolicy",
     "Policy",
     "PreTrainedPolicy",
     "VLAJEPAConfig",
