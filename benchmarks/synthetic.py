@@ -16,7 +16,7 @@ import numpy as np
 from vlajepa.constants import ACTION, OBS_ENV_STATE, OBS_STATE, image_key
 
 if TYPE_CHECKING:
-    from vlajepa.policies.vla_jepa import VLAJEPAConfig
+    from vlajepa.config import PolicyConfig
 
 TASKS = ("push the puck to the goal", "open the drawer", "press the button")  # canonical MT10 instructions
 FPS = 10
@@ -94,8 +94,8 @@ def write_video_set(
     return Path(root)
 
 
-def save_random_checkpoint(directory: str | Path, config: VLAJEPAConfig, seed: int = 0) -> Path:
-    """Write a randomly initialized ``VLAJEPAPolicy`` checkpoint for load benchmarks and tests.
+def save_random_checkpoint(directory: str | Path, config: PolicyConfig, seed: int = 0) -> Path:
+    """Write a randomly initialized checkpoint of the policy ``config.type`` names, for load benchmarks and tests.
 
     It has learned nothing but loads, serves and costs exactly what a trained one of ``config``'s size does.
     Normalization uses fixed, made-up statistics.
@@ -103,7 +103,7 @@ def save_random_checkpoint(directory: str | Path, config: VLAJEPAConfig, seed: i
     import torch
 
     from vlajepa.normalize import Normalizer
-    from vlajepa.policies.vla_jepa import VLAJEPAPolicy
+    from vlajepa.policies import make_policy
 
     torch.manual_seed(seed)
     stats = {
@@ -111,7 +111,7 @@ def save_random_checkpoint(directory: str | Path, config: VLAJEPAConfig, seed: i
         ACTION: {"min": -np.ones(config.action_dim), "max": np.ones(config.action_dim)},
     }
     normalizer = Normalizer.from_stats(stats, {OBS_STATE: "mean_std", ACTION: "min_max"})
-    return VLAJEPAPolicy(config, normalizer, seed=seed).save_pretrained(directory)
+    return make_policy(config, normalizer, seed=seed).save_pretrained(directory)
 
 
 LIBERO_CAMERAS = ("agentview", "wrist")  # the two views of LIBERO-shaped data
