@@ -7,6 +7,12 @@ Methods (``--methods``) and target encoders (``--targets``):
 - ``vla-jepa-cotrain``: robot + action-free video from scratch (``L_action + beta * L_wm`` / ``L_wm``);
 - ``vla-jepa-finetune``: ``vlajepa pretrain`` on video + robot (world model only), then ``vlajepa train
   --init-from`` on the robot data;
+- ``lapa`` (the LAPA baseline, arXiv 2410.11758, on the same student and action head): ``vlajepa train-lam`` on
+  video + robot frame pairs (``--lam-steps``, run once per work folder), latent pretraining (``vlajepa pretrain
+  --method lapa-latent``: the student predicts the latent action model's codes) on video + robot with the same
+  steps and batches as ``vla-jepa-finetune``'s pretraining, then action fine-tuning (``vlajepa train --method lapa
+  --init-from``) with the same steps and data as its fine-tuning. It has no target encoder (rows carry ``target:
+  "none"``);
 - ``vla-jepa-no-video`` (ablation): the world-model loss on the robot batches only, no video. It sees exactly
   BC's robot windows, so against BC it isolates the auxiliary world-model loss, and against co-training the video
   batches (a frozen target encoder is still the one pretrained on the video set);
@@ -19,7 +25,8 @@ The same budget for every method: ``--steps`` optimizer steps on robot batches w
 robot windows). The world-model methods add the video on top, at the same extra cost: co-training averages one
 robot and one video batch per step (``--batches-per-step 2``); fine-tuning first pretrains for
 ``--pretrain-fraction * steps`` steps of one video + one robot batch each, so with the default 0.5 both spend
-``2 * steps`` batches.
+``2 * steps`` batches; LAPA spends the same, plus its latent action model's ``--lam-steps`` (the counterpart of the
+frozen target's ``--encoder-steps``).
 
 Every stage is a ``vlajepa`` subprocess and is resumable: data folders that exist are reused (``--data-dir``,
 default ``data/``), finished stages leave a marker ``<work>/stages/<stage>.json`` with their wall time and are
@@ -58,7 +65,8 @@ from vlajepa.data.video_io import VIDEO_QUALITIES
 from vlajepa.io_utils import with_extension, write_report_files
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ("bc", "vla-jepa-cotrain", "vla-jepa-finetune", "vla-jepa-no-video")
+METHODS = ("bc", "vla-jepa-cotrain", "vla-jepa-finetune", "vla-jepa-no-video", "lapa")
+NO_TARGET = ("bc", "lapa")  # methods without a target encoder: one run each, rows with target "none"
 TARGETS = ("ema", "frozen")  # the default --targets
 KNOWN_TARGETS = (*TARGETS, "pretrained")  # pretrained needs a pretrained, frozen model.vision (see above)
 # `vlajepa pretrain-encoder` through its command module, for a CLI registry that does not list it yet.
@@ -289,11 +297,22 @@ class Pipeline:
             name = "bc"
             return name, self.train(name, vlajepa("train", "--method", "bc", "--robot", str(robot),
                                                   "--out", str(self.work / name), *self.train_args(steps)))
+        paired = ["--mix", "1:1", "--batches-per-step", "2"]  # one robot + one video batch per step
+        if method == "lapa":
+            pretrain_steps = round(steps * self.args.pretrain_fraction)  # as vla-jepa-finetune's pretraining
+            lam = self.latent_action_model(robot, video)
+            self.train("lapa-latent", vlajepa("pretrain", "--method", "lapa-latent", "--lam", str(lam),
+                                              "--video", str(video), "--robot", str(robot),
+                                              "--out", str(self.work / "lapa-latent"), *paired,
+                                              *self.train_args(pretrain_steps)))
+            init = self.work / "lapa-latent" / "checkpoints" / "last"
+            return "lapa", self.train("lapa", vlajepa("train", "--method", "lapa", "--init-from", str(init),
+                                                      "--robot", str(robot), "--out", str(self.work / "lapa"),
+                                                      *self.train_args(steps)))
         if method == "vla-jepa-no-video":
             name = f"no-video-{target}"
             return name, self.train(name, vlajepa("train", "--robot", str(robot), "--out", str(self.work / name),
                                                   *target_args, *self.train_args(steps)))
-        paired = ["--mix", "1:1", "--batches-per-step", "2"]  # one robot + one video batch per step
         if method == "vla-jepa-cotrain":
             name = f"cotrain-{target}"
             return name, self.train(name, vlajepa("train", "--robot", str(robot), "--video", str(video),
@@ -309,6 +328,19 @@ class Pipeline:
         return name, self.train(name, vlajepa("train", "--init-from", str(init), "--robot", str(robot),
                                               "--out", str(self.work / name), *target_args,
                                               *self.train_args(steps)))
+
+    def latent_action_model(self, robot: Path, video: Path) -> Path:
+        """LAPA's latent action model, trained once on the video set and the robot data's frame pairs."""
+        out = self.work / "lam"
+        self.stage(
+            "train-lam",
+            vlajepa(
+                "train-lam", "--robot", str(robot), "--video", str(video), "--out", str(out),
+                "--config", self.args.config, "--steps", str(self.args.lam_steps or self.args.encoder_steps),
+                "--threads", str(self.args.threads), "--no-progress",
+            ),
+        )
+        return out
 
     # ------------------------------------------------------------------ evaluation
 
@@ -330,6 +362,8 @@ class Pipeline:
 def run_stages(run: str) -> list[str]:
     """Stage names whose wall times make up one run (its training stages and its evaluation)."""
     pre = [f"train-pretrain-{run.split('-', 1)[1]}"] if run.startswith("finetune-") else []
+    if run == "lapa":
+        pre = ["train-lam", "train-lapa-latent"]
     return [*pre, f"train-{run}", f"eval-{run}"]
 
 
@@ -456,6 +490,8 @@ def main() -> None:
     parser.add_argument("--pretrain-fraction", type=float, default=0.5,
                         help="finetune: pretraining steps as a share of --steps")
     parser.add_argument("--encoder-steps", type=int, default=1000, help="pretrain-encoder steps (frozen target)")
+    parser.add_argument("--lam-steps", type=int, default=None,
+                        help="lapa: steps of `vlajepa train-lam` (default: --encoder-steps)")
     parser.add_argument("--encoder", default=None,
                         help="frozen target: reuse this encoder.safetensors (e.g. an earlier run's) instead of "
                         "running pretrain-encoder")
@@ -484,11 +520,11 @@ def main() -> None:
     pipeline = Pipeline(args)
     robot = pipeline.collect("robot", args.demos)
     # The frozen target encoder is pretrained on the video set, so even vla-jepa-no-video needs it for that.
-    needs_encoder = any(m != "bc" for m in methods) and "frozen" in targets
+    needs_encoder = any(m not in NO_TARGET for m in methods) and "frozen" in targets
     needs_video = needs_encoder or any(m not in ("bc", "vla-jepa-no-video") for m in methods)
     video = pipeline.collect("video", args.videos) if needs_video else None
     encoder = pipeline.encoder(video) if needs_encoder else None
-    jobs = [(method, target) for method in methods for target in (["none"] if method == "bc" else targets)]
+    jobs = [(method, target) for method in methods for target in (["none"] if method in NO_TARGET else targets)]
 
     def train_and_evaluate(job: tuple[str, str]) -> tuple[str, str, Path]:
         method, target = job

@@ -62,6 +62,29 @@ def test_no_video_ablation_trains_on_bcs_robot_batches_with_the_world_model(tmp_
     assert "--video" in cotrain and "--batches-per-step" in cotrain
 
 
+def test_lapa_gets_the_budget_and_data_of_vla_jepa_finetune(tmp_path, monkeypatch) -> None:
+    args = run_mt10.argparse.Namespace(work=str(tmp_path), threads=1, config="default", batch_size=None, set=[],
+                                       steps=10, pretrain_fraction=0.5, lam_steps=7, encoder_steps=99)  # fmt: skip
+    pipeline = run_mt10.Pipeline(args)
+    commands, stages = {}, {}
+    monkeypatch.setattr(pipeline, "train", lambda name, command: commands.setdefault(name, command))
+    monkeypatch.setattr(pipeline, "stage", lambda name, command: stages.setdefault(name, command))
+    robot, video = Path("robot"), Path("video")
+    assert pipeline.method("lapa", "none", robot, video, None)[0] == "lapa"
+    pipeline.method("vla-jepa-finetune", "ema", robot, video, None)
+    lam = stages["train-lam"]
+    assert lam[lam.index("--steps") + 1] == "7" and "--video" in lam and "--robot" in lam
+    latent, pre = commands["lapa-latent"], commands["pretrain-ema"]
+    fine, finetune = commands["lapa"], commands["finetune-ema"]
+    assert latent[latent.index("--lam") + 1] == str(tmp_path / "lam")
+    for key in ("--steps", "--mix", "--batches-per-step", "--video", "--robot"):
+        assert latent[latent.index(key) + 1] == pre[pre.index(key) + 1], key
+    for key in ("--steps", "--robot"):
+        assert fine[fine.index(key) + 1] == finetune[finetune.index(key) + 1], key
+    assert fine[fine.index("--init-from") + 1] == str(tmp_path / "lapa-latent" / "checkpoints" / "last")
+    assert run_mt10.run_stages("lapa") == ["train-lam", "train-lapa-latent", "train-lapa", "eval-lapa"]
+
+
 def test_finished_stages_are_reused_across_thread_and_worker_counts_but_not_other_options(tmp_path) -> None:
     args = run_mt10.argparse.Namespace(work=str(tmp_path), threads=2)
     marker = tmp_path / "stages" / "eval-bc.json"
