@@ -232,6 +232,13 @@ class MetaWorldEnv(gym.Env):
         """The last observed image."""
         return self._last_image
 
+    def render_view(self, view: CameraView) -> np.ndarray:
+        """The current scene seen from ``view`` (e.g. ``env.view.moved(change)``), ``uint8 (S, S, 3)``, without
+        observation noise: for probes that re-render one state from another camera; observations are unaffected."""
+        if self._raw_obs is None:
+            raise RuntimeError("call reset() before render_view()")
+        return self._renderer.render(self._mw.data, view)
+
     def close(self) -> None:
         if self._closed:
             return
