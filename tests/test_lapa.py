@@ -165,6 +165,15 @@ def test_latent_stage_trains_the_student_and_code_head_only(lam_dir):
         action(random_batch(action.config, robot=False))
 
 
+def test_the_student_is_vla_jepas_at_the_same_sizes(lam_dir):
+    from vlajepa.policies.sizes import parameter_counts
+
+    lapa, vla_jepa = parameter_counts(latent_config(lam_dir)), parameter_counts(tiny_config())
+    for part in ("student.vision", "student.language", "student.rest", "action_head"):
+        assert lapa[part] == vla_jepa[part], part
+    assert "predictor" not in lapa and lapa["code_head"] > 0
+
+
 def test_config_errors_name_the_field(lam_dir):
     with pytest.raises(ConfigError, match="clip_length=3"):
         latent_config(lam_dir, clip_length=3)

@@ -4,22 +4,26 @@ and no weights file is read."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable
 
 import torch
 from torch import nn
 
 from vlajepa.config import PolicyConfig
-from vlajepa.policies.base import make_policy
+from vlajepa.policies.base import make_policy, policy_class
 
-# Parts reported for a VLA-JEPA policy: (label, dotted module path); the first path that exists is counted.
+# Parts reported (VLA-JEPA's, and LAPA's code head): (label, dotted module paths); the first path that exists counts.
 _PARTS = (
     ("student.vision", ("student.vlm.model.visual", "student.vision")),
     ("student.language", ("student.vlm.model.language_model", "student.language")),
     ("target", ("target",)),
     ("predictor", ("predictor",)),
     ("action_head", ("action_head",)),
+    ("code_head", ("code_head",)),
 )
+# Constructor switches that skip reading weight files, passed to the policy classes that have them.
+_NO_WEIGHT_FILES = {"load_target_weights": False, "load_backbone_weights": False, "load_lam": False}
 
 
 def _numel(parameters: Iterable[nn.Parameter]) -> int:
@@ -29,8 +33,10 @@ def _numel(parameters: Iterable[nn.Parameter]) -> int:
 def build_without_weights(config: PolicyConfig) -> tuple[nn.Module, str]:
     """The policy built on the meta device, and ``"meta"``; where a part must read a file to exist at all (the
     frozen MiniLM instruction encoder of the native student is loaded by ``from_pretrained``), built on the CPU
-    instead (such configs are small), and ``"cpu"``. Frozen targets' and VLMs' weight files are never read."""
-    kwargs = {"load_target_weights": False, "load_backbone_weights": False}
+    instead (such configs are small), and ``"cpu"``. Frozen targets', VLMs' and latent action models' weight files
+    are never read."""
+    accepted = inspect.signature(policy_class(config.type).__init__).parameters
+    kwargs = {key: value for key, value in _NO_WEIGHT_FILES.items() if key in accepted}
     try:
         with torch.device("meta"):
             return make_policy(config, **kwargs), "meta"
