@@ -3,8 +3,9 @@ and/or action-free video.
 
 Pairs come from the same window datasets as policy training (:mod:`vlajepa.data.windows`) with a clip of two
 frames, ``t`` and ``t + horizon``, of the model's camera; pairs whose later frame lies past the episode end are
-left out of the loss. Every ``replace_every`` steps during the first ``replace_until`` share of training, codebook
-entries that fell out of use are moved onto the latest encoder outputs (:meth:`vlajepa.nn.nsvq.NSVQ
+left out of the loss. After the first step (a data-dependent start: the random codebook lies far from the first
+latents) and every ``replace_every`` steps during the first ``replace_until`` share of training, codebook entries
+that fell out of use are moved onto the latest encoder outputs (:meth:`vlajepa.nn.nsvq.NSVQ
 .replace_dead_codes`). ``metrics.jsonl`` logs, per window of ``log_every`` steps: the reconstruction error
 ``loss``, the copy-``o_t`` baseline's ``copy_loss`` (the reconstruction must fall below it for the codes to carry
 the change), their ratio, the codebook's perplexity over the window's codes and the number of dead codes.
@@ -125,7 +126,7 @@ def train_lam(
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf)
             optimizer.step()
             scheduler.step()
-            if step % cfg.replace_every == 0 and step <= replace_until:
+            if step <= replace_until and (step == 1 or step % cfg.replace_every == 0):
                 replaced += model.quantizer.replace_dead_codes(cfg.dead_threshold)
             window["loss"].append(result.loss.item())
             window["copy_loss"].append(result.copy_loss.item())

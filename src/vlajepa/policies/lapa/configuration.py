@@ -92,7 +92,7 @@ class LAMTrainConfig(JsonConfig):
     warmup_steps: int = 50
     weight_decay: float = 0.01
     grad_clip: float = 1.0
-    replace_every: int = 50  # steps between dead-code replacements (LAPA: 100, then 500)
+    replace_every: int = 50  # steps between dead-code replacements, and one after step 1 (LAPA: 100, then 500)
     replace_until: float = 0.5  # replace dead codes during this share of the steps only, so the last ones settle
     dead_threshold: float = 0.01  # a code chosen by less than this share of the vectors since the last check is dead
     seed: int = 0
