@@ -48,7 +48,7 @@ from vlajepa.io_utils import write_report_files
 from vlajepa.policies import load_policy
 from vlajepa.policies.lapa import LatentActionModel
 
-STRENGTHS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
+STRENGTHS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
 
 
 # ---------------------------------------------------------------------------- (a) action content
