@@ -431,8 +431,10 @@ def write_results(args: argparse.Namespace, evals: list[tuple[str, str, Path]], 
     command = "python benchmarks/run_mt10.py " + shlex.join(sys.argv[1:])
     stages = pipeline.stages
     summary = summarize(rows, runs, {s["stage"]: s["wall_time_s"] for s in stages})
+    lam = latent_action_model_figures(pipeline.work) if any(m == "lapa" for m, _, _ in evals) else None
+    extra = {"latent_action_model": lam} if lam else {}
     report = build_report(rows, wall_time_s, command=command, stages=stages, summary=summary,
-                          setup={k: v for k, v in vars(args).items() if k != "set"} | {"set": args.set})
+                          setup={k: v for k, v in vars(args).items() if k != "set"} | {"set": args.set}, **extra)
     prefix = Path(args.results)
     per_task = build_report(display, wall_time_s, command=command)
     table = markdown_table(per_task, title="MT10 benchmark: per task and setting")
@@ -440,7 +442,7 @@ def write_results(args: argparse.Namespace, evals: list[tuple[str, str, Path]], 
              "Success % [95 % Wilson interval] (successes/episodes); the perturbed column pools the seven "
              "perturbations (equal episodes each, so it is also their average). Wall time of a run = its training "
              "stages + its evaluation (the shared data collection and frozen-encoder pretraining are listed below).",
-             "", summary_table(summary), "", table, "",
+             "", summary_table(summary), "", *lam_lines(lam), table, "",
              f"Total wall time: {wall_time_s:.0f} s (stages skipped because "
              "an earlier run finished them count 0 here; their own times are below).", "",
              "| stage | wall time (s) | skipped |", "|---|---|---|"]
@@ -448,6 +450,26 @@ def write_results(args: argparse.Namespace, evals: list[tuple[str, str, Path]], 
     write_report_files(prefix, report, "\n".join(lines) + "\n")
     plot_settings(display, with_extension(prefix, ".png"))
     print(table)
+
+
+def latent_action_model_figures(work: Path) -> dict[str, Any] | None:
+    """The last line of LAPA's latent action model's metrics.jsonl (reconstruction error and its copy-o_t baseline,
+    codebook perplexity, dead codes), or None when it was not trained in ``work``."""
+    path = work / "lam" / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    return json.loads(lines[-1]) if lines else None
+
+
+def lam_lines(figures: dict[str, Any] | None) -> list[str]:
+    """Markdown lines of :func:`latent_action_model_figures` (none without figures)."""
+    if not figures:
+        return []
+    return [f"LAPA's latent action model after {figures['step']} steps (last logging window): reconstruction "
+            f"error {figures['loss']:.5f} against {figures['copy_loss']:.5f} for copying o_t "
+            f"({figures['loss_over_copy']:.3f}x), codebook perplexity {figures['perplexity']:.2f}, "
+            f"{figures['dead_codes']} dead codes.", ""]
 
 
 def plot_settings(display_rows: list[dict[str, Any]], path: Path) -> None:
