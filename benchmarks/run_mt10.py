@@ -12,7 +12,8 @@ Methods (``--methods``) and target encoders (``--targets``):
   --method lapa-latent``: the student predicts the latent action model's codes) on video + robot with the same
   steps and batches as ``vla-jepa-finetune``'s pretraining, then action fine-tuning (``vlajepa train --method lapa
   --init-from``) with the same steps and data as its fine-tuning. It has no target encoder (rows carry ``target:
-  "none"``);
+  "none"``), and its config is built from the same ``--config`` preset (its student, language encoder and action
+  head), so a ``--set model.FIELD`` must name a field LAPA has too (not e.g. ``model.wm_weight``);
 - ``vla-jepa-no-video`` (ablation): the world-model loss on the robot batches only, no video. It sees exactly
   BC's robot windows, so against BC it isolates the auxiliary world-model loss, and against co-training the video
   batches (a frozen target encoder is still the one pretrained on the video set);
