@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "pretrain": "pretrain",
     "pretrain-encoder": "pretrain_encoder",
     "train": "train",
+    "train-planner": "train_planner",
     "eval": "evaluate",
     "perturb-grid": "perturb_grid",
     "info": "info",

@@ -18,6 +18,7 @@ FUTURE_IMAGES = "future.images"  # prefix: one key per camera, e.g. "future.imag
 FUTURE_IS_PAD = "future_is_pad"  # bool (T,): clip frames past the episode end (left out of the loss)
 FUTURE_LATENTS = "future.latents"  # optional: frozen-target latents of the clip, precomputed (latent cache)
 FUTURE_FRAME_IDS = "future.frame_ids"  # int64 (T,): rows of the clip's frames in a latent cache
+FUTURE_VALUE = "future.value"  # float (T,): planner score targets of the clip's frames (discounted success)
 
 
 def future_image_key(camera: str) -> str:

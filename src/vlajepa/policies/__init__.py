@@ -1,10 +1,8 @@
 """Policies as registered siblings: each is a :class:`PreTrainedPolicy` with a :class:`~vlajepa.config.PolicyConfig`
 whose ``type`` names it. Importing this package registers the built-in ones.
 
-- ``vla_jepa`` (:mod:`vlajepa.policies.vla_jepa`): VLA-JEPA, and BC as VLA-JEPA without the world model.
-
-Planned siblings (their own subpackages, registered the same way): ``lapa`` (the LAPA baseline) and ``planning``
-(world-model action selection, a policy wrapping a base policy).
+- ``vla_jepa`` (:mod:`vlajepa.policies.vla_jepa`): VLA-JEPA, and BC as VLA-JEPA without the world model;
+- ``planner`` (:mod:`vlajepa.policies.planning`): world-model action selection around a base policy.
 """
 
 from vlajepa.policies.base import (
@@ -15,10 +13,14 @@ from vlajepa.policies.base import (
     policy_class,
     registered_policies,
 )
-from vlajepa.policies.protocol import Policy, seed_policy
+from vlajepa.policies.planning import PlannerConfig, PlannerPolicy
+from vlajepa.policies.protocol import Plan, Policy, seed_policy
 from vlajepa.policies.vla_jepa import VLAJEPAConfig, VLAJEPAPolicy
 
 __all__ = [
+    "Plan",
+    "PlannerConfig",
+    "PlannerPolicy",
     "Policy",
     "PreTrainedPolicy",
     "VLAJEPAConfig",

@@ -8,6 +8,7 @@ A policy sees one observation at a time — a dict with LeRobot keys (``observat
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -23,6 +24,20 @@ class Policy(Protocol):
 
     def predict_action_chunk(self, observation: dict[str, Any]) -> np.ndarray:
         """Return an action chunk of shape ``[H, D]`` for one (unbatched) observation."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One planning step's candidates and choice (what a planner's ``plan(observation)`` returns).
+
+    ``candidates``: ``(N, n_action_steps, A)`` float32 un-normalized chunks (the executed part); ``scores``:
+    ``(N,)`` the planner's learned scores (None for a proposer without a score); ``best``: the index the planner
+    executes.
+    """
+
+    candidates: np.ndarray
+    scores: np.ndarray | None
+    best: int
 
 
 def seed_policy(policy: Policy, seed: int) -> None:
