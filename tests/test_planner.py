@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -154,35 +155,61 @@ def test_bad_planner_configs_name_the_field(base_checkpoint, tmp_path):
         tiny_planner_config(base_checkpoint, candidates=4)
 
 
-def test_train_save_load_diagnose_and_serve(base_checkpoint, tmp_path):
-    from vlajepa.serve import RemotePolicy, ServerThread, load_served_policy
-
+@pytest.fixture(scope="module")
+def trained_planner(base_checkpoint, tmp_path_factory) -> Path:
+    tmp_path = tmp_path_factory.mktemp("planner")
     data = write_robot_dataset(tmp_path / "robot", lengths=(12, 9, 15, 10, 11, 13, 9, 12, 10, 14))
     train_config = PlannerTrainConfig(
         robot=(str(data),), optim=TrainConfig(steps=6, batch_size=8, warmup_steps=1, log_every=2), holdout_every=5
     )
-    out = tmp_path / "planner"
-    result = train_planner(tiny_planner_config(base_checkpoint), train_config, out, progress=False)
-    assert np.isfinite(result.final_logs["loss"]) and (out / "metrics.jsonl").is_file()
-    saved = set(load_file(out / "model.safetensors"))
+    with single_thread():
+        result = train_planner(tiny_planner_config(base_checkpoint), train_config, tmp_path / "out", progress=False)
+    assert np.isfinite(result.final_logs["loss"])
+    return result.checkpoint
+
+
+def test_trained_planner_saves_references_loads_and_diagnoses(trained_planner):
+    assert (trained_planner / "metrics.jsonl").is_file() and (trained_planner / "planner_training.json").is_file()
+    saved = set(load_file(trained_planner / "model.safetensors"))
     assert saved and not any(k.startswith(("base.", "world_model.encoder.")) for k in saved)  # references only
 
-    policy = load_policy(out)
+    policy = load_policy(trained_planner)
     assert isinstance(policy, PlannerPolicy) and policy.config.num_candidates == 6
     assert float(policy.world_model.latent_std.mean()) != 1.0  # the training data's statistics came along
     plan = policy.plan(observation(0))
     assert plan.candidates.shape == (6, 4, 4) and plan.scores.shape == (6,) and plan.best == int(plan.scores.argmax())
+    assert load_policy(trained_planner, num_candidates=3).plan(observation(0)).candidates.shape == (3, 4, 4)
 
-    report = diagnose_planner(out, windows=8, pairs=4, progress=False)
+    report = diagnose_planner(trained_planner, windows=8, pairs=4, progress=False)
     assert report["held_out_episodes"] == 2
     assert {row["horizon_steps"] for row in report["world_model"]["horizons"]} == {1, 2}
 
-    loaded = load_served_policy(out)
+
+def test_a_served_planner_round_trips_like_in_process(trained_planner):
+    from vlajepa.serve import RemotePolicy, ServerThread, load_served_policy
+
+    policy = load_policy(trained_planner)
     policy.reseed(5)
-    expected = policy.predict_action_chunk(observation(1))
+    expected = [policy.predict_action_chunk(observation(i)) for i in range(2)]
+    loaded = load_served_policy(trained_planner)
     with ServerThread(loaded.policy, loaded.spec) as server, RemotePolicy(server.url) as remote:
         remote.reseed(5)
-        np.testing.assert_array_equal(remote.predict_action_chunk(observation(1)), expected)
+        for i, want in enumerate(expected):
+            np.testing.assert_array_equal(remote.predict_action_chunk(observation(i)), want)
+
+
+def test_eval_cli_runs_a_planner(trained_planner, tmp_path, capsys):
+    from vlajepa.cli import main
+
+    out = tmp_path / "res"
+    args = ["eval", "--planner", str(trained_planner), "--candidates", "3", "--tasks", "reach", "--episodes", "1"]
+    args += ["--max-steps", "8", "--workers", "1", "--videos", "0", "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert report["rows"][0]["method"] == "planner" and report["rows"][0]["episodes"] == 1
+    assert report["policy"]["num_candidates"] == 3
+    assert main(["eval", "--policy", "expert", "--candidates", "3"]) == 2
+    assert "apply to --planner only" in capsys.readouterr().err
 
 
 def test_rollout_data_without_success_is_refused(base_checkpoint, tmp_path):
