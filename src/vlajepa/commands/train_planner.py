@@ -55,8 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the base policy's own episodes (vlajepa collect rollouts; repeat for several)",
     )
     parser.add_argument("--out", required=True, help="planner checkpoint folder")
-    parser.add_argument("--steps", type=int, default=None, help="optimizer steps (default 3000)")
-    parser.add_argument("--batch-size", type=int, default=None, help="windows per step (default 64)")
+    parser.add_argument("--steps", type=int, default=None, help="optimizer steps (default 2000)")
+    parser.add_argument("--batch-size", type=int, default=None, help="windows per step (default 32)")
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default 5e-4)")
     parser.add_argument("--seed", type=int, default=None, help="initialization and data-order seed (default 0)")
     parser.add_argument("--candidates", type=int, default=None, help="candidates per planning step (default 16)")
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from vlajepa.commands.train import apply_overrides
     from vlajepa.policies.planning import PlannerConfig
     from vlajepa.train.config import TrainConfig
-    from vlajepa.train.planner import PlannerTrainConfig, planner_config_for, train_planner
+    from vlajepa.train.planner import DEFAULT_OPTIM, PlannerTrainConfig, planner_config_for, train_planner
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     planner = planner_config_for(args.policy).to_dict()
     if args.candidates is not None:
         planner["num_candidates"] = args.candidates
-    optim = PlannerTrainConfig().optim.to_dict()
+    optim = DEFAULT_OPTIM.to_dict()
     for name, value in (("steps", args.steps), ("batch_size", args.batch_size), ("lr", args.lr), ("seed", args.seed)):
         if value is not None:
             optim[name] = value

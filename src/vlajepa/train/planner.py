@@ -24,7 +24,7 @@ import json
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ from vlajepa.train.trainer import seed_everything
 
 SUCCESS = "next.success"  # per-frame success flag of rollouts (and of newer expert data)
 TRAINING_FILE = "planner_training.json"  # beside the planner checkpoint: data, held-out episodes, timings
+DEFAULT_OPTIM = TrainConfig(steps=2000, batch_size=32, lr=5e-4)  # small models on cached latents: many cheap steps
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class PlannerTrainConfig(JsonConfig):
 
     robot: tuple[str, ...] = ()  # expert LeRobot datasets
     rollouts: tuple[str, ...] = ()  # LeRobot datasets of the base policy's own episodes (with next.success)
-    optim: TrainConfig = field(default_factory=lambda: TrainConfig(steps=3000, batch_size=64, lr=5e-4))
+    optim: TrainConfig = DEFAULT_OPTIM
     paraphrase_rate: float = 0.5  # share of windows whose instruction becomes a training paraphrase of its task
     holdout_every: int = 10  # every n-th episode of each dataset is held out (0: none)
     cache_dir: str | None = None  # latent cache folder (None: <out>/latent_cache)
@@ -115,7 +116,11 @@ def load_latent_episodes(
     """
     windows = RobotWindows(root, policy.config, normalizer=policy.normalizer, future_images=False)
     cache = build_latent_cache(
-        policy.world_model.encoder, windows, name="planner", directory=cache_dir, progress=progress
+        policy.world_model.encoder,
+        windows,
+        name="robot" if demonstrations else "rollouts",  # a folder prefix; the key says what the latents are
+        directory=cache_dir,
+        progress=progress,
     )
     views, pool = len(policy.config.cameras), policy.config.world_model.latent_pool
     pooled = np.empty((len(cache), policy.world_model.tokens_per_frame, policy.world_model.latent_dim), np.float32)

@@ -27,10 +27,10 @@ class WorldModelConfig:
     encoder_seed: int = 0  # vit encoders only: the seed of their (frozen, random) weights
     latent_pool: int = 2  # average-pool the encoder's token grid by this factor (6x6 -> 3x3 at 96 px, stride 16)
     predictor: PredictorConfig = field(
-        default_factory=lambda: PredictorConfig(dim=128, depth=3, heads=4, residual=True, rollout_steps=2)
+        default_factory=lambda: PredictorConfig(dim=128, depth=2, heads=4, mlp_ratio=2.0, residual=True, rollout_steps=2)
     )
     language: LanguageConfig = field(default_factory=LanguageConfig)  # frozen MiniLM; its mean token is one token
-    max_steps: int = 3  # longest imagined horizon in world-model steps (training clips hold max_steps + 1 frames)
+    max_steps: int = 2  # longest imagined horizon in world-model steps (training clips hold max_steps + 1 frames)
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class ScoreConfig:
     Trained as a Monte-Carlo value: ``discount ** (steps until success)`` for frames of successful episodes, 0 for
     frames of failed rollouts and for frames paired with another task's instruction."""
 
-    dim: int = 128  # token width
+    dim: int = 96  # token width
     depth: int = 2  # transformer blocks over [instruction token, latent tokens]
     heads: int = 4  # attention heads; must divide dim
     discount: float = 0.97  # per environment step
