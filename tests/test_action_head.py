@@ -181,9 +181,6 @@ def test_a_saved_policy_of_each_layout_loads_and_acts_the_same(layout, tmp_path)
     assert torch.equal(loaded.predict_action(batch, noise=noise), model.predict_action(batch, noise=noise))
 
 
-@pytest.mark.xfail(
-    strict=True, reason="needs the config migration entry for action_head.layout (added by the lead on merge)"
-)
 def test_a_config_saved_before_the_layout_existed_loads_as_self_cross(tmp_path):
     VLAJEPAPolicy(tiny_config()).save_pretrained(tmp_path)
     data = json.loads((tmp_path / CONFIG_FILE).read_text())
