@@ -5,6 +5,11 @@ OBS_STATE = "observation.state"
 OBS_ENV_STATE = "observation.environment_state"  # simulator scene state: a training label, never a policy input
 ACTION = "action"
 TASK = "task"
+# What a frame's action led to (LeRobot's ``next.*`` naming) and the task progress of the frame's own observation.
+REWARD = "next.reward"  # float32: the environment's reward for the frame's action
+SUCCESS = "next.success"  # bool: the task is solved after the frame's action
+DONE = "next.done"  # bool: the frame's action ended the episode (its last frame)
+PROGRESS = "progress"  # float32 in [0, 1]: task progress of the frame's observation (envs.metaworld_env)
 PAD_SUFFIX = "_is_pad"
 
 

@@ -104,6 +104,18 @@ def parse_settings(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(settings))
 
 
+def rendering_for(policy: PolicySource, camera: str | None, image_size: int | None) -> tuple[str | None, int]:
+    """The camera and resolution to render for ``policy``: the ones given, else a checkpoint's training camera and
+    resolution (a trained policy reads those), else the environment's default camera at 96 px."""
+    if policy.kind == "checkpoint":
+        from vlajepa.policies import load_policy_config
+
+        trained = load_policy_config(policy.kwargs["path"])
+        camera = trained.cameras[0] if camera is None else camera
+        image_size = trained.image_size if image_size is None else image_size
+    return camera, 96 if image_size is None else image_size
+
+
 def default_video_dir(out: str | Path) -> Path:
     """Videos of a run whose results prefix is ``out``: ``videos/<name>`` in the folder of the results, so every
     output of one evaluation lands under the folder the user chose."""
@@ -241,15 +253,7 @@ def run(args: argparse.Namespace) -> int:
             {**policy.kwargs, **{k: v for k, v in planner_options.items() if v is not None}},
             args.name or "planner",
         )
-    camera, image_size = args.camera, args.image_size
-    if policy.kind == "checkpoint":
-        from vlajepa.policies import load_policy_config
-
-        # A trained policy reads the camera it was trained on, at its training resolution; render those.
-        trained = load_policy_config(policy.kwargs["path"])
-        camera = trained.cameras[0] if camera is None else camera
-        image_size = trained.image_size if image_size is None else image_size
-    image_size = 96 if image_size is None else image_size
+    camera, image_size = rendering_for(policy, args.camera, args.image_size)
     config = EvalConfig(
         tasks=parse_tasks(args.tasks),
         settings=parse_settings(args.settings),

@@ -28,16 +28,32 @@ class Policy(Protocol):
 
 @dataclass(frozen=True)
 class Plan:
-    """One planning step's candidates and choice (what a planner's ``plan(observation)`` returns).
+    """One planning step's proposals and choice, as a planner returns them from ``plan(observation)``.
 
-    ``candidates``: ``(N, n_action_steps, A)`` float32 un-normalized chunks (the executed part); ``scores``:
-    ``(N,)`` the planner's learned scores (None for a proposer without a score); ``best``: the index the planner
-    executes.
+    ``candidates``: ``(N, n_action_steps, A)`` float32 action chunks, un-normalized (in the environment's action
+    space), the part of each proposal that would be executed before replanning. ``scores``: ``(N,)`` the planner's
+    learned score of each candidate (higher is better), or None when the proposer does not score. ``best``: the
+    index of the candidate the planner executes. A benchmark can re-rank the same candidates by other means (e.g.
+    executing each in the simulator) and compare its choice with ``best``.
     """
 
     candidates: np.ndarray
     scores: np.ndarray | None
     best: int
+
+    def __post_init__(self) -> None:
+        candidates = np.asarray(self.candidates)
+        if candidates.ndim != 3 or len(candidates) == 0:
+            raise ValueError(f"Plan.candidates must be (N, n_action_steps, A) with N >= 1, got {candidates.shape}")
+        if self.scores is not None and np.shape(self.scores) != (len(candidates),):
+            raise ValueError(f"Plan.scores must have shape ({len(candidates)},), got {np.shape(self.scores)}")
+        if not 0 <= int(self.best) < len(candidates):
+            raise ValueError(f"Plan.best={self.best} is not a candidate index in [0, {len(candidates)})")
+
+    @property
+    def chunk(self) -> np.ndarray:
+        """The chosen candidate's actions, ``(n_action_steps, A)``."""
+        return self.candidates[self.best]
 
 
 def seed_policy(policy: Policy, seed: int) -> None:

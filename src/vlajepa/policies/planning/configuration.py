@@ -27,7 +27,9 @@ class WorldModelConfig:
     encoder_seed: int = 0  # vit encoders only: the seed of their (frozen, random) weights
     latent_pool: int = 2  # average-pool the encoder's token grid by this factor (6x6 -> 3x3 at 96 px, stride 16)
     predictor: PredictorConfig = field(
-        default_factory=lambda: PredictorConfig(dim=128, depth=2, heads=4, mlp_ratio=2.0, residual=True, rollout_steps=2)
+        default_factory=lambda: PredictorConfig(
+            dim=128, depth=2, heads=4, mlp_ratio=2.0, residual=True, rollout_steps=2
+        )
     )
     language: LanguageConfig = field(default_factory=LanguageConfig)  # frozen MiniLM; its mean token is one token
     max_steps: int = 2  # longest imagined horizon in world-model steps (training clips hold max_steps + 1 frames)
