@@ -29,7 +29,6 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from einops import repeat
 
 from vlajepa.commands.evaluate import parse_policy, parse_settings, parse_tasks, rendering_for
 from vlajepa.eval.policies import PolicySource
@@ -76,15 +75,9 @@ class FlowSampleProposer:
     def plan(self, observation: dict[str, Any]) -> Plan:
         policy = self.policy
         batch = policy.processor.preprocess([observation], policy.device)
-        out = policy.encode(batch)
-        head = policy.action_head
-        noise = policy.noise_scale * torch.randn(
-            self.candidates, head.chunk_size, head.action_dim, generator=self.generator
-        ).to(policy.device)
-        noise[0] = 0.0  # the deterministic chunk
-        context = repeat(out.embodied_tokens, "1 ... -> n ...", n=self.candidates)
-        state = None if out.state is None else repeat(out.state, "1 ... -> n ...", n=self.candidates)
-        chunks = head.sample(context, state, policy.num_inference_steps, noise=noise)
+        chunks = policy.sample_candidates(
+            batch, self.candidates, noise_scale=policy.noise_scale, include_deterministic=True, generator=self.generator
+        )[0]
         actions = policy.processor.postprocess(chunks[:, : self.n_action_steps])
         return Plan(candidates=actions, scores=None, best=0)
 
