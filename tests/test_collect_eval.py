@@ -9,7 +9,7 @@ import pytest
 import vlajepa.collect as collect_module
 from vlajepa.cli import main
 from vlajepa.collect import CollectConfig, collect_robot_dataset, collect_video_set
-from vlajepa.constants import ACTION, OBS_ENV_STATE, OBS_STATE
+from vlajepa.constants import ACTION, DONE, OBS_ENV_STATE, OBS_STATE, PROGRESS, REWARD, SUCCESS
 from vlajepa.data.lerobot import LeRobotDataset
 from vlajepa.data.videos import VideoSet
 from vlajepa.eval.policies import PolicySource
@@ -35,6 +35,10 @@ def test_collection_is_deterministic_and_reads_back(tmp_path):
         assert np.array_equal(a[key], b[key]), key
     dataset = LeRobotDataset(tmp_path / "a")
     assert dataset.meta.total_episodes == 4
+    # what each action led to: the episodes end at their first success, with progress reached
+    reached, done = dataset.column(SUCCESS).reshape(-1), dataset.column(DONE).reshape(-1)
+    assert np.array_equal(reached, done) and reached.sum() == 4
+    assert dataset.column(PROGRESS).max() <= 1.0 and dataset.column(REWARD).max() > 0.0
     assert np.abs(dataset.column(ACTION)).max() <= 1.0
     item = dataset[0]
     key = dataset.meta.video_keys[0]
@@ -98,7 +102,7 @@ def test_a_still_camera_films_the_same_episode_without_camera_motion(tmp_path, c
         dataclasses.replace(moving, domain_shift=False, still_camera=True)
     for option in (["--still-camera"], ["--arm", "visible"]):
         assert main(["collect", "robot", *option, "--out", str(tmp_path / "r")]) == 2
-        assert "--still-camera and --arm apply to domain-shifted video only" in capsys.readouterr().err
+        assert f"{option[0]} applies to domain-shifted video only" in capsys.readouterr().err
     with pytest.raises(ValueError, match="arm applies"):
         dataclasses.replace(moving, domain_shift=False, arm="visible")
     visible = dataclasses.replace(still, arm="visible")

@@ -22,7 +22,7 @@ class PointEnv:
     def reset(self, seed: int):
         self.position = np.random.default_rng(seed).uniform(-1.0, 1.0, size=4)
         self.goal = np.zeros(4)
-        return self._obs(), {}
+        return self._obs(), {"progress": self._progress()}
 
     def expert_action(self) -> np.ndarray:
         return np.clip(0.5 * (self.goal - self.position), -1.0, 1.0)
@@ -30,7 +30,11 @@ class PointEnv:
     def step(self, action):
         self.position = self.position + 0.5 * np.asarray(action)
         success = bool(np.abs(self.goal - self.position).max() < 0.01)
-        return self._obs(), 0.0, False, False, {"success": success}
+        progress = self._progress()
+        return self._obs(), 10.0 * progress, False, False, {"success": success, "progress": progress}
+
+    def _progress(self) -> float:
+        return float(np.exp(-np.abs(self.goal - self.position).max()))
 
     def _obs(self):
         return {self.image_key: np.zeros(self.image_shape, np.uint8), OBS_STATE: self.position.astype(np.float32)}
@@ -52,6 +56,15 @@ def test_noise_free_collection_records_the_executed_expert_trajectory(point_env)
     episode = _episode(0.0)
     # without noise each recorded state is the previous one moved by the recorded action
     assert np.allclose(episode.state[1:], episode.state[:-1] + 0.5 * episode.action[:-1], atol=1e-6)
+
+
+def test_expert_episodes_record_what_each_action_led_to(point_env):
+    """``reward``/``reached`` belong to the frame's action, ``progress`` to the frame's own observation."""
+    episode = _episode(0.0)
+    assert len(episode.reward) == len(episode.reached) == len(episode.progress) == len(episode.action)
+    assert episode.reached[-1] and not episode.reached[:-1].any()  # kept episodes end at their first success
+    np.testing.assert_allclose(episode.reward[:-1], 10.0 * episode.progress[1:], rtol=1e-6)
+    assert episode.progress[0] == pytest.approx(np.exp(-np.abs(episode.state[0]).max()), rel=1e-5)
 
 
 def test_noisy_rollout_is_perturbed_but_labelled_with_the_expert_action(point_env):

@@ -325,3 +325,83 @@ def test_reach_expert_steers_the_fingertips_to_the_goal():
     moved = expert_observation("reach-v3", raw, np.array([0, 0, -0.045]))
     np.testing.assert_allclose(moved[-3:], raw[-3:] + [0, 0, 0.045])
     assert raw[-1] == 11  # the caller's array is left alone
+
+
+# -- simulator snapshots and task progress ---------------------------------------------------------------------
+def _steps(env: MetaWorldEnv, actions: np.ndarray) -> list[tuple]:
+    return [env.step(action) for action in actions]
+
+
+def _assert_same_steps(first: list[tuple], second: list[tuple]) -> None:
+    for (obs_a, reward_a, term_a, trunc_a, info_a), (obs_b, reward_b, term_b, trunc_b, info_b) in zip(
+        first, second, strict=True
+    ):
+        assert set(obs_a) == set(obs_b) and obs_a[TASK] == obs_b[TASK]
+        for key in set(obs_a) - {TASK}:
+            np.testing.assert_array_equal(obs_a[key], obs_b[key])
+        assert (reward_a, term_a, trunc_a) == (reward_b, term_b, trunc_b)  # bit for bit, not approximately
+        assert set(info_a) == set(info_b)
+        for key in info_a:
+            np.testing.assert_array_equal(info_a[key], info_b[key])
+
+
+@pytest.mark.parametrize(("task", "name"), [("push-v3", None), ("door-open-v3", "noise")])
+def test_sim_state_restore_replays_the_same_steps_bit_for_bit(task, name):
+    """Snapshot after k steps, step m actions, restore, step them again: identical observations, rewards and info,
+    even after a different action sequence ran in between; a restore works any number of times."""
+    perturbation = Perturbation(name, severity=2, seed=3) if name else None
+    rng = np.random.default_rng(1)
+    env = MetaWorldEnv(task, image_size=32, max_steps=40, perturbation=perturbation)
+    try:
+        env.reset(seed=SEED)
+        for _ in range(6):
+            env.step(env.expert_action(), render=False)
+        snapshot = env.get_sim_state()
+        actions = rng.uniform(-1, 1, size=(8, 4)).astype(np.float32)
+        reference = _steps(env, actions)
+        for _ in range(2):
+            env.set_sim_state(snapshot)
+            _steps(env, rng.uniform(-1, 1, size=(5, 4)).astype(np.float32))  # a different future, then undone
+            env.set_sim_state(snapshot)
+            _assert_same_steps(reference, _steps(env, actions))
+        # negative control: without the restore the same actions give a different rollout
+        with pytest.raises(AssertionError):
+            _assert_same_steps(reference, _steps(env, actions))
+    finally:
+        env.close()
+
+
+def test_sim_state_restores_the_step_count_and_stays_in_its_episode():
+    env = MetaWorldEnv("reach-v3", image_size=16, max_steps=5)
+    try:
+        env.reset(seed=SEED)
+        snapshot = env.get_sim_state()
+        for _ in range(5):
+            *_, truncated, _ = env.step(np.zeros(4, dtype=np.float32), render=False)
+        assert truncated
+        env.set_sim_state(snapshot)  # back to step 0: the whole step budget again
+        assert not any(env.step(np.zeros(4, dtype=np.float32), render=False)[3] for _ in range(4))
+        env.reset(seed=SEED)
+        with pytest.raises(ValueError, match="another episode"):
+            env.set_sim_state(snapshot)
+    finally:
+        env.close()
+
+
+def test_progress_is_the_normalized_dense_reward():
+    from vlajepa.envs.metaworld_env import MAX_REWARD
+
+    env = MetaWorldEnv("reach-v3", image_size=16)
+    try:
+        _, info = env.reset(seed=SEED)
+        assert 0.0 <= info["progress"] < 0.5
+        progress = [info["progress"]]
+        while True:
+            _, reward, terminated, truncated, info = env.step(env.expert_action(), render=False)
+            assert info["progress"] == np.clip(reward / MAX_REWARD, 0.0, 1.0)
+            progress.append(info["progress"])
+            if terminated or truncated:
+                break
+        assert info["success"] and progress[-1] > 0.9 > progress[0]  # the expert makes progress to the goal
+    finally:
+        env.close()

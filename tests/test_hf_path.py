@@ -190,10 +190,10 @@ def test_info_prints_the_paper_preset_counts(capsys):
     from vlajepa.cli import EXIT_ERROR
     from vlajepa.cli import main as cli
 
-    assert cli(["info", "--config", "paper", "--set", "model.action_head.depth=9"]) == 0
+    assert cli(["info", "--config", "paper", "--set", "model.action_head.layout=self_cross"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["config"].endswith("paper.yaml") and report["parameters"]["target"] == 303_885_312
-    assert report["millions"]["action_head"] == pytest.approx(137.0, abs=0.1)  # the override applied
+    assert report["millions"]["action_head"] == pytest.approx(241.7, abs=0.1)  # the override applied (159.8 without)
     assert cli(["info", "--config", "paper", "--set", "train.steps=3"]) == EXIT_ERROR  # only model fields
 
 

@@ -215,3 +215,22 @@ def test_scalar_and_boolean_features_without_video(tmp_path: Path) -> None:
     assert item["next.done"].dtype == torch.bool and item["next.done"].item() is True
     assert item["next.reward"].tolist() == [1.0, 1.0] and item["next.reward_is_pad"].tolist() == [False, True]
     assert dataset[3][OBS_STATE].dtype == torch.float32
+
+
+def test_episode_metadata_columns(tmp_path: Path) -> None:
+    """Extra per-episode columns (e.g. a rollout's success) land in the episode table; they must be scalars, the
+    same names for every episode, and never overwrite the table's own columns."""
+    root = tmp_path / "metadata"
+    features = {OBS_STATE: {"dtype": "float32", "shape": [2]}}
+    with LeRobotDatasetWriter(root, FPS, features) as writer:
+        for index, success in enumerate((True, False)):
+            writer.add_episode({OBS_STATE: np.ones((3, 2))}, task="t", metadata={"success": success, "seed": index})
+        with pytest.raises(ValueError, match="differs from the first episode"):
+            writer.add_episode({OBS_STATE: np.ones((3, 2))}, task="t", metadata={"success": True})
+        with pytest.raises(ValueError, match="overwrite"):
+            writer.add_episode({OBS_STATE: np.ones((3, 2))}, task="t", metadata={"length": 1, "seed": 0})
+        with pytest.raises(ValueError, match="scalar"):
+            writer.add_episode({OBS_STATE: np.ones((3, 2))}, task="t", metadata={"success": [1], "seed": 0})
+    episodes = LeRobotDatasetMetadata(root).episodes
+    assert episodes["success"] == [True, False] and episodes["seed"].tolist() == [0, 1]
+    assert len(LeRobotDataset(root)) == 6  # the refused episodes were not added

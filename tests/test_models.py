@@ -32,6 +32,17 @@ def build(seed: int = 0, **changes) -> VLAJEPAPolicy:
     return VLAJEPAPolicy(tiny_config(**changes))
 
 
+def with_layout(layout: str) -> dict:
+    """``build`` changes for an action head of ``layout`` (two blocks: one cross-, one self-attending when
+    alternating); ``self_cross`` keeps the tiny preset's head."""
+    if layout == "self_cross":
+        return {}
+    return {"action_head": dataclasses.replace(tiny_config().action_head, layout=layout, depth=2)}
+
+
+HEAD_LAYOUTS = pytest.mark.parametrize("layout", ["self_cross", "alternating"])
+
+
 def seeded_loss(model: VLAJEPAPolicy, batch: dict, seed: int = 1) -> tuple[torch.Tensor, dict]:
     torch.manual_seed(seed)  # same flow-matching noise and time for every call
     return model(batch)
@@ -151,8 +162,9 @@ def test_behaviour_cloning_has_no_world_model_and_rejects_video():
         model(random_batch(model.config, robot=False))
 
 
-def test_padded_action_steps_do_not_affect_the_loss():
-    model = build()
+@HEAD_LAYOUTS
+def test_padded_action_steps_do_not_affect_the_loss(layout):
+    model = build(**with_layout(layout))
     batch = random_batch(model.config)
     batch[ACTION_IS_PAD][0, 2:] = True
     batch[ACTION_IS_PAD][1, 3:] = True
@@ -166,8 +178,9 @@ def test_padded_action_steps_do_not_affect_the_loss():
     assert not torch.equal(loss_a, seeded_loss(model, changed)[0])
 
 
-def test_several_loss_samples_average_single_draw_losses_and_keep_the_padding_mask():
-    model = build()
+@HEAD_LAYOUTS
+def test_several_loss_samples_average_single_draw_losses_and_keep_the_padding_mask(layout):
+    model = build(**with_layout(layout))
     batch = random_batch(model.config)
     batch[ACTION_IS_PAD][0, 2:] = True
     tokens = model.encode(batch).embodied_tokens
@@ -225,8 +238,9 @@ def test_wm_weight_scales_the_world_model_term():
     assert torch.allclose(loss_3 - loss_1, torch.tensor(2.0 * logs["loss/wm"]), atol=1e-5)
 
 
-def test_a_few_optimizer_steps_reduce_the_loss_on_a_fixed_batch():
-    model = build()
+@HEAD_LAYOUTS
+def test_a_few_optimizer_steps_reduce_the_loss_on_a_fixed_batch(layout):
+    model = build(**with_layout(layout))
     batch = random_batch(model.config, batch_size=4)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
     with torch.no_grad():

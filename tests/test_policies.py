@@ -93,7 +93,7 @@ def test_a_new_policy_registers_by_its_config_type_and_loads_through_the_same_ca
 def test_saved_config_carries_type_and_version(tmp_path):
     VLAJEPAPolicy(tiny_config()).save_pretrained(tmp_path)
     saved = json.loads((tmp_path / CONFIG_FILE).read_text())
-    assert saved["type"] == "vla_jepa" and saved["config_version"] == CONFIG_VERSION == 4
+    assert saved["type"] == "vla_jepa" and saved["config_version"] == CONFIG_VERSION == 5
     assert load_policy_config(tmp_path) == tiny_config()
 
 

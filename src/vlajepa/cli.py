@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "pretrain-encoder": "pretrain_encoder",
     "train": "train",
     "train-lam": "train_lam",
+    "train-planner": "train_planner",
     "eval": "evaluate",
     "perturb-grid": "perturb_grid",
     "info": "info",

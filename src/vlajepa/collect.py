@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from vlajepa.constants import ACTION, OBS_ENV_STATE, OBS_STATE
+from vlajepa.constants import ACTION, DONE, OBS_ENV_STATE, OBS_STATE, PROGRESS, REWARD, SUCCESS
 from vlajepa.data.video_io import video_quality
 
 ATTEMPT_STRIDE = 100_000  # seeds of different tasks never overlap for fewer attempts than this
@@ -102,14 +102,19 @@ class Attempt:
 
 @dataclass
 class Episode:
-    """One recorded episode: ``images`` [T, H, W, 3] uint8, ``state`` [T, S], ``action`` [T, 4] float32, and
-    ``environment_state`` [T, 9] float32 when the collection records it."""
+    """One recorded episode: ``images`` [T, H, W, 3] uint8, ``state`` [T, S], ``action`` [T, 4] float32, what each
+    executed action led to (``reward`` float32 [T], ``reached`` bool [T]: success after the step), the task
+    ``progress`` of each frame's observation (float32 [T]), and ``environment_state`` [T, 9] float32 when the
+    collection records it."""
 
     attempt: Attempt
     success: bool
     images: np.ndarray
     state: np.ndarray
     action: np.ndarray
+    reward: np.ndarray
+    reached: np.ndarray
+    progress: np.ndarray
     instruction: str
     image_key: str
     fps: float
@@ -155,21 +160,24 @@ def run_attempt(attempt: Attempt) -> Episode:
     recorded one stays the expert's (the label of the state the noisy rollout reached).
     """
     env = _env_for(attempt)
-    obs, _ = env.reset(seed=attempt.seed)
+    obs, info = env.reset(seed=attempt.seed)
     noise_rng = np.random.default_rng([attempt.seed, 1])
-    images, states, actions, scene = [], [], [], []
+    images, states, actions, scene, rewards, reached, progress = [], [], [], [], [], [], []
     success = False
     for _ in range(env.max_steps):
         action = env.expert_action()
         images.append(obs[env.image_key])
         states.append(obs[OBS_STATE])
+        progress.append(info["progress"])
         if attempt.config.environment_state:
             scene.append(env.environment_state())
         actions.append(action)
         if attempt.config.action_noise > 0.0:
             noise = noise_rng.normal(0.0, attempt.config.action_noise, size=np.shape(action))
             action = np.clip(action + noise, -1.0, 1.0)
-        obs, _, terminated, truncated, info = env.step(action)
+        obs, reward, terminated, truncated, info = env.step(action)
+        rewards.append(reward)
+        reached.append(info["success"])
         if info["success"]:
             success = True
             break
@@ -181,6 +189,9 @@ def run_attempt(attempt: Attempt) -> Episode:
         images=np.stack(images),
         state=np.stack(states).astype(np.float32),
         action=np.clip(np.stack(actions), -1.0, 1.0).astype(np.float32),
+        reward=np.asarray(rewards, dtype=np.float32),
+        reached=np.asarray(reached, dtype=bool),
+        progress=np.asarray(progress, dtype=np.float32),
         instruction=env.instruction,
         image_key=env.image_key,
         fps=env.render_fps,
@@ -337,7 +348,10 @@ def collect_robot_dataset(config: CollectConfig, root: str | Path, progress: boo
         )
 
     def add(writer: LeRobotDatasetWriter, episode: Episode) -> None:
-        frames = {episode.image_key: episode.images, OBS_STATE: episode.state, ACTION: episode.action}
+        frames = robot_frames(
+            episode.image_key, episode.images, episode.state, episode.action, episode.reward, episode.reached,
+            episode.progress,
+        )
         if episode.environment_state is not None:
             frames[OBS_ENV_STATE] = episode.environment_state
         writer.add_episode(frames, task=episode.instruction)
@@ -368,8 +382,10 @@ def robot_features(
     action_shape: Sequence[int],
     environment_state: bool = False,
 ) -> dict:
-    """LeRobot ``features`` for one camera, the proprioceptive state, the action and, with ``environment_state``,
-    the simulator's object and goal positions."""
+    """LeRobot ``features`` for one camera, the proprioceptive state, the action, what each action led to
+    (``next.reward``, ``next.success``, ``next.done``), the task ``progress`` of each frame and, with
+    ``environment_state``, the simulator's object and goal positions. Datasets written before the outcome columns
+    existed lack them and still load: readers and training windows ask only for the columns they use."""
     from vlajepa.envs.state import ENVIRONMENT_STATE_NAMES, STATE_NAMES
 
     names = list(STATE_NAMES)
@@ -377,8 +393,36 @@ def robot_features(
         image_key: {"dtype": "video", "shape": list(image_shape), "names": ["height", "width", "channels"]},
         OBS_STATE: {"dtype": "float32", "shape": [len(names)], "names": names},
         ACTION: {"dtype": "float32", "shape": list(action_shape), "names": ["dx", "dy", "dz", "gripper"]},
+        REWARD: {"dtype": "float32", "shape": [1], "names": None},
+        SUCCESS: {"dtype": "bool", "shape": [1], "names": None},
+        DONE: {"dtype": "bool", "shape": [1], "names": None},
+        PROGRESS: {"dtype": "float32", "shape": [1], "names": None},
     }
     if environment_state:
         scene = list(ENVIRONMENT_STATE_NAMES)
         features[OBS_ENV_STATE] = {"dtype": "float32", "shape": [len(scene)], "names": scene}
     return features
+
+
+def robot_frames(
+    image_key: str,
+    images: np.ndarray,
+    state: np.ndarray,
+    action: np.ndarray,
+    reward: np.ndarray,
+    reached: np.ndarray,
+    progress: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """One episode's columns for :func:`robot_features`: ``reached[t]`` is success after frame ``t``'s action; the
+    last frame is the episode's end (``next.done``)."""
+    done = np.zeros(len(action), dtype=bool)
+    done[-1] = True
+    return {
+        image_key: images,
+        OBS_STATE: np.asarray(state, dtype=np.float32),
+        ACTION: np.asarray(action, dtype=np.float32),
+        REWARD: np.asarray(reward, dtype=np.float32),
+        SUCCESS: np.asarray(reached, dtype=bool),
+        DONE: done,
+        PROGRESS: np.asarray(progress, dtype=np.float32),
+    }

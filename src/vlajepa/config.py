@@ -24,8 +24,8 @@ from typing import Any, Literal
 # Version of the saved config format. 1: written before the policy registry (``model_type`` instead of ``type``,
 # no ``config_version``, fields added later missing from older files); 2: the policy registry; 3: pretrained vision
 # backbones (vision.backbone, feature_stride, freeze); 4: Hugging Face VLM students and V-JEPA 2 targets
-# (student.backbone, student.hf_vlm, target.vjepa2).
-CONFIG_VERSION = 4
+# (student.backbone, student.hf_vlm, target.vjepa2); 5: the flow-matching head's block layout (action_head.layout).
+CONFIG_VERSION = 5
 VERSION_KEY = "config_version"
 TYPE_KEY = "type"
 DEFAULT_POLICY_TYPE = "vla_jepa"  # what a preset's model: section without a type describes
@@ -264,6 +264,7 @@ _ADDED_IN: dict[int, dict[str, dict[str, Any]]] = {
             "target.vjepa2": {"model_dir": None, "size": "tiny", "image_size": 256},
         },
     },
+    5: {"model": {"action_head.layout": "self_cross"}},
 }
 
 

@@ -5,6 +5,11 @@ OBS_STATE = "observation.state"
 OBS_ENV_STATE = "observation.environment_state"  # simulator scene state: a training label, never a policy input
 ACTION = "action"
 TASK = "task"
+# What a frame's action led to (LeRobot's ``next.*`` naming) and the task progress of the frame's own observation.
+REWARD = "next.reward"  # float32: the environment's reward for the frame's action
+SUCCESS = "next.success"  # bool: the task is solved after the frame's action
+DONE = "next.done"  # bool: the frame's action ended the episode (its last frame)
+PROGRESS = "progress"  # float32 in [0, 1]: task progress of the frame's observation (envs.metaworld_env)
 PAD_SUFFIX = "_is_pad"
 
 
@@ -18,6 +23,7 @@ FUTURE_IMAGES = "future.images"  # prefix: one key per camera, e.g. "future.imag
 FUTURE_IS_PAD = "future_is_pad"  # bool (T,): clip frames past the episode end (left out of the loss)
 FUTURE_LATENTS = "future.latents"  # optional: frozen-target latents of the clip, precomputed (latent cache)
 FUTURE_FRAME_IDS = "future.frame_ids"  # int64 (T,): rows of the clip's frames in a latent cache
+FUTURE_VALUE = "future.value"  # float (T,): planner score targets of the clip's frames (discounted success)
 
 
 def future_image_key(camera: str) -> str:

@@ -1,4 +1,5 @@
-"""``vlajepa collect``: scripted-expert robot demonstrations (LeRobot v3) or an action-free video set."""
+"""``vlajepa collect``: scripted-expert robot demonstrations (LeRobot v3), an action-free video set, or a policy's
+own rollouts (LeRobot v3, every episode)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
+from vlajepa.commands.arguments import checked_by, policy_argument
 from vlajepa.data.video_io import VIDEO_QUALITIES
 
 EPILOG = """\
@@ -13,7 +15,25 @@ examples:
   vlajepa collect robot --tasks mt10 --episodes-per-task 10 --out data/mt10_robot
   vlajepa collect video --tasks mt10 --episodes-per-task 50 --out data/mt10_video
   vlajepa collect robot --tasks mt10 --action-noise 0.3 --out data/mt10_robot_dart   # noise-injected (DART)
+  vlajepa collect rollouts --policy checkpoint:outputs/run/checkpoints/last --tasks mt10 --episodes-per-task 20 \\
+      --out data/mt10_rollouts   # the policy's own episodes, successes and failures
 """
+
+# options of one kind only: (attribute, flag, the kind it applies to, its default)
+_KIND_OPTIONS = (
+    ("action_noise", "--action-noise", "robot", 0.0),
+    ("environment_state", "--environment-state", "robot", False),
+    ("still_camera", "--still-camera", "video", False),
+    ("arm", "--arm", "video", "hidden"),
+    ("policy", "--policy", "rollouts", None),
+    ("settings", "--settings", "rollouts", None),
+    ("severity", "--severity", "rollouts", None),
+    ("noise_scale", "--noise-scale", "rollouts", None),
+    ("euler_steps", "--euler-steps", "rollouts", None),
+    ("n_action_steps", "--n-action-steps", "rollouts", None),
+    ("max_steps", "--max-steps", "rollouts", None),
+)
+_KIND_DATA = {"robot": "robot demonstrations", "video": "domain-shifted video", "rollouts": "policy rollouts"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,21 +42,46 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="collect scripted-expert demonstrations (LeRobot v3) or action-free domain-shifted videos",
         description="Run MetaWorld's scripted experts in worker processes. `robot` writes a LeRobot v3 dataset "
         "(successful episodes only); `video` writes mp4 files + captions.csv filmed with a domain shift (arm hidden "
-        "or recoloured, moving camera, random background and lighting) and no actions. Deterministic for a seed; "
-        "the output folder appears only when the run completes.",
+        "or recoloured, moving camera, random background and lighting) and no actions. `rollouts` runs a policy "
+        "(--policy) through the evaluation harness and writes every episode, successes and failures, as a LeRobot "
+        "v3 dataset like `robot` (executed actions, next.reward, next.success, next.done, progress; the episode's "
+        "success in the episode table). Deterministic for a seed; the output folder appears only when the run "
+        "completes.",
         epilog=EPILOG,
     )
-    parser.add_argument("kind", choices=("robot", "video"), help="what to collect")
+    parser.add_argument(
+        "kind",
+        choices=("robot", "video", "rollouts"),
+        help="robot: expert demonstrations; video: action-free domain-shifted videos; rollouts: a policy's episodes",
+    )
     parser.add_argument(
         "--tasks", default="mt10", help="mt10, mt50 or a comma-separated list of task names (default: mt10)"
     )
     parser.add_argument(
-        "--episodes-per-task", type=int, default=10, help="successful episodes kept per task (default: 10)"
+        "--episodes-per-task",
+        type=int,
+        default=10,
+        help="robot, video: successful episodes kept per task; rollouts: episodes per task and setting (default: 10)",
     )
     parser.add_argument("--out", required=True, help="output folder (must not exist yet)")
-    parser.add_argument("--image-size", type=int, default=96, help="camera resolution in pixels (default: 96)")
-    parser.add_argument("--camera", default=None, help="camera name (default: the environment's default)")
-    parser.add_argument("--seed", type=int, default=0, help="base seed of the episodes (default: 0)")
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="camera resolution in pixels (default: 96; rollouts of a checkpoint: its training resolution)",
+    )
+    parser.add_argument(
+        "--camera",
+        default=None,
+        help="camera name (default: the environment's default; rollouts of a checkpoint: its training camera)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="base seed of the episodes (default: 0; rollouts: 2000000, apart from the evaluation's and the "
+        "expert collection's seeds)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="simulator worker processes (default: 2)")
     parser.add_argument(
         "--action-noise",
@@ -64,6 +109,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="video only: how the arm looks; hidden (only the gripper is drawn, like a hand: the default), "
         "recolored (a random colour per episode) or visible",
     )
+    rollouts = parser.add_argument_group("rollouts")
+    rollouts.add_argument(
+        "--policy",
+        type=policy_argument,
+        default=None,
+        help="the policy to roll out: checkpoint:PATH | remote:URL | expert | random[:SEED] (see `vlajepa eval`)",
+    )
+    rollouts.add_argument(
+        "--settings",
+        type=checked_by(_parse_settings),
+        default=None,
+        help="comma-separated: id (in distribution), all, or perturbation names (default: id)",
+    )
+    rollouts.add_argument("--severity", type=int, choices=(1, 2, 3), default=None, help="perturbation severity (2)")
+    rollouts.add_argument(
+        "--noise-scale",
+        type=float,
+        default=None,
+        help="checkpoint policies: flow-matching sampling temperature in [0, 1] (default 1; 0: deterministic)",
+    )
+    rollouts.add_argument(
+        "--euler-steps", type=int, default=None, help="checkpoint policies: flow-matching Euler steps per chunk"
+    )
+    rollouts.add_argument(
+        "--n-action-steps", type=int, default=None, help="actions executed per chunk (default: the whole chunk)"
+    )
+    rollouts.add_argument("--max-steps", type=int, default=None, help="episode step limit (default: the task's)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     parser.add_argument(
         "--video-quality",
@@ -77,28 +149,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def _parse_settings(text: str) -> tuple[str, ...]:
+    from vlajepa.commands.evaluate import parse_settings
+
+    return parse_settings(text)
+
+
+def _check_kind_options(args: argparse.Namespace) -> None:
+    for attribute, flag, kind, default in _KIND_OPTIONS:
+        if args.kind != kind and getattr(args, attribute) != default:
+            raise SystemExit(f"{flag} applies to {_KIND_DATA[kind]} only (collect {kind}), not collect {args.kind}")
+    if args.kind == "rollouts" and args.policy is None:
+        raise SystemExit("collect rollouts needs --policy (e.g. checkpoint:PATH)")
+
+
 def run(args: argparse.Namespace) -> int:
     import shutil
+
+    _check_kind_options(args)
+    out = Path(args.out)
+    if out.exists():
+        if not args.overwrite:
+            raise SystemExit(f"{out} already exists; pass --overwrite to replace it")
+    if args.kind == "rollouts":
+        config, policy = _rollout_config(args)
+        if out.exists():
+            shutil.rmtree(out)
+        from vlajepa.eval.rollouts import collect_rollouts
+
+        summary = collect_rollouts(policy, config, out, args.video_quality, progress=not args.no_progress)
+        print(json.dumps({"out": str(out), "kind": args.kind, **summary.as_dict()}, indent=2))
+        return 0
 
     from vlajepa.collect import CollectConfig, collect_robot_dataset, collect_video_set
     from vlajepa.commands.evaluate import parse_tasks
 
-    out = Path(args.out)
-    if args.kind == "video" and args.action_noise:
-        raise SystemExit("--action-noise applies to robot demonstrations only (videos carry none)")
-    if args.kind == "video" and args.environment_state:
-        raise SystemExit("--environment-state applies to robot demonstrations only")
-    if args.kind == "robot" and (args.still_camera or args.arm != "hidden"):
-        raise SystemExit("--still-camera and --arm apply to domain-shifted video only")
-    if out.exists():
-        if not args.overwrite:
-            raise SystemExit(f"{out} already exists; pass --overwrite to replace it")
     config = CollectConfig(
         tasks=parse_tasks(args.tasks),
         episodes_per_task=args.episodes_per_task,
-        image_size=args.image_size,
+        image_size=96 if args.image_size is None else args.image_size,
         camera=args.camera,
-        seed=args.seed,
+        seed=0 if args.seed is None else args.seed,
         workers=args.workers,
         domain_shift=args.kind == "video",
         action_noise=args.action_noise,
@@ -122,3 +213,29 @@ def run(args: argparse.Namespace) -> int:
     }
     print(json.dumps(result, indent=2))
     return 0
+
+
+def _rollout_config(args: argparse.Namespace):
+    """The evaluation config and policy source of ``collect rollouts``."""
+    from vlajepa.commands.evaluate import parse_policy, parse_settings, parse_tasks, rendering_for
+    from vlajepa.eval.rollouts import ROLLOUT_SEED
+    from vlajepa.eval.runner import EvalConfig
+
+    if args.episodes_per_task < 1:
+        raise SystemExit(f"--episodes-per-task must be at least 1, got {args.episodes_per_task}")
+    policy = parse_policy(args.policy, None, args.euler_steps, args.noise_scale)
+    camera, image_size = rendering_for(policy, args.camera, args.image_size)
+    config = EvalConfig(
+        tasks=parse_tasks(args.tasks),
+        settings=parse_settings(args.settings or "id"),
+        episodes=args.episodes_per_task,
+        severity=2 if args.severity is None else args.severity,
+        image_size=image_size,
+        camera=camera,
+        n_action_steps=args.n_action_steps,
+        max_steps=args.max_steps,
+        workers=args.workers,
+        seed=ROLLOUT_SEED if args.seed is None else args.seed,
+        videos=0,
+    )
+    return config, policy

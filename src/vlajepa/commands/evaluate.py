@@ -15,12 +15,15 @@ policies:
   expert                 MetaWorld's scripted expert (privileged upper bound)
   random                 uniform random actions (floor)
   checkpoint:PATH        a trained policy saved with save_pretrained
+  --planner DIR          a world-model planner (vlajepa train-planner) around its base policy; the same as
+                         --policy checkpoint:DIR, with --candidates and --cem-iterations
   remote:ws://HOST:PORT  a policy served by `vlajepa serve` (wss:// with TLS; API key: --api-key-file or
                          $VLAJEPA_API_KEY)
 
 examples:
   vlajepa eval --policy expert --tasks mt10 --episodes 20 --out benchmarks/results/expert_mt10
   vlajepa eval --policy checkpoint:outputs/run/checkpoints/last --settings id,all --perturbed-episodes 10
+  vlajepa eval --planner outputs/run_planner --candidates 16 --name bc+plan
 """
 
 
@@ -101,6 +104,18 @@ def parse_settings(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(settings))
 
 
+def rendering_for(policy: PolicySource, camera: str | None, image_size: int | None) -> tuple[str | None, int]:
+    """The camera and resolution to render for ``policy``: the ones given, else a checkpoint's training camera and
+    resolution (a trained policy reads those), else the environment's default camera at 96 px."""
+    if policy.kind == "checkpoint":
+        from vlajepa.policies import load_policy_config
+
+        trained = load_policy_config(policy.kwargs["path"])
+        camera = trained.cameras[0] if camera is None else camera
+        image_size = trained.image_size if image_size is None else image_size
+    return camera, 96 if image_size is None else image_size
+
+
 def default_video_dir(out: str | Path) -> Path:
     """Videos of a run whose results prefix is ``out``: ``videos/<name>`` in the folder of the results, so every
     output of one evaluation lands under the folder the user chose."""
@@ -116,8 +131,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "perturbation with 95% Wilson intervals. Writes <out>.json (shared results schema), <out>.md and <out>.png.",
         epilog=EPILOG,
     )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--policy", type=policy_argument, help="expert | random[:SEED] | checkpoint:PATH | remote:URL"
+    )
+    source.add_argument(
+        "--planner",
+        type=existing_path("planner checkpoint folder", folder=True),
+        help="a planner checkpoint (vlajepa train-planner): its base policy proposes, its world model chooses",
+    )
     parser.add_argument(
-        "--policy", required=True, type=policy_argument, help="expert | random[:SEED] | checkpoint:PATH | remote:URL"
+        "--candidates", type=int, default=None, help="planners: candidate chunks per planning step (default: saved)"
+    )
+    parser.add_argument(
+        "--cem-iterations", type=int, default=None, help="planners: CEM refinement rounds (default: saved)"
     )
     parser.add_argument(
         "--name", default=None, help="method name in the result rows (default: the policy kind)"
@@ -210,17 +237,23 @@ def run(args: argparse.Namespace) -> int:
     from vlajepa.eval.runner import EvalConfig, evaluate
 
     policy = parse_policy(
-        args.policy, args.name, args.euler_steps, args.noise_scale, args.api_key_file, args.ca_file
+        args.policy or f"checkpoint:{args.planner}",
+        args.name,
+        args.euler_steps,
+        args.noise_scale,
+        args.api_key_file,
+        args.ca_file,
     )
-    camera, image_size = args.camera, args.image_size
-    if policy.kind == "checkpoint":
-        from vlajepa.policies import load_policy_config
-
-        # A trained policy reads the camera it was trained on, at its training resolution; render those.
-        trained = load_policy_config(policy.kwargs["path"])
-        camera = trained.cameras[0] if camera is None else camera
-        image_size = trained.image_size if image_size is None else image_size
-    image_size = 96 if image_size is None else image_size
+    if args.planner is None and (args.candidates is not None or args.cem_iterations is not None):
+        raise ValueError("--candidates and --cem-iterations apply to --planner only")
+    if args.planner is not None:
+        planner_options = {"num_candidates": args.candidates, "cem_iterations": args.cem_iterations}
+        policy = PolicySource(
+            "checkpoint",
+            {**policy.kwargs, **{k: v for k, v in planner_options.items() if v is not None}},
+            args.name or "planner",
+        )
+    camera, image_size = rendering_for(policy, args.camera, args.image_size)
     config = EvalConfig(
         tasks=parse_tasks(args.tasks),
         settings=parse_settings(args.settings),

@@ -19,6 +19,7 @@ SIGTERM or Ctrl-C drains: no new connections, in-flight requests are answered, t
 examples:
   vlajepa serve --checkpoint outputs/run/checkpoints/last
   vlajepa serve --checkpoint outputs/run/checkpoints/last --port 0 --max-batch 8
+  vlajepa serve --planner outputs/run_planner --candidates 16
   vlajepa eval --policy remote:ws://127.0.0.1:8000 --tasks reach-v3
   # on a robot network: keys from a file (one per line, chmod 600), TLS
   vlajepa serve --checkpoint CKPT --host 0.0.0.0 --api-key-file /etc/vlajepa/keys \\
@@ -36,11 +37,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "machine, require API keys (--api-key-file) and use TLS (--tls-cert/--tls-key).",
         epilog=EPILOG,
     )
-    parser.add_argument(
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
         "--checkpoint",
-        required=True,
         type=existing_path("checkpoint folder", folder=True),
         help="checkpoint directory of any registered policy (from vlajepa train)",
+    )
+    source.add_argument(
+        "--planner",
+        type=existing_path("planner checkpoint folder", folder=True),
+        help="a world-model planner (vlajepa train-planner) around its base policy; clients see the same protocol",
+    )
+    parser.add_argument(
+        "--candidates", type=int, default=None, help="planners: candidate chunks per planning step (default: saved)"
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port; 0 picks a free one (default: 8000)")
@@ -129,7 +138,10 @@ def run(args: argparse.Namespace) -> int:
         max_requests_per_s=args.max_request_rate,
         drain_timeout_s=args.drain_timeout_s,
     )
-    loaded = load_served_policy(args.checkpoint)
+    if args.planner is None and args.candidates is not None:
+        raise SystemExit("--candidates applies to --planner only")
+    options = {} if args.candidates is None else {"num_candidates": args.candidates}
+    loaded = load_served_policy(args.checkpoint or args.planner, **options)
     asyncio.run(serve_until_signal(PolicyServer(loaded.policy, loaded.spec, config)))
     return 0
 

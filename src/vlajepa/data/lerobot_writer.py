@@ -182,6 +182,7 @@ class LeRobotDatasetWriter(StagedDirectory):
 
         self._tasks: dict[str, int] = {}
         self._episodes: list[dict[str, Any]] = []
+        self._metadata_names: tuple[str, ...] | None = None  # extra episode-table columns, fixed by the first episode
         self._num_frames = 0
         self._numeric: dict[str, list[np.ndarray]] = {k: [] for k in self.data_keys}
         self._histograms: dict[str, np.ndarray] = {
@@ -297,14 +298,17 @@ class LeRobotDatasetWriter(StagedDirectory):
             checked[key] = array
         return length, checked
 
-    def add_episode(self, frames: Mapping[str, Any], task: str) -> int:
+    def add_episode(self, frames: Mapping[str, Any], task: str, metadata: Mapping[str, Any] | None = None) -> int:
         """Validate, encode and append one episode; returns its ``episode_index``.
 
         Args:
             frames: one array per feature, all of length ``T``: video keys ``uint8 (T, H, W, 3)`` RGB, other
                 keys ``(T, *shape)``.
             task: the episode's instruction.
+            metadata: extra per-episode columns of the episode table (e.g. ``{"success": True}``): scalar
+                bool/int/float/str values, the same names for every episode of the dataset.
         """
+        extra = self._check_metadata(metadata or {})
         length, arrays = self._validate(frames, task)
         episode_index = len(self._episodes)
         start = self._num_frames
@@ -334,9 +338,26 @@ class LeRobotDatasetWriter(StagedDirectory):
         for key, feature in _jsonable(stats).items():
             row |= {f"stats/{key}/{name}": value for name, value in feature.items()}
         row |= {"meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0}
+        row |= extra
         self._episodes.append(row)
+        self._metadata_names = tuple(sorted(extra))
         self._num_frames += length
         return episode_index
+
+    def _check_metadata(self, metadata: Mapping[str, Any]) -> dict[str, Any]:
+        reserved = ("episode_index", "tasks", "length", "dataset_from_index", "dataset_to_index")
+        clashes = [k for k in metadata if k in reserved or k.startswith(("data/", "videos/", "stats/", "meta/"))]
+        if clashes:
+            raise ValueError(f"episode metadata {clashes} would overwrite the episode table's own columns")
+        bad = {k: type(v).__name__ for k, v in metadata.items() if not isinstance(v, (bool, int, float, str))}
+        if bad:
+            raise ValueError(f"episode metadata must be scalar bool/int/float/str values, got {bad}")
+        if self._metadata_names is not None and tuple(sorted(metadata)) != self._metadata_names:
+            # the episode table is one parquet schema: every row needs the same columns
+            raise ValueError(
+                f"episode metadata {sorted(metadata)} differs from the first episode's {list(self._metadata_names)}"
+            )
+        return dict(metadata)
 
     def _write_data(self, arrays: Mapping[str, np.ndarray], length: int) -> dict[str, int]:
         columns = []

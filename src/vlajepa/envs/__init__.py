@@ -26,6 +26,7 @@ from vlajepa.envs.tasks import (  # noqa: E402
 # public name -> module that defines it (imported on first access: these pull in mujoco and metaworld)
 _LAZY: dict[str, str] = {
     "MetaWorldEnv": "vlajepa.envs.metaworld_env",
+    "SimState": "vlajepa.envs.metaworld_env",
     "Perturbation": "vlajepa.envs.perturbations",
     "PERTURBATIONS": "vlajepa.envs.perturbations",
     "SEVERITIES": "vlajepa.envs.perturbations",
@@ -50,6 +51,7 @@ __all__ = [
     "DomainShift",
     "MetaWorldEnv",
     "Perturbation",
+    "SimState",
     "TaskLanguage",
     "UnknownTaskError",
     "instruction",

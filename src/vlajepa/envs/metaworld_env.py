@@ -3,6 +3,12 @@
 Observations are ``{image_key(camera): uint8 [S, S, 3], OBS_STATE: float32 [4], TASK: str}``; actions are 4-D
 (Δxyz, gripper) in [-1, 1]. ``reset(seed)`` is deterministic: the same seed gives the same object and goal
 positions and the same pixels, including under a perturbation or domain shift (both are seeded per episode).
+
+Task progress: ``reset`` and ``step`` report ``info["progress"]``, MetaWorld's dense reward of the state just
+reached divided by its maximum (the v3 tasks' reward functions return values in ``[0, 10]``, 10 at the goal), so a
+number in ``[0, 1]`` comparable across tasks. It is shaped, not monotone in true progress (e.g. it rewards a grasp
+before the object moves). ``get_sim_state``/``set_sim_state`` snapshot and restore the whole simulation within an
+episode, so the same actions after a restore give bit-identical observations, rewards and success.
 """
 
 from __future__ import annotations
@@ -11,11 +17,14 @@ import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
+import copy  # noqa: E402
 import string  # noqa: E402
 import warnings  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 from typing import Any  # noqa: E402
 
 import gymnasium as gym  # noqa: E402
+import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 from metaworld.env_dict import ALL_V3_ENVIRONMENTS  # noqa: E402
 from metaworld.policies import ENV_POLICY_MAP  # noqa: E402
@@ -46,6 +55,38 @@ from vlajepa.envs.tasks import resolve_task  # noqa: E402
 # above the table, in view and inside the reach of the mocap controller.
 _HAND_START_LOW = np.array([-0.35, 0.45, 0.1])
 _HAND_START_HIGH = np.array([0.35, 0.8, 0.35])
+
+# MetaWorld's v3 reward functions return values in [0, MAX_REWARD]; progress = reward / MAX_REWARD.
+MAX_REWARD = 10.0
+
+# MuJoCo's full integration state: time, qpos, qvel, act, qacc_warmstart, ctrl, applied forces, mocap pose, ...
+_PHYSICS_STATE = mujoco.mjtState.mjSTATE_INTEGRATION
+
+# Python attributes of the MetaWorld env that are plain values (its step counter, previous and last stable
+# observations, target positions, reward bookkeeping): a snapshot copies every such attribute, whichever task.
+_PLAIN_TYPES = (bool, int, float, str, type(None), tuple, np.ndarray, np.generic)
+
+
+def task_progress(reward: float) -> float:
+    """MetaWorld's dense reward as task progress in ``[0, 1]`` (see the module docstring)."""
+    return float(np.clip(reward / MAX_REWARD, 0.0, 1.0))
+
+
+@dataclass(frozen=True)
+class SimState:
+    """A snapshot of a :class:`MetaWorldEnv` mid-episode (from :meth:`MetaWorldEnv.get_sim_state`).
+
+    ``physics``: MuJoCo's integration state (``mjSTATE_INTEGRATION``); ``metaworld``: the MetaWorld env's plain
+    Python attributes (arrays it owns, numbers, flags) and its generator state; ``wrapper``: this env's own
+    per-step state (step count, last raw observation and image, the perturbation's noise generator). ``episode``
+    ties it to the episode it was taken in: scene edits made at reset are not part of it.
+    """
+
+    episode: int
+    physics: np.ndarray
+    metaworld: dict[str, Any]
+    metaworld_rng: dict[str, Any]
+    wrapper: dict[str, Any]
 
 
 class MetaWorldEnv(gym.Env):
@@ -121,6 +162,7 @@ class MetaWorldEnv(gym.Env):
         self._last_image: np.ndarray | None = None
         self._steps = 0
         self._episode_seed: int | None = None
+        self._episode_count = 0  # resets so far: a snapshot restores only into the episode it was taken in
         self._instruction = LANGUAGE[self._task].canonical
 
     @staticmethod
@@ -211,12 +253,16 @@ class MetaWorldEnv(gym.Env):
         self._mw.seed(episode_seed)
         raw, _ = self._mw.reset()
         self._raw_obs = raw
-        return self._observation(), {"success": False, "episode_seed": episode_seed}
+        self._episode_count += 1
+        info = {"success": False, "episode_seed": episode_seed, "progress": self._reset_progress()}
+        return self._observation(), info
 
     def step(self, action: np.ndarray, *, render: bool = True) -> tuple[dict, float, bool, bool, dict]:
         """One control step. ``render=False`` skips the camera image (the observation then has only the state and
         the instruction): for steps whose observation nobody reads, e.g. inside an action chunk. Rendering never
-        affects the physics or the noise stream, so the next rendered observation is the same either way."""
+        affects the physics or the noise stream, so the next rendered observation is the same either way.
+
+        ``info`` is MetaWorld's (``success`` a bool) plus ``progress``, :func:`task_progress` of the reward."""
         if self._raw_obs is None:
             raise RuntimeError("call reset() before step()")
         action = np.clip(np.asarray(action, dtype=np.float32).reshape(4), -1.0, 1.0)
@@ -226,7 +272,51 @@ class MetaWorldEnv(gym.Env):
         success = bool(info["success"])
         truncated = self._steps >= self._max_steps and not success
         observation = self._observation(render)
-        return observation, float(reward), success, truncated, {**info, "success": success}
+        info = {**info, "success": success, "progress": task_progress(float(reward))}
+        return observation, float(reward), success, truncated, info
+
+    def get_sim_state(self) -> SimState:
+        """Snapshot the simulation now (physics, MetaWorld's Python state, this env's step state), for
+        :meth:`set_sim_state` later in the same episode: e.g. to try several actions from one state."""
+        if self._raw_obs is None:
+            raise RuntimeError("call reset() before get_sim_state()")
+        model, data = self._mw.model, self._mw.data
+        physics = np.empty(mujoco.mj_stateSize(model, _PHYSICS_STATE), dtype=np.float64)
+        mujoco.mj_getState(model, data, physics, _PHYSICS_STATE)
+        plan_rng = self._plan.rng.bit_generator.state if self._plan is not None else None
+        return SimState(
+            episode=self._episode_count,
+            physics=physics,
+            metaworld=_plain_attributes(self._mw),
+            metaworld_rng=copy.deepcopy(self._mw.np_random.bit_generator.state),
+            wrapper=copy.deepcopy(
+                {"steps": self._steps, "raw_obs": self._raw_obs, "last_image": self._last_image, "plan_rng": plan_rng}
+            ),
+        )
+
+    def set_sim_state(self, state: SimState) -> None:
+        """Restore a :meth:`get_sim_state` snapshot of the current episode exactly: stepping on from it gives the
+        same observations, rewards and success, bit for bit, as stepping on from when it was taken. A snapshot
+        can be restored any number of times."""
+        if not isinstance(state, SimState):
+            raise TypeError(f"expected a SimState from get_sim_state(), got {type(state).__name__}")
+        if state.episode != self._episode_count:
+            raise ValueError("this snapshot was taken in another episode; a snapshot restores within its episode")
+        model, data = self._mw.model, self._mw.data
+        mujoco.mj_setState(model, data, state.physics, _PHYSICS_STATE)
+        mujoco.mj_forward(model, data)  # positions, contacts and sensors derived from the restored state
+        # mj_forward also overwrites qacc_warmstart (the constraint solver's start for the next step) with its own
+        # solution, which differs in the last bits: set the state again so the next step starts where it did.
+        mujoco.mj_setState(model, data, state.physics, _PHYSICS_STATE)
+        for name, value in copy.deepcopy(state.metaworld).items():
+            setattr(self._mw, name, value)
+        self._mw.np_random.bit_generator.state = copy.deepcopy(state.metaworld_rng)
+        wrapper = copy.deepcopy(state.wrapper)
+        self._steps = wrapper["steps"]
+        self._raw_obs = wrapper["raw_obs"]
+        self._last_image = wrapper["last_image"]
+        if self._plan is not None:
+            self._plan.rng.bit_generator.state = wrapper["plan_rng"]
 
     def render(self) -> np.ndarray | None:
         """The last observed image."""
@@ -270,6 +360,15 @@ class MetaWorldEnv(gym.Env):
         return environment_state_from_raw(self._raw_obs)
 
     # -- internals
+    def _reset_progress(self) -> float:
+        """Task progress of the reset state: MetaWorld's reward with a zero action (nothing done yet). The
+        reward function may update MetaWorld's bookkeeping, which is restored so the episode is unchanged."""
+        saved = _plain_attributes(self._mw)
+        reward, _ = self._mw.evaluate_state(self._raw_obs, np.zeros(4, dtype=np.float32))
+        for name, value in saved.items():
+            setattr(self._mw, name, value)
+        return task_progress(float(reward))
+
     def _apply_scene_changes(self) -> None:
         """Undo the previous episode's model edits, then make this episode's."""
         self._editor.restore()
@@ -335,3 +434,13 @@ class MetaWorldEnv(gym.Env):
             return {OBS_STATE: state, TASK: self._instruction}
         self._last_image = image
         return {self._image_key: image, OBS_STATE: state, TASK: self._instruction}
+
+
+def _plain_attributes(env: Any) -> dict[str, Any]:
+    """Deep copies of ``env``'s plain-valued attributes. Arrays that view another buffer (e.g. MuJoCo's body
+    positions, which follow the physics by themselves) are left out: a copy would freeze them."""
+    return {
+        name: copy.deepcopy(value)
+        for name, value in vars(env).items()
+        if isinstance(value, _PLAIN_TYPES) and not (isinstance(value, np.ndarray) and value.base is not None)
+    }

@@ -12,15 +12,17 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
+from vlajepa.constants import OBS_STATE
 from vlajepa.eval.policies import PolicySource, build_policy
-from vlajepa.policies.protocol import seed_policy
+from vlajepa.policies.protocol import Policy, seed_policy
 
 ID_SETTING = "id"  # in-distribution: no perturbation
 
@@ -72,8 +74,29 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class Trajectory:
+    """Every control step of a recorded episode, row ``t`` shaped like a LeRobot robot frame: the observation at
+    ``t`` (``images`` uint8 [T, H, W, 3], ``state`` float32 [T, S]) and its task ``progress`` (float32 [T]), the
+    action executed at ``t`` (``action`` float32 [T, A], clipped to the action space as the environment executes
+    it) and what that action led to (``reward`` float32 [T], ``success`` bool [T]). ``final_image`` is the
+    observation after the last action: a video shows it, a dataset frame cannot (it has no action). ``image_key``
+    names the camera stream and ``fps`` the control rate."""
+
+    image_key: str
+    fps: float
+    images: np.ndarray
+    state: np.ndarray
+    action: np.ndarray
+    reward: np.ndarray
+    success: np.ndarray
+    progress: np.ndarray
+    final_image: np.ndarray
+
+
+@dataclass(frozen=True)
 class EpisodeResult:
-    """Outcome of one episode."""
+    """Outcome of one episode; ``trajectory`` when the caller keeps them (:func:`iter_episodes`), ``diagnostics``
+    when the policy reports some (a ``episode_diagnostics() -> dict`` method, read after the episode)."""
 
     task: str
     setting: str
@@ -83,6 +106,13 @@ class EpisodeResult:
     instruction: str
     total_reward: float = 0.0  # MetaWorld's dense reward summed over the episode: a fingerprint of the trajectory
     video: str | None = None
+    trajectory: Trajectory | None = field(default=None, repr=False, compare=False)
+    diagnostics: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+# Wraps the policy a worker built around its environment, e.g. a benchmark's privileged selection over the
+# policy's proposals; must pickle (a module-level function or a functools.partial of one).
+PolicyAdapter = Callable[[Policy, Any], Policy]
 
 
 @dataclass(frozen=True)
@@ -94,6 +124,8 @@ class _Group:
     record: tuple[bool, ...]
     config: EvalConfig
     video_dir: str | None = field(default=None)
+    keep_trajectories: bool = False
+    adapter: PolicyAdapter | None = None
 
 
 def _make_env(group: _Group):
@@ -112,12 +144,16 @@ def _make_env(group: _Group):
 
 def run_episode(
     env, policy, seed: int, n_action_steps: int | None, record: bool
-) -> tuple[bool, int, float, list]:
-    """Run one episode; return (success, steps taken, summed reward, recorded frames)."""
-    obs, _ = env.reset(seed=seed)
+) -> tuple[bool, int, float, Trajectory | None]:
+    """Run one episode; return (success, steps taken, summed reward, the recorded :class:`Trajectory` or None).
+
+    ``record`` renders every observation and keeps every step (for videos and datasets); otherwise only the
+    observations the policy reads are rendered."""
+    obs, info = env.reset(seed=seed)
     seed_policy(policy, seed)
     policy.reset()
-    frames = [obs[env.image_key]] if record else []
+    low, high = env.action_space.low, env.action_space.high
+    columns: dict[str, list] = {name: [] for name in ("images", "state", "action", "reward", "success", "progress")}
     steps, success, total_reward = 0, False, 0.0
     done = False
     while not done:
@@ -130,42 +166,72 @@ def run_episode(
             raise ValueError(f"policy returned non-finite actions on task {env.task} (seed {seed})")
         executed = chunk[: n_action_steps or len(chunk)]
         for i, action in enumerate(executed):
+            if record:
+                columns["images"].append(obs[env.image_key])
+                columns["state"].append(obs[OBS_STATE])
+                columns["progress"].append(info["progress"])
+                columns["action"].append(np.clip(action, low, high))
             # Only the observation after the chunk's last action is read (and every frame of a recorded episode).
             obs, reward, terminated, truncated, info = env.step(action, render=record or i == len(executed) - 1)
             steps += 1
             total_reward += float(reward)
             success = success or bool(info["success"])
             if record:
-                frames.append(obs[env.image_key])
+                columns["reward"].append(reward)
+                columns["success"].append(bool(info["success"]))
             if terminated or truncated or success:
                 done = True
                 break
-    return success, steps, total_reward, frames
+    trajectory = None
+    if record:
+        trajectory = Trajectory(
+            image_key=env.image_key,
+            fps=env.render_fps,
+            images=np.stack(columns["images"]),
+            state=np.stack(columns["state"]).astype(np.float32),
+            action=np.stack(columns["action"]).astype(np.float32),
+            reward=np.asarray(columns["reward"], dtype=np.float32),
+            success=np.asarray(columns["success"], dtype=bool),
+            progress=np.asarray(columns["progress"], dtype=np.float32),
+            final_image=obs[env.image_key],
+        )
+    return success, steps, total_reward, trajectory
 
 
 def _run_group(group: _Group) -> list[EpisodeResult]:
     env = _make_env(group)
     try:
         policy = build_policy(group.policy, env)
+        if group.adapter is not None:
+            policy = group.adapter(policy, env)
         results = []
         for seed, record in zip(group.seeds, group.record, strict=True):
-            success, length, total_reward, frames = run_episode(env, policy, seed, group.config.n_action_steps, record)
+            keep = record or group.keep_trajectories
+            success, length, total_reward, trajectory = run_episode(
+                env, policy, seed, group.config.n_action_steps, keep
+            )
             video = None
             if record and group.video_dir is not None:
+                frames = np.concatenate([trajectory.images, trajectory.final_image[None]])
                 video = _save_video(frames, group, seed, env.render_fps)
+            diagnostics = getattr(policy, "episode_diagnostics", None)
             results.append(
-                EpisodeResult(group.task, group.setting, seed, success, length, env.instruction, total_reward, video)
+                EpisodeResult(
+                    group.task, group.setting, seed, success, length, env.instruction, total_reward, video,
+                    trajectory if group.keep_trajectories else None,
+                    dict(diagnostics()) if callable(diagnostics) else {},
+                )
             )
         return results
     finally:
         env.close()
 
 
-def _save_video(frames: list, group: _Group, seed: int, fps: float) -> str:
+def _save_video(frames: np.ndarray, group: _Group, seed: int, fps: float) -> str:
     from vlajepa.data.video_io import encode_video
 
     path = Path(group.video_dir) / f"{group.policy.method}_{group.task}_{group.setting}_{seed}.mp4"
-    encode_video(np.stack(frames), path, fps=fps, codec="libx264")
+    encode_video(frames, path, fps=fps, codec="libx264")
     return str(path)
 
 
@@ -180,7 +246,13 @@ def _worker_init() -> None:
         pass
 
 
-def _groups(policy: PolicySource, config: EvalConfig, video_dir: str | None) -> Iterator[_Group]:
+def _groups(
+    policy: PolicySource,
+    config: EvalConfig,
+    video_dir: str | None,
+    keep_trajectories: bool = False,
+    adapter: PolicyAdapter | None = None,
+) -> Iterator[_Group]:
     for setting in config.settings:
         for task_index, task in enumerate(config.tasks):
             n = config.episodes_for(setting)
@@ -188,30 +260,55 @@ def _groups(policy: PolicySource, config: EvalConfig, video_dir: str | None) -> 
                 episodes = range(start, min(n, start + config.group_size))
                 seeds = tuple(config.episode_seed(task_index, e) for e in episodes)
                 record = tuple(e < config.videos for e in episodes)
-                yield _Group(policy, task, setting, seeds, record, config, video_dir)
+                yield _Group(policy, task, setting, seeds, record, config, video_dir, keep_trajectories, adapter)
+
+
+def _run_groups(groups: list[_Group], workers: int, ordered: bool) -> Iterator[list[EpisodeResult]]:
+    """Each group's results, in submission order when ``ordered`` (else as workers finish)."""
+    if workers <= 1:
+        yield from map(_run_group, groups)
+        return
+    # Workers are spawned, not forked: a forked EGL context or torch thread pool is not safe to reuse.
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(workers, initializer=_worker_init, maxtasksperchild=None) as pool:
+        yield from (pool.imap if ordered else pool.imap_unordered)(_run_group, groups)
+
+
+def _bar(groups: Iterable[_Group], description: str, progress: bool) -> tqdm:
+    return tqdm(total=sum(len(g.seeds) for g in groups), desc=description, unit="ep", disable=not progress)
 
 
 def evaluate(
-    policy: PolicySource, config: EvalConfig, video_dir: str | Path | None = None, progress: bool = True
+    policy: PolicySource,
+    config: EvalConfig,
+    video_dir: str | Path | None = None,
+    progress: bool = True,
+    adapter: PolicyAdapter | None = None,
 ) -> tuple[list[EpisodeResult], float]:
-    """Evaluate ``policy`` under ``config``; return the per-episode results (in a fixed order) and wall seconds."""
-    groups = list(_groups(policy, config, None if video_dir is None else str(video_dir)))
-    total = sum(len(g.seeds) for g in groups)
+    """Evaluate ``policy`` under ``config``; return the per-episode results (in a fixed order) and wall seconds.
+
+    ``adapter`` wraps the policy each worker builds (see :data:`PolicyAdapter`)."""
+    groups = list(_groups(policy, config, None if video_dir is None else str(video_dir), adapter=adapter))
     start = time.perf_counter()
     results: list[EpisodeResult] = []
-    bar = tqdm(total=total, desc=f"eval {policy.method}", unit="ep", disable=not progress)
-    if config.workers <= 1:
-        for group in groups:
-            results.extend(_run_group(group))
-            bar.update(len(group.seeds))
-    else:
-        # Workers are spawned, not forked: a forked EGL context or torch thread pool is not safe to reuse.
-        ctx = mp.get_context("spawn")
-        with ctx.Pool(config.workers, initializer=_worker_init, maxtasksperchild=None) as pool:
-            for group_results in pool.imap_unordered(_run_group, groups):
-                results.extend(group_results)
-                bar.update(len(group_results))
-    bar.close()
+    with _bar(groups, f"eval {policy.method}", progress) as bar:
+        for group_results in _run_groups(groups, config.workers, ordered=False):
+            results.extend(group_results)
+            bar.update(len(group_results))
     order = {(s, t): i for i, (s, t) in enumerate((s, t) for s in config.settings for t in config.tasks)}
     results.sort(key=lambda r: (order[(r.setting, r.task)], r.seed))
     return results, time.perf_counter() - start
+
+
+def iter_episodes(
+    policy: PolicySource, config: EvalConfig, progress: bool = True, description: str = "rollouts"
+) -> Iterator[EpisodeResult]:
+    """Roll ``policy`` out like :func:`evaluate` and yield every episode with its :class:`Trajectory`, in a fixed
+    order (setting, task, seed) whatever the number of workers; one group of episodes is held in memory at a time
+    per worker."""
+    groups = list(_groups(policy, config, None, keep_trajectories=True))
+    with _bar(groups, description, progress) as bar:
+        for group_results in _run_groups(groups, config.workers, ordered=True):
+            for result in group_results:
+                bar.update(1)
+                yield result

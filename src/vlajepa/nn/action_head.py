@@ -5,9 +5,10 @@ predicts the velocity ``noise - actions``. Training draws ``t ~ Beta(alpha, beta
 ``[time_min, 1]``; inference integrates from ``t = 1`` to ``t = 0`` with a configurable number of Euler steps.
 
 Tokens: ``H`` noisy action tokens (plus one optional state token); the flow time modulates every block
-(adaLN-Zero, as in DiT); every block cross-attends to the student's embodied-action tokens. Padded steps of a
-chunk (past the end of an episode) are zeroed before noising and masked out of the loss, so their values have
-no effect at all.
+(adaLN-Zero, as in DiT). ``action_head.layout`` picks the block stack: ``self_cross`` (:class:`DiTBlock`, every
+block self-attends and cross-attends to the student's embodied-action tokens) or ``alternating``
+(:class:`AlternatingDiTBlock`, even blocks cross-attend, odd blocks self-attend). Padded steps of a chunk (past the
+end of an episode) are zeroed before noising and masked out of the loss, so their values have no effect at all.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def _modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
 
 
 class DiTBlock(nn.Module):
-    """adaLN-Zero self-attention and MLP, plus cross-attention to the conditioning tokens."""
+    """``self_cross`` layout: adaLN-Zero self-attention and MLP, plus cross-attention to the conditioning tokens."""
 
     def __init__(self, dim: int, heads: int, mlp_ratio: float, context_dim: int) -> None:
         super().__init__()
@@ -47,13 +48,69 @@ class DiTBlock(nn.Module):
         self.mlp = MLP(dim, mlp_ratio)
         self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
 
+    def context_keys_values(self, context: Tensor) -> tuple[Tensor, Tensor]:
+        """Cross-attention keys and values of the (normed) conditioning tokens, computed once per chunk."""
+        return self.cross.keys_values(context)
+
     def forward(self, x: Tensor, context_keys_values: tuple[Tensor, Tensor], modulation: Tensor) -> Tensor:
-        """``context_keys_values``: ``self.cross.keys_values(context)``, computed once per chunk;
-        ``modulation``: ``self.modulation(time_embedding)[:, None]`` ``(b or 1, 1, 6d)``."""
+        """``context_keys_values``: :meth:`context_keys_values`; ``modulation``:
+        ``self.modulation(time_embedding)[:, None]`` ``(b or 1, 1, 6d)``."""
         shift1, scale1, gate1, shift2, scale2, gate2 = modulation.chunk(6, dim=-1)
         x = x + gate1 * self.attn(_modulate(self.norm1(x), shift1, scale1))
         x = x + self.cross(self.norm_cross(x), keys_values=context_keys_values)
         return x + gate2 * self.mlp(_modulate(self.norm2(x), shift2, scale2))
+
+
+class AlternatingDiTBlock(nn.Module):
+    """``alternating`` layout: one attention and an MLP; the attention cross-attends to the conditioning tokens when
+    the block is given a ``context_dim`` (the even blocks) and self-attends over the action (and state) tokens
+    otherwise (the odd blocks).
+
+    Followed: the DiT of GR00T N1.5's action head as the official VLA-JEPA code configures it (starVLA's
+    ``cross_attention_dit.DiT`` with ``interleave_self_attention``, ``norm_type: ada_norm``, ``cross_attention_dim``
+    = the VLM's width, 16 layers of DiT-B's 12 heads x 64, no positional embeddings inside the blocks): block ``i``
+    cross-attends when ``i`` is even and self-attends when odd, the flow time shifts and scales the normed attention
+    input, and the MLP reads a plain LayerNorm without learned affine.
+    Differs: theirs has two modulation outputs and ungated residuals; here a third output, a gate initialised to
+    zero that scales both residual branches, makes every block start as the identity (adaLN-Zero, like the
+    gated branches of the ``self_cross`` blocks). The MLP is exact GELU with ``mlp_ratio`` (theirs
+    tanh-approximated, 4x); no dropout (theirs 0.2). The head around the blocks keeps this library's tokens (a
+    linear action embedding with learned positions, one state token, the embodied tokens layer-normed once, a
+    linear output), not their 3-layer action encoder, 32 learned future tokens and MLP decoder.
+    """
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, context_dim: int | None) -> None:
+        super().__init__()
+        self.cross_attends = context_dim is not None
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False)
+        self.attn = Attention(dim, heads, context_dim=context_dim)
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=False)
+        self.mlp = MLP(dim, mlp_ratio)
+        self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 3 * dim))
+
+    def context_keys_values(self, context: Tensor) -> tuple[Tensor, Tensor] | None:
+        """Keys and values of the (normed) conditioning tokens for a cross-attending block; None for a
+        self-attending one (its keys come from the action tokens, which change every Euler step)."""
+        return self.attn.keys_values(context) if self.cross_attends else None
+
+    def forward(self, x: Tensor, context_keys_values: tuple[Tensor, Tensor] | None, modulation: Tensor) -> Tensor:
+        """``context_keys_values``: :meth:`context_keys_values`; ``modulation``:
+        ``self.modulation(time_embedding)[:, None]`` ``(b or 1, 1, 3d)``."""
+        if self.cross_attends and context_keys_values is None:
+            raise ValueError("a cross-attending block needs the conditioning tokens' keys and values")
+        shift, scale, gate = modulation.chunk(3, dim=-1)
+        x = x + gate * self.attn(_modulate(self.norm1(x), shift, scale), keys_values=context_keys_values)
+        return x + gate * self.mlp(self.norm2(x))
+
+
+def dit_blocks(config: ActionHeadConfig, context_dim: int) -> nn.ModuleList:
+    """The ``config.depth`` blocks of ``config.layout`` reading conditioning tokens ``context_dim`` wide."""
+    dim, heads, ratio = config.dim, config.heads, config.mlp_ratio
+    if config.layout == "self_cross":
+        return nn.ModuleList(DiTBlock(dim, heads, ratio, context_dim) for _ in range(config.depth))
+    return nn.ModuleList(
+        AlternatingDiTBlock(dim, heads, ratio, context_dim if i % 2 == 0 else None) for i in range(config.depth)
+    )
 
 
 class FlowMatchingActionHead(nn.Module):
@@ -74,27 +131,27 @@ class FlowMatchingActionHead(nn.Module):
             self.missing_state = learned_embedding(dim)
         self.time_mlp = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.context_norm = nn.LayerNorm(context_dim)
-        self.blocks = nn.ModuleList(
-            DiTBlock(dim, config.heads, config.mlp_ratio, context_dim) for _ in range(config.depth)
-        )
+        self.blocks = dit_blocks(config, context_dim)
         self.final_norm = nn.LayerNorm(dim, elementwise_affine=False)
         self.final_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim))
         self.action_out = nn.Linear(dim, action_dim)
         self.apply(init_weights)
-        for block in self.blocks:  # adaLN-Zero: every residual branch starts closed
+        for block in self.blocks:  # adaLN-Zero: every gated residual branch starts closed
             nn.init.zeros_(block.modulation[-1].weight)
             nn.init.zeros_(block.modulation[-1].bias)
         for layer in (self.final_modulation[-1], self.action_out):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
-    def context_keys_values(self, context: Tensor) -> list[tuple[Tensor, Tensor]]:
-        """Cross-attention keys and values of the embodied tokens ``(b, M, d_c)`` for every block."""
+    def context_keys_values(self, context: Tensor) -> list[tuple[Tensor, Tensor] | None]:
+        """Cross-attention keys and values of the embodied tokens ``(b, M, d_c)`` for every block (None for a
+        self-attending block of the ``alternating`` layout)."""
         context = self.context_norm(context)
-        return [block.cross.keys_values(context) for block in self.blocks]
+        return [block.context_keys_values(context) for block in self.blocks]
 
     def time_conditioning(self, time: Tensor) -> tuple[list[Tensor], Tensor]:
-        """adaLN modulations for flow times ``time`` ``(n,)``: per block ``(n, 1, 6d)``, final ``(n, 1, 2d)``."""
+        """adaLN modulations for flow times ``time`` ``(n,)``: per block ``(n, 1, k*d)`` (k = 6 for ``self_cross``,
+        3 for ``alternating``), final ``(n, 1, 2d)``."""
         time_embedding = self.time_mlp(timestep_features(time, self.config.dim))  # (n, d)
         blocks = [block.modulation(time_embedding)[:, None] for block in self.blocks]
         return blocks, self.final_modulation(time_embedding)[:, None]
@@ -109,7 +166,7 @@ class FlowMatchingActionHead(nn.Module):
         self,
         noisy_actions: Tensor,
         time: Tensor | tuple[list[Tensor], Tensor],
-        context: Tensor | list[tuple[Tensor, Tensor]],
+        context: Tensor | list[tuple[Tensor, Tensor] | None],
         state: Tensor | None = None,
         state_token: Tensor | None = None,
     ) -> Tensor:
@@ -198,7 +255,7 @@ class FlowMatchingActionHead(nn.Module):
         token = self.state_token(state, b) if self.config.use_state else None
         dt = 1.0 / steps
         times = 1.0 - torch.arange(steps, device=context.device) * dt  # (steps,)
-        modulations, final = self.time_conditioning(times)  # (steps, 1, 6d) per block, (steps, 1, 2d)
+        modulations, final = self.time_conditioning(times)  # (steps, 1, k*d) per block, (steps, 1, 2d)
         x = noise
         for i in range(steps):
             conditioning = ([m[i : i + 1] for m in modulations], final[i : i + 1])  # broadcast over the batch

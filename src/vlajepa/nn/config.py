@@ -111,6 +111,10 @@ class ActionHeadConfig:
     depth: int = 3  # DiT blocks
     heads: int = 4  # attention heads; must divide dim
     mlp_ratio: float = 4.0  # MLP hidden width as a multiple of dim
+    # self_cross: every block self-attends, cross-attends to the embodied tokens and has an MLP, under a 6-way
+    # adaLN-Zero modulation; alternating: even blocks cross-attend, odd blocks self-attend, each block one attention
+    # and an MLP under a 3-way one (the GR00T-style DiT of the official VLA-JEPA code; fewer parameters)
+    layout: Literal["self_cross", "alternating"] = "self_cross"
     use_state: bool = True  # add the proprioceptive state as one more token
     num_inference_steps: int = 10  # Euler steps from noise (t=1) to actions (t=0)
     time_beta_alpha: float = 1.5  # training time t ~ Beta(alpha, beta), as in pi0 (more weight on noisy t)

@@ -1,11 +1,9 @@
 """Policies as registered siblings: each is a :class:`PreTrainedPolicy` with a :class:`~vlajepa.config.PolicyConfig`
 whose ``type`` names it. Importing this package registers the built-in ones.
 
-- ``vla_jepa`` (:mod:`vlajepa.policies.vla_jepa`): VLA-JEPA, and BC as VLA-JEPA without the world model.
-- ``lapa`` (:mod:`vlajepa.policies.lapa`): the LAPA baseline on the same student and action head.
-
-Planned sibling (its own subpackage, registered the same way): ``planning`` (world-model action selection, a policy
-wrapping a base policy).
+- ``vla_jepa`` (:mod:`vlajepa.policies.vla_jepa`): VLA-JEPA, and BC as VLA-JEPA without the world model;
+- ``lapa`` (:mod:`vlajepa.policies.lapa`): the LAPA baseline on the same student and action head;
+- ``planner`` (:mod:`vlajepa.policies.planning`): world-model action selection around a base policy.
 """
 
 from vlajepa.policies.base import (
@@ -17,12 +15,16 @@ from vlajepa.policies.base import (
     registered_policies,
 )
 from vlajepa.policies.lapa import LAPAConfig, LAPAPolicy
-from vlajepa.policies.protocol import Policy, seed_policy
+from vlajepa.policies.planning import PlannerConfig, PlannerPolicy
+from vlajepa.policies.protocol import Plan, Policy, seed_policy
 from vlajepa.policies.vla_jepa import VLAJEPAConfig, VLAJEPAPolicy
 
 __all__ = [
     "LAPAConfig",
     "LAPAPolicy",
+    "Plan",
+    "PlannerConfig",
+    "PlannerPolicy",
     "Policy",
     "PreTrainedPolicy",
     "VLAJEPAConfig",

@@ -164,6 +164,19 @@ class PreTrainedPolicy(nn.Module):
         """Normalized action chunks ``(b, H, A)`` for a preprocessed batch."""
         raise NotImplementedError
 
+    def sample_candidates(
+        self,
+        batch: Mapping[str, Any],
+        num_candidates: int,
+        *,
+        noise_scale: float = 1.0,
+        include_deterministic: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """``(b, N, H, A)`` normalized candidate chunks per observation of a preprocessed batch (what a planner
+        chooses among); policies that can propose override it."""
+        raise NotImplementedError(f"a {type(self).__name__} cannot propose candidate chunks for a planner")
+
     def predict_action_chunk(self, observation: dict[str, Any]) -> np.ndarray:
         """Un-normalized actions ``[n_action_steps, A]`` (float32) for one unbatched observation."""
         return self.predict_action_chunk_batch([observation])[0]

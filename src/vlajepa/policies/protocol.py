@@ -8,6 +8,7 @@ A policy sees one observation at a time — a dict with LeRobot keys (``observat
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -23,6 +24,36 @@ class Policy(Protocol):
 
     def predict_action_chunk(self, observation: dict[str, Any]) -> np.ndarray:
         """Return an action chunk of shape ``[H, D]`` for one (unbatched) observation."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One planning step's proposals and choice, as a planner returns them from ``plan(observation)``.
+
+    ``candidates``: ``(N, n_action_steps, A)`` float32 action chunks, un-normalized (in the environment's action
+    space), the part of each proposal that would be executed before replanning. ``scores``: ``(N,)`` the planner's
+    learned score of each candidate (higher is better), or None when the proposer does not score. ``best``: the
+    index of the candidate the planner executes. A benchmark can re-rank the same candidates by other means (e.g.
+    executing each in the simulator) and compare its choice with ``best``.
+    """
+
+    candidates: np.ndarray
+    scores: np.ndarray | None
+    best: int
+
+    def __post_init__(self) -> None:
+        candidates = np.asarray(self.candidates)
+        if candidates.ndim != 3 or len(candidates) == 0:
+            raise ValueError(f"Plan.candidates must be (N, n_action_steps, A) with N >= 1, got {candidates.shape}")
+        if self.scores is not None and np.shape(self.scores) != (len(candidates),):
+            raise ValueError(f"Plan.scores must have shape ({len(candidates)},), got {np.shape(self.scores)}")
+        if not 0 <= int(self.best) < len(candidates):
+            raise ValueError(f"Plan.best={self.best} is not a candidate index in [0, {len(candidates)})")
+
+    @property
+    def chunk(self) -> np.ndarray:
+        """The chosen candidate's actions, ``(n_action_steps, A)``."""
+        return self.candidates[self.best]
 
 
 def seed_policy(policy: Policy, seed: int) -> None:

@@ -65,9 +65,10 @@ def spec_from_policy(policy: Any, checkpoint: str | Path | None = None) -> Polic
     )
 
 
-def load_served_policy(checkpoint_path: str | Path) -> LoadedPolicy:
-    """Load any registered policy's checkpoint directory in eval mode, with its spec."""
+def load_served_policy(checkpoint_path: str | Path, **options: Any) -> LoadedPolicy:
+    """Load any registered policy's checkpoint directory in eval mode, with its spec; ``options`` go to the
+    policy's ``__init__`` (e.g. a planner's ``num_candidates``)."""
     from vlajepa.policies import load_policy  # lazy: importing the model pulls in torch and the networks
 
-    policy = load_policy(checkpoint_path)
+    policy = load_policy(checkpoint_path, **options)
     return LoadedPolicy(policy, spec_from_policy(policy, checkpoint=Path(checkpoint_path)))

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from einops import rearrange
+from einops import rearrange, repeat
 from torch import Tensor, nn
 
 from vlajepa.constants import (
@@ -272,6 +272,31 @@ class VLAJEPAPolicy(PreTrainedPolicy):
         return self.predict_action(
             batch, self.num_inference_steps, generator=self._generator, noise_scale=self.noise_scale
         )
+
+    @torch.no_grad()
+    def sample_candidates(
+        self,
+        batch: Mapping[str, Any],
+        num_candidates: int,
+        *,
+        noise_scale: float = 1.0,
+        include_deterministic: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """``(b, N, H, A)``: ``N`` flow-head samples per observation from independent noise and one student pass;
+        with ``include_deterministic`` the first is the deterministic chunk (noise 0)."""
+        out = self.encode(batch)
+        b = out.embodied_tokens.shape[0]
+        shape = (b, num_candidates, self.config.chunk_size, self.config.action_dim)
+        noise = noise_scale * torch.randn(shape, generator=generator or self._generator).to(self.device)
+        if include_deterministic:
+            noise[:, 0] = 0.0
+        context = repeat(out.embodied_tokens, "b m d -> (b k) m d", k=num_candidates)
+        state = None if out.state is None else repeat(out.state, "b s -> (b k) s", k=num_candidates)
+        chunks = self.action_head.sample(
+            context, state, self.num_inference_steps, rearrange(noise, "b k h a -> (b k) h a")
+        )
+        return rearrange(chunks, "(b k) h a -> b k h a", k=num_candidates)
 
     # ------------------------------------------------------------------ training helpers
 
