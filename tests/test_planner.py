@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -235,3 +236,31 @@ def test_forward_trains_world_model_and_score(base_checkpoint):
     groups = policy.get_optim_params()
     assert all(p.grad is not None for p in groups["score"]) and groups["world_model"]
     assert all(p.grad is None for p in policy.base.parameters())  # the base policy never trains here
+
+
+def test_a_base_on_the_same_frozen_encoder_reads_the_planners_tokens(tmp_path):
+    """BC on the frozen ImageNet encoder: the planner hands it its own tokens of the frame (one encoder pass, not
+    two), and the candidates are exactly those the base computes from the image itself."""
+    base_config = tiny_config(
+        use_world_model=False, vision=VisionConfig(backbone="efficientnet_lite0", freeze="all"), image_size=32
+    )
+    base = save_random_checkpoint(tmp_path / "bc", base_config)
+    policy = PlannerPolicy(
+        planner_config_for(
+            base,
+            world_model=dataclasses.replace(
+                TINY_WORLD_MODEL, encoder=VisionConfig(backbone="efficientnet_lite0", freeze="all")
+            ),
+            score=TINY_SCORE,
+            num_candidates=4,
+        )
+    ).eval()
+    assert policy._shares_encoder
+    batch = random_batch(base_config, 2)
+    policy.reseed(1)
+    shared = policy.plan_batch(batch)
+    policy._shares_encoder = False
+    policy.reseed(1)
+    separate = policy.plan_batch(batch)
+    for got, want in zip(shared, separate, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

@@ -107,6 +107,17 @@ class PlannerPolicy(PreTrainedPolicy):
             text_dim=self.world_model.text_dim,
         )
         self._generator = torch.Generator().manual_seed(seed)
+        # A base policy that reads its current frame's features from a latent cache of the same frozen encoder gets
+        # the world model's tokens of the frame instead of encoding it a second time.
+        vision = getattr(base.config, "vision", None)
+        encoder = config.world_model.encoder
+        self._shares_encoder = (
+            base.config.reads_cached_features
+            and vision is not None
+            and encoder.backbone != "vit"
+            and (vision.backbone, vision.feature_stride, vision.freeze)
+            == (encoder.backbone, encoder.feature_stride, "all")
+        )
 
     @property
     def horizon_steps(self) -> int:
@@ -225,14 +236,16 @@ class PlannerPolicy(PreTrainedPolicy):
         Reads the current images, state and instruction only (the base policy's proposal and the world model's
         encoding of the current frame); nothing of the future."""
         config = self.config
+        tokens = self.world_model.frame_tokens([batch[image_key(camera)] for camera in config.cameras])
+        proposal_batch = {**batch, FUTURE_LATENTS: tokens[:, None]} if self._shares_encoder else batch
         candidates = self.base.sample_candidates(
-            batch,
+            proposal_batch,
             config.num_candidates,
             noise_scale=config.candidate_noise_scale,
             include_deterministic=config.include_policy_chunk,
             generator=self._generator,
         )
-        current = self.world_model.encode([batch[image_key(camera)] for camera in config.cameras])
+        current = self.world_model.latents_from_tokens(tokens)
         instruction = self.world_model.instruction(batch[TASK])
         scores = self.evaluate_candidates(current, instruction, candidates)
         for _ in range(config.cem_iterations):

@@ -83,18 +83,20 @@ class LatentWorldModel(nn.Module):
         self.register_buffer("latent_std", torch.ones(self.latent_dim))
 
     @torch.no_grad()
-    def raw_latents(self, images: Sequence[Tensor]) -> Tensor:
-        """Pooled, unstandardized latents ``(b, n, d)`` of one frame per camera (each ``(b, 3, H, W)``)."""
-        latents = self.encoder([image[:, None] for image in images])  # (b, 1, v*N, d)
-        return pool_latents(latents, self.views, self.config.latent_pool)[:, 0]
+    def frame_tokens(self, images: Sequence[Tensor]) -> Tensor:
+        """The frozen encoder's tokens ``(b, v*N, d)`` of one frame per camera (each ``(b, 3, H, W)``): what a latent
+        cache stores for that frame."""
+        return self.encoder([image[:, None] for image in images])[:, 0]
 
-    def standardize(self, latents: Tensor) -> Tensor:
-        return (latents - self.latent_mean) / self.latent_std
+    def latents_from_tokens(self, tokens: Tensor) -> Tensor:
+        """Pooled, standardized latents ``(b, n, d)`` from :meth:`frame_tokens` output."""
+        pooled = pool_latents(tokens[:, None], self.views, self.config.latent_pool)[:, 0]
+        return (pooled - self.latent_mean) / self.latent_std
 
     @torch.no_grad()
     def encode(self, images: Sequence[Tensor]) -> Tensor:
         """Standardized latents ``(b, n, d)`` of the current frame (one ``(b, 3, H, W)`` image per camera)."""
-        return self.standardize(self.raw_latents(images))
+        return self.latents_from_tokens(self.frame_tokens(images))
 
     def instruction(self, texts: Sequence[str]) -> Tensor:
         """``(b, d_text)`` instruction embeddings (frozen MiniLM: no gradient reaches it)."""
