@@ -1,4 +1,4 @@
-"""The policy base class and registry: every policy (VLA-JEPA and BC today; LAPA and the world-model planner next)
+"""The policy base class and registry: every policy (VLA-JEPA and BC, LAPA, the world-model planner)
 is a :class:`PreTrainedPolicy` registered under its config's ``type``, so training, evaluation and serving drive
 any of them without knowing which.
 

@@ -32,7 +32,7 @@ from vlajepa.nn.action_head import FlowMatchingActionHead
 from vlajepa.nn.target import load_encoder
 from vlajepa.nn.transformer import init_weights
 from vlajepa.normalize import Normalizer
-from vlajepa.policies.base import PreTrainedPolicy
+from vlajepa.policies.flow_policy import FlowPolicy
 from vlajepa.policies.lapa.configuration import LAPAConfig
 from vlajepa.policies.lapa.lam import LatentActionModel, load_lam_config
 from vlajepa.policies.vla_jepa.student import Student, StudentOutput
@@ -40,7 +40,7 @@ from vlajepa.policies.vla_jepa.student import Student, StudentOutput
 logger = logging.getLogger(__name__)
 
 
-class LAPAPolicy(PreTrainedPolicy):
+class LAPAPolicy(FlowPolicy):
     """LAPA on the VLA-JEPA student; ``forward(batch) -> (loss, logs)`` trains the configured ``stage``,
     ``predict_action_chunk(observation)`` acts (any stage; the action stage is the one trained to)."""
 
@@ -60,12 +60,14 @@ class LAPAPolicy(PreTrainedPolicy):
     ) -> None:
         """``load_lam=False``: do not read the latent action model (acting does not use it; :meth:`from_pretrained`
         passes it when its folder is not on this machine). Other arguments as for VLA-JEPA."""
-        super().__init__(config, normalizer, n_action_steps=n_action_steps)
-        if not 0.0 <= noise_scale <= 1.0:
-            raise ValueError(f"noise_scale={noise_scale} must be in [0, 1] (1: the trained noise distribution)")
-        self.num_inference_steps = num_inference_steps
-        self.noise_scale = noise_scale
-        self._generator = torch.Generator().manual_seed(seed)
+        super().__init__(
+            config,
+            normalizer,
+            n_action_steps=n_action_steps,
+            num_inference_steps=num_inference_steps,
+            noise_scale=noise_scale,
+            seed=seed,
+        )
         self.student = Student(config)  # type: ignore[arg-type] - reads the fields VLAJEPAConfig and LAPAConfig share
         self.action_head = FlowMatchingActionHead(
             config.action_head, config.action_dim, config.chunk_size, config.state_dim, config.student.dim
@@ -96,11 +98,6 @@ class LAPAPolicy(PreTrainedPolicy):
         return self
 
     # ------------------------------------------------------------------ inputs
-
-    def _get(self, batch: Mapping[str, Any], key: str) -> Any:
-        if key not in batch:
-            raise KeyError(f"batch has no {key!r}; it has {sorted(batch)}")
-        return batch[key]
 
     def encode(self, batch: Mapping[str, Any]) -> StudentOutput:
         """The student's outputs; a function of the current images, state and instruction only."""
@@ -139,32 +136,6 @@ class LAPAPolicy(PreTrainedPolicy):
             raise ValueError("the action stage trains on robot batches with 'action'; a video batch needs stage=latent")
         loss = self.action_head.loss(batch[ACTION], out.embodied_tokens, out.state, batch.get(ACTION_IS_PAD))
         return loss, {"loss": loss.item(), "loss/action": loss.item()}
-
-    # ------------------------------------------------------------------ acting
-
-    def reseed(self, seed: int) -> None:
-        self._generator.manual_seed(seed)
-
-    def get_rng_state(self) -> Tensor:
-        return self._generator.get_state()
-
-    def set_rng_state(self, state: Tensor) -> None:
-        self._generator.set_state(state)
-
-    @torch.no_grad()
-    def predict_action(self, batch: Mapping[str, Any], num_steps: int | None = None, noise: Tensor | None = None,
-                       generator: torch.Generator | None = None, noise_scale: float = 1.0) -> Tensor:  # fmt: skip
-        """Normalized action chunks ``(b, H, A)`` from a preprocessed batch."""
-        out = self.encode(batch)
-        return self.action_head.sample(out.embodied_tokens, out.state, num_steps, noise, generator,
-                                       noise_scale=noise_scale)  # fmt: skip
-
-    def sample_actions(self, batch: Mapping[str, Any]) -> Tensor:
-        if self._generator.device != self.device:
-            seed = int(torch.randint(2**62, (1,), generator=self._generator))
-            self._generator = torch.Generator(self.device).manual_seed(seed)
-        return self.predict_action(batch, self.num_inference_steps, generator=self._generator,
-                                   noise_scale=self.noise_scale)  # fmt: skip
 
     # ------------------------------------------------------------------ training helpers
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from einops import rearrange, repeat
+from einops import rearrange
 from torch import Tensor, nn
 
 from vlajepa.constants import (
@@ -47,14 +47,14 @@ from vlajepa.nn.predictor import Predictor, pool_latents
 from vlajepa.nn.regularizers import build_regularizer
 from vlajepa.nn.target import TargetEncoder, build_target_encoder, load_encoder
 from vlajepa.normalize import Normalizer
-from vlajepa.policies.base import PreTrainedPolicy
+from vlajepa.policies.flow_policy import FlowPolicy
 from vlajepa.policies.vla_jepa.configuration import VLAJEPAConfig
 from vlajepa.policies.vla_jepa.student import Student, StudentOutput
 
 logger = logging.getLogger(__name__)
 
 
-class VLAJEPAPolicy(PreTrainedPolicy):
+class VLAJEPAPolicy(FlowPolicy):
     """VLA-JEPA (and BC with ``use_world_model=False``); ``forward(batch) -> (loss, logs)`` trains it,
     ``predict_action_chunk(observation)`` acts."""
 
@@ -79,12 +79,14 @@ class VLAJEPAPolicy(PreTrainedPolicy):
         target; :meth:`from_pretrained` passes it when the file is not on this machine);
         ``load_backbone_weights=False``: build a Hugging Face VLM student from its folder's config without reading its
         weights (a checkpoint brings them)."""
-        super().__init__(config, normalizer, n_action_steps=n_action_steps)
-        if not 0.0 <= noise_scale <= 1.0:
-            raise ValueError(f"noise_scale={noise_scale} must be in [0, 1] (1: the trained noise distribution)")
-        self.num_inference_steps = num_inference_steps
-        self.noise_scale = noise_scale
-        self._generator = torch.Generator().manual_seed(seed)
+        super().__init__(
+            config,
+            normalizer,
+            n_action_steps=n_action_steps,
+            num_inference_steps=num_inference_steps,
+            noise_scale=noise_scale,
+            seed=seed,
+        )
         self.student = build_student(config, load_weights=load_backbone_weights)
         self.action_head = FlowMatchingActionHead(
             config.action_head, config.action_dim, config.chunk_size, config.state_dim, config.student.dim
@@ -129,11 +131,6 @@ class VLAJEPAPolicy(PreTrainedPolicy):
         return kwargs
 
     # ------------------------------------------------------------------ inputs
-
-    def _get(self, batch: Mapping[str, Any], key: str) -> Any:
-        if key not in batch:
-            raise KeyError(f"batch has no {key!r}; it has {sorted(batch)}")
-        return batch[key]
 
     def encode(self, batch: Mapping[str, Any]) -> StudentOutput:
         """The student's outputs; a function of the current images, state and instruction only.
@@ -234,69 +231,6 @@ class VLAJEPAPolicy(PreTrainedPolicy):
         per_step = self.latent_step_distance(predicted, target)  # (b, s)
         weights = valid.to(per_step.dtype)
         return (per_step * weights).sum() / weights.sum().clamp_min(1.0)
-
-    # ------------------------------------------------------------------ acting
-
-    def reseed(self, seed: int) -> None:
-        """Restart the flow-matching noise from ``seed`` (the harness calls this per episode)."""
-        self._generator.manual_seed(seed)
-
-    def get_rng_state(self) -> Tensor:
-        """State of the flow-matching noise generator (a server keeps one per connection)."""
-        return self._generator.get_state()
-
-    def set_rng_state(self, state: Tensor) -> None:
-        self._generator.set_state(state)
-
-    @torch.no_grad()
-    def predict_action(
-        self,
-        batch: Mapping[str, Any],
-        num_steps: int | None = None,
-        noise: Tensor | None = None,
-        generator: torch.Generator | None = None,
-        noise_scale: float = 1.0,
-    ) -> Tensor:
-        """Normalized action chunks ``(b, H, A)`` from a preprocessed batch (``num_steps`` Euler steps,
-        ``noise_scale`` as in :meth:`FlowMatchingActionHead.sample`)."""
-        out = self.encode(batch)
-        return self.action_head.sample(
-            out.embodied_tokens, out.state, num_steps, noise, generator, noise_scale=noise_scale
-        )
-
-    def sample_actions(self, batch: Mapping[str, Any]) -> Tensor:
-        """The acting path: :meth:`predict_action` with this policy's sampling settings and generator."""
-        if self._generator.device != self.device:  # the policy moved: continue the same noise stream there
-            seed = int(torch.randint(2**62, (1,), generator=self._generator))
-            self._generator = torch.Generator(self.device).manual_seed(seed)
-        return self.predict_action(
-            batch, self.num_inference_steps, generator=self._generator, noise_scale=self.noise_scale
-        )
-
-    @torch.no_grad()
-    def sample_candidates(
-        self,
-        batch: Mapping[str, Any],
-        num_candidates: int,
-        *,
-        noise_scale: float = 1.0,
-        include_deterministic: bool = True,
-        generator: torch.Generator | None = None,
-    ) -> Tensor:
-        """``(b, N, H, A)``: ``N`` flow-head samples per observation from independent noise and one student pass;
-        with ``include_deterministic`` the first is the deterministic chunk (noise 0)."""
-        out = self.encode(batch)
-        b = out.embodied_tokens.shape[0]
-        shape = (b, num_candidates, self.config.chunk_size, self.config.action_dim)
-        noise = noise_scale * torch.randn(shape, generator=generator or self._generator).to(self.device)
-        if include_deterministic:
-            noise[:, 0] = 0.0
-        context = repeat(out.embodied_tokens, "b m d -> (b k) m d", k=num_candidates)
-        state = None if out.state is None else repeat(out.state, "b s -> (b k) s", k=num_candidates)
-        chunks = self.action_head.sample(
-            context, state, self.num_inference_steps, rearrange(noise, "b k h a -> (b k) h a")
-        )
-        return rearrange(chunks, "(b k) h a -> b k h a", k=num_candidates)
 
     # ------------------------------------------------------------------ training helpers
 
