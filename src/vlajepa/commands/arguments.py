@@ -55,3 +55,28 @@ def config_preset(text: str) -> str:
     from vlajepa.presets import preset_path
 
     return checked_by(preset_path)(text)
+
+
+def add_planner_arguments(source: argparse._MutuallyExclusiveGroup, parser: argparse.ArgumentParser) -> None:
+    """``--planner DIR`` (in the command's group of policy sources) with ``--candidates`` and ``--cem-iterations``,
+    which override the planner's saved values (:func:`planner_options` reads them)."""
+    source.add_argument(
+        "--planner",
+        type=existing_path("planner checkpoint folder", folder=True),
+        help="a planner checkpoint (vlajepa train-planner): its base policy proposes, its world model chooses",
+    )
+    parser.add_argument(
+        "--candidates", type=int, default=None, help="planners: candidate chunks per planning step (default: saved)"
+    )
+    parser.add_argument(
+        "--cem-iterations", type=int, default=None, help="planners: CEM refinement rounds (default: saved)"
+    )
+
+
+def planner_options(args: argparse.Namespace) -> dict[str, int]:
+    """The planner overrides given on the command line (SystemExit when they come without ``--planner``)."""
+    options = {"num_candidates": args.candidates, "cem_iterations": args.cem_iterations}
+    options = {name: value for name, value in options.items() if value is not None}
+    if options and args.planner is None:
+        raise SystemExit("--candidates and --cem-iterations apply to --planner only")
+    return options

@@ -6,7 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
-from vlajepa.commands.arguments import checked_by, existing_path, policy_argument
+from vlajepa.commands.arguments import (
+    add_planner_arguments,
+    checked_by,
+    existing_path,
+    planner_options,
+    policy_argument,
+)
 from vlajepa.envs import PERTURBATIONS
 from vlajepa.eval.policies import PolicySource
 
@@ -135,17 +141,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument(
         "--policy", type=policy_argument, help="expert | random[:SEED] | checkpoint:PATH | remote:URL"
     )
-    source.add_argument(
-        "--planner",
-        type=existing_path("planner checkpoint folder", folder=True),
-        help="a planner checkpoint (vlajepa train-planner): its base policy proposes, its world model chooses",
-    )
-    parser.add_argument(
-        "--candidates", type=int, default=None, help="planners: candidate chunks per planning step (default: saved)"
-    )
-    parser.add_argument(
-        "--cem-iterations", type=int, default=None, help="planners: CEM refinement rounds (default: saved)"
-    )
+    add_planner_arguments(source, parser)
     parser.add_argument(
         "--name", default=None, help="method name in the result rows (default: the policy kind)"
     )
@@ -244,15 +240,9 @@ def run(args: argparse.Namespace) -> int:
         args.api_key_file,
         args.ca_file,
     )
-    if args.planner is None and (args.candidates is not None or args.cem_iterations is not None):
-        raise ValueError("--candidates and --cem-iterations apply to --planner only")
+    options = planner_options(args)
     if args.planner is not None:
-        planner_options = {"num_candidates": args.candidates, "cem_iterations": args.cem_iterations}
-        policy = PolicySource(
-            "checkpoint",
-            {**policy.kwargs, **{k: v for k, v in planner_options.items() if v is not None}},
-            args.name or "planner",
-        )
+        policy = PolicySource("checkpoint", {**policy.kwargs, **options}, args.name or "planner")
     camera, image_size = rendering_for(policy, args.camera, args.image_size)
     config = EvalConfig(
         tasks=parse_tasks(args.tasks),

@@ -8,7 +8,7 @@ import logging
 import signal
 import sys
 
-from vlajepa.commands.arguments import existing_path
+from vlajepa.commands.arguments import add_planner_arguments, existing_path, planner_options
 
 EPILOG = """\
 protocol: openpi's (msgpack + numpy over a websocket): metadata frame on connect, an observation map in
@@ -43,14 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=existing_path("checkpoint folder", folder=True),
         help="checkpoint directory of any registered policy (from vlajepa train)",
     )
-    source.add_argument(
-        "--planner",
-        type=existing_path("planner checkpoint folder", folder=True),
-        help="a world-model planner (vlajepa train-planner) around its base policy; clients see the same protocol",
-    )
-    parser.add_argument(
-        "--candidates", type=int, default=None, help="planners: candidate chunks per planning step (default: saved)"
-    )
+    add_planner_arguments(source, parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port; 0 picks a free one (default: 8000)")
     parser.add_argument(
@@ -138,10 +131,7 @@ def run(args: argparse.Namespace) -> int:
         max_requests_per_s=args.max_request_rate,
         drain_timeout_s=args.drain_timeout_s,
     )
-    if args.planner is None and args.candidates is not None:
-        raise SystemExit("--candidates applies to --planner only")
-    options = {} if args.candidates is None else {"num_candidates": args.candidates}
-    loaded = load_served_policy(args.checkpoint or args.planner, **options)
+    loaded = load_served_policy(args.checkpoint or args.planner, **planner_options(args))
     asyncio.run(serve_until_signal(PolicyServer(loaded.policy, loaded.spec, config)))
     return 0
 
