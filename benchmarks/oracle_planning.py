@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from vlajepa.commands.evaluate import parse_policy, parse_settings, parse_tasks, rendering_for
+from vlajepa.constants import TASK
 from vlajepa.eval.policies import PolicySource
 from vlajepa.eval.report import build_report, markdown_table, rows_from_episodes
 from vlajepa.eval.runner import EpisodeResult, EvalConfig, evaluate
@@ -86,9 +87,12 @@ class OracleSelection:
     """A privileged policy: executes, of the proposer's candidates, the one that reaches the most task progress in
     a copy of the simulator (see the module docstring); counts how often the proposer's own choice agrees."""
 
-    def __init__(self, env: Any, proposer: Proposer) -> None:
+    def __init__(self, env: Any, proposer: Proposer, judge: str = "progress") -> None:
+        if judge == "score" and not callable(getattr(proposer, "score_frame", None)):
+            raise ValueError("--judge score needs a planner (its learned score rates the outcomes)")
         self.env = env
         self.proposer = proposer
+        self.judge = judge
         self._counts: dict[str, float] = {}
 
     def reset(self) -> None:
@@ -103,7 +107,9 @@ class OracleSelection:
         snapshot = self.env.get_sim_state()
         values = np.empty(len(plan.candidates))
         for index, chunk in enumerate(plan.candidates):
-            values[index] = self._outcome(chunk)
+            values[index] = (
+                self._outcome(chunk) if self.judge == "progress" else self._scored_outcome(chunk, observation)
+            )
             self.env.set_sim_state(snapshot)
         best = int(np.argmax(values))
         counts = self._counts
@@ -126,19 +132,27 @@ class OracleSelection:
                 break
         return progress
 
+    def _scored_outcome(self, chunk: np.ndarray, observation: dict[str, Any]) -> float:
+        """The planner's learned score of the frame the chunk really leads to (its world model left out)."""
+        for action in chunk:
+            _, _, terminated, truncated, _ = self.env.step(action, render=False)
+            if terminated or truncated:
+                break
+        return self.proposer.score_frame(self.env.render_view(self.env.view), observation[TASK])
+
     def episode_diagnostics(self) -> dict[str, float]:
         return dict(self._counts)
 
 
-def oracle_adapter(policy: Any, env: Any, candidates: int) -> OracleSelection:
+def oracle_adapter(policy: Any, env: Any, candidates: int, judge: str = "progress") -> OracleSelection:
     """Wrap the policy a worker built: a planner proposes itself; a plain checkpoint through flow samples."""
     proposer = policy if callable(getattr(policy, "plan", None)) else FlowSampleProposer(policy, candidates)
-    return OracleSelection(env, proposer)
+    return OracleSelection(env, proposer, judge)
 
 
-def oracle_rows(name: str, episodes: list[EpisodeResult], severity: int) -> list[dict[str, Any]]:
+def oracle_rows(name: str, episodes: list[EpisodeResult], severity: int, method: str) -> list[dict[str, Any]]:
     """Rows of the oracle with its decision counts per (task, setting)."""
-    rows = rows_from_episodes(f"{name}+oracle", episodes, severity=severity)
+    rows = rows_from_episodes(method, episodes, severity=severity)
     totals: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for episode in episodes:
         for key, value in episode.diagnostics.items():
@@ -197,6 +211,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--max-steps", type=int, default=None, help="episode step limit (default: the task's)")
     parser.add_argument("--seed", type=int, default=1_000_000, help="base evaluation seed (eval's default)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--judge",
+        choices=("progress", "score"),
+        default="progress",
+        help="progress: the true task progress of each candidate's outcome (the oracle); score: the planner's "
+        "learned score of the frame each candidate really reaches (the score without the world model)",
+    )
     parser.add_argument("--no-base", dest="base", action="store_false", help="skip the proposer acting alone")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--out", default="outputs/oracle_planning/results", help="output prefix (.json, .md)")
@@ -232,10 +253,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         base, seconds = evaluate(policy, config, progress=progress)
         rows += rows_from_episodes(policy.method, base, severity=config.severity)
         wall += seconds
-    adapter = functools.partial(oracle_adapter, candidates=args.candidates)
-    oracle_source = PolicySource(policy.kind, policy.kwargs, f"{name}+oracle")
+    if args.judge == "score" and args.planner is None:
+        parser.error("--judge score needs --planner (its learned score rates the outcomes)")
+    adapter = functools.partial(oracle_adapter, candidates=args.candidates, judge=args.judge)
+    method = f"{name}+oracle" if args.judge == "progress" else f"{name}+score-on-true-outcome"
+    oracle_source = PolicySource(policy.kind, policy.kwargs, method)
     oracle, seconds = evaluate(oracle_source, config, progress=progress, adapter=adapter)
-    oracle_part = oracle_rows(name, oracle, config.severity)
+    oracle_part = oracle_rows(name, oracle, config.severity, method)
     rows += oracle_part
     wall += seconds
     total: dict[str, float] = defaultdict(float)
@@ -249,8 +273,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         policy={"kind": policy.kind, **policy.kwargs},
         proposer="planner" if args.planner is not None else f"flow samples: deterministic + {args.candidates - 1}",
         candidates=None if args.planner is not None else args.candidates,
-        oracle={"score": "task progress at the chunk's end, +1 on success; greedy, one chunk ahead",
-                **decision_fields(total)},
+        oracle={
+            "score": "task progress at the chunk's end, +1 on success; greedy, one chunk ahead"
+            if args.judge == "progress"
+            else "the planner's learned score of the frame at the chunk's end (no world model); greedy",
+            **decision_fields(total),
+        },
     )
     title = f"Oracle selection: {name} on {args.tasks}"
     write_report_files(args.out, report, markdown_table(report, title) + decisions_markdown(oracle_part))

@@ -134,3 +134,37 @@ def test_the_benchmark_writes_paired_rows_and_decisions(tmp_path):
     assert oracle["episodes"] == 1 and oracle["decisions"] == 2  # 8 steps, chunks of 4
     assert oracle["learned_agreement"] is None  # flow samples carry no learned scores
     assert "Oracle decisions" in out.with_suffix(".md").read_text()
+
+
+class ScoringStubProposer(StubProposer):
+    """A stub planner whose 'learned score' of a frame is its mean red intensity."""
+
+    def score_frame(self, image: np.ndarray, instruction: str) -> float:
+        return float(image[..., 0].mean())
+
+
+def test_judge_score_rates_the_frame_each_candidate_really_reaches():
+    from vlajepa.envs import MetaWorldEnv
+
+    env = MetaWorldEnv("push-v3", image_size=16)
+    try:
+        observation, _ = env.reset(seed=SEED)
+        oracle = OracleSelection(env, ScoringStubProposer(), judge="score")
+        oracle.reset()
+        oracle.reseed(7)
+        candidates = ScoringStubProposer()
+        candidates.reseed(7)
+        plan = candidates.plan(observation)
+        snapshot = env.get_sim_state()
+        reached = []
+        for chunk in plan.candidates:
+            for action in chunk:
+                env.step(action, render=False)
+            reached.append(float(env.render_view(env.view)[..., 0].mean()))
+            env.set_sim_state(snapshot)
+        chosen = oracle.predict_action_chunk(observation)
+        np.testing.assert_array_equal(chosen, plan.candidates[int(np.argmax(reached))])
+    finally:
+        env.close()
+    with pytest.raises(ValueError, match="needs a planner"):
+        OracleSelection(None, StubProposer(), judge="score")

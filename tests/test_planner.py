@@ -264,3 +264,12 @@ def test_a_base_on_the_same_frozen_encoder_reads_the_planners_tokens(tmp_path):
     separate = policy.plan_batch(batch)
     for got, want in zip(shared, separate, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_score_frame_rates_one_image_like_the_batch_path(trained_planner):
+    policy = load_policy(trained_planner)
+    obs = observation(2)
+    batch = policy.processor.preprocess([obs])
+    latents = policy.world_model.encode([batch[image_key("corner2")]])
+    want = torch.sigmoid(policy.score(latents, policy.world_model.instruction([obs[TASK]])))[0]
+    assert policy.score_frame(obs[image_key("corner2")], obs[TASK]) == pytest.approx(float(want), abs=1e-6)

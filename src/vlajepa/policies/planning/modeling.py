@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from vlajepa.config import ConfigError
 from vlajepa.constants import ACTION, FUTURE_IS_PAD, FUTURE_LATENTS, FUTURE_VALUE, TASK, image_key
+from vlajepa.data.windows import resize_frames, to_float_frames
 from vlajepa.normalize import Normalizer
 from vlajepa.policies.base import PreTrainedPolicy, load_policy
 from vlajepa.policies.planning.configuration import PlannerConfig
@@ -278,6 +279,17 @@ class PlannerPolicy(PreTrainedPolicy):
         executed = self.processor.postprocess(candidates[0, :, : self.n_action_steps])
         score = scores[0].float().cpu().numpy()
         return Plan(candidates=executed, scores=score, best=int(np.argmax(score)))
+
+
+    @torch.inference_mode()
+    def score_frame(self, image: np.ndarray, instruction: str) -> float:
+        """The learned score (a value in ``[0, 1]``) of one camera frame ``uint8 (H, W, 3)`` under ``instruction``:
+        how close that scene is to finishing it (one-camera planners)."""
+        if len(self.config.cameras) != 1:
+            raise ValueError(f"score_frame takes one camera image; this planner reads {len(self.config.cameras)}")
+        frames = resize_frames(to_float_frames(np.asarray(image)[None]), self.config.image_size).to(self.device)
+        latents = self.world_model.encode([frames])
+        return float(torch.sigmoid(self.score(latents, self.world_model.instruction([instruction])))[0])
 
 
 def _step_distance(predicted: Tensor, target: Tensor) -> Tensor:
