@@ -100,6 +100,7 @@ def main() -> None:
 
     report = {
         "command": shlex.join(["python", *sys.argv]),
+        "data_revision": "none",  # timings do not depend on the data the weights came from
         "candidates": args.candidates,
         "p50_ms": p(plan_ms, 50),
         "p90_ms": p(plan_ms, 90),
