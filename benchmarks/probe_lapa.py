@@ -39,7 +39,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from benchmarks.probe_world_model import ridge_predict
 from vlajepa.commands.evaluate import named_checkpoint, parse_tasks
 from vlajepa.config import PolicyConfig
 from vlajepa.constants import ACTION, ACTION_IS_PAD, FUTURE_IS_PAD, OBS_STATE, future_image_key
@@ -47,6 +46,10 @@ from vlajepa.data.windows import RobotWindows, collate_windows
 from vlajepa.io_utils import write_report_files
 from vlajepa.policies import load_policy
 from vlajepa.policies.lapa import LatentActionModel
+
+if __package__ in (None, ""):  # run as `python benchmarks/probe_lapa.py`: import sibling scripts as benchmarks.*
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.probe_world_model import ridge_predict  # noqa: E402
 
 STRENGTHS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
 
