@@ -7,7 +7,7 @@ plus the seed), each method's in-distribution and perturbed success pooled over 
 and the planner-minus-base difference per seed (paired: the same checkpoint, the same episodes).
 
     python benchmarks/compare_planning.py --base bc \\
-        --seed 0 base=benchmarks/results/perception/mt10_bc_s0.json plan=outputs/plan_s0.json \\
+        --seed 0 "base[id]=benchmarks/results/perception/mt10_bc_s0.json" plan=outputs/plan_s0.json \\
         --seed 1 base=... plan=... --out benchmarks/results/planning/mt10_bc_plan
 """
 
@@ -28,16 +28,23 @@ def method_name(base: str, role: str) -> str:
 
 
 def load_seed(items: list[str], base: str, seed: int) -> list[dict[str, Any]]:
-    """Rows of one seed's result files (``ROLE=PATH``; a role may repeat, e.g. ID and perturbed in two files)."""
+    """Rows of one seed's result files (``ROLE=PATH``, or ``ROLE[SETTING,...]=PATH`` to keep only those settings of
+    the file; a role may repeat, e.g. ID and perturbed in two files)."""
     rows = []
     for item in items:
         role, sep, path = item.partition("=")
-        if not sep or role not in ROLES:
-            raise SystemExit(f"--seed item {item!r}: expected ROLE=PATH with ROLE one of {', '.join(ROLES)}")
+        role, _, wanted = role.partition("[")
+        settings = set(wanted.rstrip("]").split(",")) if wanted else None
+        if not sep or role not in ROLES or (wanted and not wanted.endswith("]")):
+            raise SystemExit(
+                f"--seed item {item!r}: expected ROLE=PATH or ROLE[SETTING,...]=PATH, ROLE one of {', '.join(ROLES)}"
+            )
         report = read_json(Path(path), SystemExit, "evaluation result")
         if not isinstance(report, dict) or not isinstance(report.get("rows"), list):
             raise SystemExit(f"{path}: no 'rows' list (is it a `vlajepa eval` result?)")
         for row in report["rows"]:
+            if settings is not None and row["setting"] not in settings:
+                continue
             extra = {k: v for k, v in row.items() if k not in ("method", "task", "setting", "successes", "episodes")}
             extra = {k: v for k, v in extra.items() if k not in ("success_rate", "ci_low", "ci_high")}
             rows.append(

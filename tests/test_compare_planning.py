@@ -21,10 +21,10 @@ def _eval_result(path, rows) -> str:
 def test_planner_rows_are_renamed_pooled_and_paired_by_seed(tmp_path) -> None:
     base0 = _eval_result(tmp_path / "b0.json", [("reach", "id", 10, 20), ("reach", "camera", 1, 5)])
     plan0 = _eval_result(tmp_path / "p0.json", [("reach", "id", 14, 20), ("reach", "camera", 2, 5)])
-    base1 = _eval_result(tmp_path / "b1.json", [("reach", "id", 8, 20)])
+    base1 = _eval_result(tmp_path / "b1.json", [("reach", "id", 8, 20), ("reach", "language", 3, 10)])
     plan1 = _eval_result(tmp_path / "p1.json", [("reach", "id", 8, 20)])
     report = compare_planning.main(
-        ["--seed", "0", f"base={base0}", f"plan={plan0}", "--seed", "1", f"base={base1}", f"plan={plan1}",
+        ["--seed", "0", f"base={base0}", f"plan={plan0}", "--seed", "1", f"base[id]={base1}", f"plan={plan1}",
          "--out", str(tmp_path / "cmp")]
     )  # fmt: skip
     base, plan = report["methods"]
