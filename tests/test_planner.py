@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 
 from benchmarks.synthetic import save_random_checkpoint, write_robot_dataset
 from helpers.models import random_batch, single_thread, tiny_config
+from vlajepa.checkpoint import CheckpointError
 from vlajepa.config import ConfigError
 from vlajepa.constants import ACTION, FUTURE_IS_PAD, FUTURE_LATENTS, FUTURE_VALUE, OBS_STATE, TASK, image_key
 from vlajepa.nn.config import LanguageConfig, PredictorConfig, VisionConfig
@@ -152,6 +153,8 @@ def test_bad_planner_configs_name_the_field(base_checkpoint, tmp_path):
         PlannerConfig(world_model=TINY_WORLD_MODEL)
     with pytest.raises(ConfigError, match="image_size=64 differs from the base policy's 32"):
         PlannerPolicy(tiny_planner_config(base_checkpoint, image_size=64))
+    with pytest.raises(CheckpointError, match="base_policy: the planner's base policy does not load"):
+        PlannerPolicy(tiny_planner_config(base_checkpoint).replace(base_policy=str(tmp_path / "gone")))
     with pytest.raises(ConfigError, match="unknown planner field 'candidates'"):
         tiny_planner_config(base_checkpoint, candidates=4)
 

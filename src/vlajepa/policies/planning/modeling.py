@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import Tensor, nn
 
+from vlajepa.checkpoint import CheckpointError
 from vlajepa.config import ConfigError
 from vlajepa.constants import ACTION, FUTURE_IS_PAD, FUTURE_LATENTS, FUTURE_VALUE, TASK, image_key
 from vlajepa.data.windows import resize_frames, to_float_frames
@@ -84,7 +85,10 @@ class PlannerPolicy(PreTrainedPolicy):
             )
         if base is None:
             options = {} if num_inference_steps is None else {"num_inference_steps": num_inference_steps}
-            base = load_policy(config.base_policy, **options)
+            try:
+                base = load_policy(config.base_policy, **options)
+            except CheckpointError as err:
+                raise CheckpointError(f"base_policy: the planner's base policy does not load ({err})") from err
         for name in SHARED_FIELDS:
             if getattr(base.config, name) != getattr(config, name):
                 raise ConfigError(
