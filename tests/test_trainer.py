@@ -299,7 +299,7 @@ def test_cli_bc_method_and_overrides(data, tmp_path, capsys):
     assert "unknown field" in capsys.readouterr().err
     assert cli("train", "--method", "bc", "--robot", data["robot"], "--video", data["video"], "--out",
                str(tmp_path / "y"), "--config", "tiny", "--no-progress") == 2
-    assert "needs the world model" in capsys.readouterr().err
+    assert "action-free video needs a policy that learns from future frames" in capsys.readouterr().err
 
 
 def test_cli_help_explains_the_recipes(capsys):

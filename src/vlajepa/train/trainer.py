@@ -205,13 +205,13 @@ class Trainer:
         if not model.uses_future_frames:
             if cfg.video:
                 raise ConfigError(
-                    f"video needs the world model, but this {model.type} config has none (use_world_model is false: "
-                    "behaviour cloning)"
+                    f"action-free video needs a policy that learns from future frames, but this {model.type} config "
+                    "trains on actions only (e.g. BC: use_world_model is false; LAPA: stage action)"
                 )
             if not cfg.robot_actions:
                 raise ConfigError(
-                    "robot_actions=false trains the world model only, but this config has none "
-                    "(use_world_model is false)"
+                    f"robot_actions=false trains on future frames only, but this {model.type} config learns from "
+                    "actions only (e.g. BC: use_world_model is false; LAPA: stage action)"
                 )
         if cfg.robot and cfg.robot_weight == 0 and (not cfg.video or cfg.video_weight == 0):
             raise ConfigError("robot_weight and video_weight are both 0 for the data given")
