@@ -204,7 +204,7 @@ def test_bf16_autocast_trains(data, tmp_path):
 def test_recipe_errors_are_clear(data, tmp_path):
     with pytest.raises(ConfigError, match="no training data"):
         Trainer(tiny_config(), TrainConfig(), tmp_path)
-    with pytest.raises(ConfigError, match="behaviour cloning"):
+    with pytest.raises(ConfigError, match="trains on actions only"):
         Trainer(tiny_config(use_world_model=False), train_config(data), tmp_path)
 
 
