@@ -34,7 +34,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from vlajepa.config import ConfigError, JsonConfig
-from vlajepa.constants import ACTION, FUTURE_IS_PAD, FUTURE_LATENTS, FUTURE_VALUE, TASK
+from vlajepa.constants import ACTION, FUTURE_IS_PAD, FUTURE_LATENTS, FUTURE_VALUE, SUCCESS, TASK
 from vlajepa.data.latent_cache import build_latent_cache
 from vlajepa.data.windows import RobotWindows
 from vlajepa.envs.language import LANGUAGE, task_of_instruction, training_instructions
@@ -46,7 +46,6 @@ from vlajepa.train.metrics import MetricsLogger
 from vlajepa.train.optim import build_optimizer, build_scheduler
 from vlajepa.train.trainer import seed_everything
 
-SUCCESS = "next.success"  # per-frame success flag of rollouts (and of newer expert data)
 TRAINING_FILE = "planner_training.json"  # beside the planner checkpoint: data, held-out episodes, timings
 DEFAULT_OPTIM = TrainConfig(steps=2000, batch_size=32, lr=5e-4)  # small models on cached latents: many cheap steps
 
