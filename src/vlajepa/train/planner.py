@@ -94,6 +94,11 @@ class LatentEpisodes:
     def num_episodes(self) -> int:
         return len(self.starts)
 
+    def standardize(self, world_model: Any) -> None:
+        """Standardize the latents in place with the world model's statistics (what it sees while planning)."""
+        mean, std = world_model.latent_mean.numpy(), world_model.latent_std.numpy()
+        self.latents = ((self.latents - mean) / std).astype(np.float32)
+
     def values(self, discount: float) -> np.ndarray:
         """``(F,)`` score targets of every frame (see the module docstring)."""
         values = np.zeros(len(self.latents), dtype=np.float32)
@@ -204,7 +209,7 @@ class WindowSampler:
         if not others:
             return None
         other = others[self.rng.integers(len(others))]
-        choices = training_instructions(other) if other in LANGUAGE else (other,)
+        choices = training_instructions(other)  # known tasks come from the instruction table
         return choices[self.rng.integers(len(choices))]
 
     def window(self, d: int, row: int, e: int) -> dict[str, Any]:
@@ -259,7 +264,7 @@ def standardize(policy: PlannerPolicy, data: Sequence[LatentEpisodes], masks: Se
     policy.world_model.latent_mean.copy_(torch.from_numpy(mean))
     policy.world_model.latent_std.copy_(torch.from_numpy(std))
     for episodes in data:
-        episodes.latents = ((episodes.latents - mean) / std).astype(np.float32)
+        episodes.standardize(policy.world_model)
 
 
 @dataclass
@@ -530,9 +535,7 @@ def diagnose_planner(
             demonstrations=entry["kind"] == "robot",
             progress=progress,
         )
-        mean = policy.world_model.latent_mean.numpy()
-        std = policy.world_model.latent_std.numpy()
-        episodes.latents = ((episodes.latents - mean) / std).astype(np.float32)
+        episodes.standardize(policy.world_model)
         mask = np.zeros(episodes.num_episodes, dtype=bool)
         mask[entry["held_out"]] = True
         data.append(episodes)

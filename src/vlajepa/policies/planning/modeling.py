@@ -187,7 +187,7 @@ class PlannerPolicy(PreTrainedPolicy):
             logs["loss/wm_rollout"] = rollout_loss.item()
         # the score on real latents, and on imagined ones (detached: the score learns to read the world model's
         # outputs, the world model is not bent towards high scores)
-        b, t = latents.shape[:2]
+        t = latents.shape[1]
         real = self.score(rearrange(latents, "b t n d -> (b t) n d"), repeat(instruction, "b d -> (b t) d", t=t))
         score_real = _masked_bce(real, values.reshape(-1), (~is_pad).reshape(-1))
         r = imagined.shape[1]
