@@ -31,10 +31,10 @@ frozen target's ``--encoder-steps``).
 
 Every stage is a ``vlajepa`` subprocess and is resumable: data folders that exist are reused (``--data-dir``,
 default ``data/``), finished stages leave a marker ``<work>/stages/<stage>.json`` with their wall time and are
-skipped, an
-interrupted training run continues with ``--resume``. ``--encoder`` reuses an earlier run's frozen target encoder;
-``--jobs 2 --threads 1 --workers 1`` trains and evaluates two methods at once (per-run wall times then include the
-contention). Evaluation: ``--episodes`` per task in distribution and
+skipped, an interrupted training run continues with ``--resume``. ``--encoder`` reuses an earlier run's frozen
+target encoder and ``--lam`` its latent action model (e.g. for a second training seed); ``--jobs 2 --threads 1
+--workers 1`` trains and evaluates two methods at once (per-run wall times then include the contention).
+Evaluation: ``--episodes`` per task in distribution and
 ``--perturbed-episodes`` per task under each of the seven perturbations.
 
 Results: ``<results>.json`` (rows in the evaluation schema plus a ``target`` field; top-level ``command``,
@@ -332,6 +332,12 @@ class Pipeline:
 
     def latent_action_model(self, robot: Path, video: Path) -> Path:
         """LAPA's latent action model, trained once on the video set and the robot data's frame pairs."""
+        if self.args.lam:  # shared with an earlier run (e.g. another training seed): its time is reported there
+            path = Path(self.args.lam)
+            if not (path / "lam_config.json").is_file():
+                raise SystemExit(f"[run_mt10] --lam {path}: not a `vlajepa train-lam` output (no lam_config.json)")
+            self.reused("train-lam", path, f"reusing {path}")
+            return path
         out = self.work / "lam"
         self.stage(
             "train-lam",
@@ -515,6 +521,9 @@ def main() -> None:
     parser.add_argument("--encoder-steps", type=int, default=1000, help="pretrain-encoder steps (frozen target)")
     parser.add_argument("--lam-steps", type=int, default=None,
                         help="lapa: steps of `vlajepa train-lam` (default: --encoder-steps)")
+    parser.add_argument("--lam", default=None,
+                        help="lapa: reuse this `vlajepa train-lam` output folder (e.g. an earlier run's) instead of "
+                        "training a latent action model")
     parser.add_argument("--encoder", default=None,
                         help="frozen target: reuse this encoder.safetensors (e.g. an earlier run's) instead of "
                         "running pretrain-encoder")
