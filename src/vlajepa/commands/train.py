@@ -30,6 +30,9 @@ recipes:
   again):
     vlajepa train --init-from outputs/pretrain/checkpoints/last --robot data/mt10_robot \\
         --target-checkpoint outputs/encoder/encoder.safetensors --out outputs/finetune
+  world-model action selection trained in the same run (a planner in every checkpoint's planner/ folder):
+    vlajepa train --method bc --robot data/mt10_robot --out outputs/bc --planner
+    vlajepa eval --planner outputs/bc/checkpoints/last/planner
   resume an interrupted run exactly (configs come from its last checkpoint; --steps may extend it, and
   --workers, --log-every, --checkpoint-every may change; other options are ignored):
     vlajepa train --out outputs/cotrain --resume
@@ -59,6 +62,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="CKPT",
         type=existing_path("checkpoint folder", folder=True),
         help="initialize from this checkpoint's weights (fine-tuning)",
+    )
+    parser.add_argument(
+        "--planner",
+        action="store_true",
+        help="also train a planner's world model and score in the same steps, on the robot data (world-model "
+        "action selection; its fields with --set planner.FIELD=VALUE); every checkpoint then holds it in planner/, "
+        "for `vlajepa eval --planner CKPT/planner`",
     )
     parser.set_defaults(func=lambda args: run_training(args, pretrain=False))
 
@@ -170,18 +180,18 @@ def apply_overrides(sections: dict[str, dict[str, Any]], items: list[str]) -> No
         section, _, field = key.partition(".")
         if not sep or section not in sections or not field:
             raise SystemExit(f"--set {item!r}: expected {expected}")
-        _set_dotted(sections[section], field, yaml.safe_load(raw))
+        _set_dotted(sections[section], field, yaml.safe_load(raw), name=key)
 
 
-def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any, *, name: str) -> None:
     keys = dotted.split(".")
     node = data
     for key in keys[:-1]:
         if not isinstance(node.get(key), dict):
-            raise SystemExit(f"--set {dotted}: {key!r} is not a config section")
+            raise SystemExit(f"--set {name}: {key!r} is not a config section")
         node = node[key]
     if keys[-1] not in node:
-        raise SystemExit(f"--set {dotted}: unknown field {keys[-1]!r}; known: {', '.join(node)}")
+        raise SystemExit(f"--set {name}: unknown field {keys[-1]!r}; known: {', '.join(node)}")
     node[keys[-1]] = value
 
 
@@ -232,10 +242,21 @@ def build_configs(args: argparse.Namespace, *, pretrain: bool):
         except ValueError:
             raise SystemExit(f"--mix {args.mix!r}: expected ROBOT:VIDEO, e.g. 1:1") from None
         train |= {"robot_weight": robot_weight, "video_weight": video_weight}
-    apply_overrides({"model": model, "train": train}, args.set)
+    with_planner = getattr(args, "planner", False)
+    planner_items = [item for item in args.set if with_planner and item.startswith("planner.")]
+    apply_overrides({"model": model, "train": train}, [item for item in args.set if item not in planner_items])
     if "target" in model:
         _check_frozen_target(model, args, path)
-    return model_class.from_dict(model), TrainConfig.from_dict(train)
+    policy_config = model_class.from_dict(model)
+    planner = None
+    if with_planner:  # the planner's interface fields (cameras, sizes, ...) are the policy's
+        from vlajepa.policies.planning import PlannerConfig
+        from vlajepa.train.planner import CO_TRAINED_BASE, planner_config_from
+
+        planner_dict = planner_config_from(policy_config, CO_TRAINED_BASE).to_dict()
+        apply_overrides({"planner": planner_dict}, planner_items)
+        planner = PlannerConfig.from_dict(planner_dict)
+    return policy_config, TrainConfig.from_dict(train), planner
 
 
 def _apply_target_options(model: dict[str, Any], args: argparse.Namespace) -> None:
@@ -320,6 +341,7 @@ def run_training(args: argparse.Namespace, *, pretrain: bool) -> int:
     import torch
 
     from vlajepa.envs.language import missing_canonical_message
+    from vlajepa.train.planner import PLANNER_DIR
     from vlajepa.train.trainer import Trainer
 
     if args.threads:
@@ -337,10 +359,10 @@ def run_training(args: argparse.Namespace, *, pretrain: bool) -> int:
         )
     else:
         _prepare_out(out, resume=False, overwrite=args.overwrite)
-        model_config, train_config = build_configs(args, pretrain=pretrain)
+        model_config, train_config, planner = build_configs(args, pretrain=pretrain)
         if pretrain and not train_config.video:
             raise SystemExit("--video is required (world-model pretraining on video)")
-        trainer = Trainer(model_config, train_config, out, progress=progress)
+        trainer = Trainer(model_config, train_config, out, planner=planner, progress=progress)
     robot = trainer.windows.get("robot")
     problem = robot and missing_canonical_message(robot.dataset.meta.tasks)
     if problem and trainer.is_main:
@@ -361,5 +383,8 @@ def run_training(args: argparse.Namespace, *, pretrain: bool) -> int:
             "processes": trainer.world_size,
             "use_with": f"vlajepa eval --policy checkpoint:{result.checkpoint}",
         }
+        if trainer.planner is not None:
+            planner_dir = result.checkpoint / PLANNER_DIR
+            summary |= {"planner": str(planner_dir), "planner_use_with": f"vlajepa eval --planner {planner_dir}"}
         print(json.dumps(summary, indent=2))
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 
 from torch import nn
 from torch.optim import AdamW, Optimizer
@@ -40,33 +41,38 @@ def _no_decay_ids(model: nn.Module) -> set[int]:
     }
 
 
-def build_optimizer(policy: PreTrainedPolicy, config: TrainConfig) -> AdamW:
+def build_optimizer(
+    policy: PreTrainedPolicy, config: TrainConfig, *, extra: Mapping[str, nn.Module] | None = None
+) -> AdamW:
     """AdamW over ``policy.get_optim_params()``; each group named ``<module>`` or ``<module>/no_decay``, at the
     base learning rate times the group's ``lr_scales`` entry (1 for a group it does not name).
 
+    ``extra``: more models with a ``get_optim_params()`` trained in the same steps (e.g. a co-trained planner's
+    world model and score), their groups named ``<prefix><module>``.
     Modules with learning-rate scale 0 get ``requires_grad=False`` and stay out of the optimizer.
     """
     scales = dataclasses.asdict(config.lr_scales)
-    no_decay_ids = _no_decay_ids(policy)
     groups = []
-    for module, params in policy.get_optim_params().items():
-        scale = scales.get(module, 1.0)
-        if scale == 0:
-            for param in params:
-                param.requires_grad_(False)
-            continue
-        decay = [p for p in params if id(p) not in no_decay_ids]
-        no_decay = [p for p in params if id(p) in no_decay_ids]
-        for suffix, members, weight_decay in (("", decay, config.weight_decay), ("/no_decay", no_decay, 0.0)):
-            if members:
-                groups.append(
-                    {
-                        "name": module + suffix,
-                        "params": members,
-                        "lr": config.lr * scale,
-                        "weight_decay": weight_decay,
-                    }
-                )
+    for prefix, model in [("", policy), *(extra or {}).items()]:
+        no_decay_ids = _no_decay_ids(model)
+        for module, params in model.get_optim_params().items():
+            scale = scales.get(module, 1.0) if not prefix else 1.0
+            if scale == 0:
+                for param in params:
+                    param.requires_grad_(False)
+                continue
+            decay = [p for p in params if id(p) not in no_decay_ids]
+            no_decay = [p for p in params if id(p) in no_decay_ids]
+            for suffix, members, weight_decay in (("", decay, config.weight_decay), ("/no_decay", no_decay, 0.0)):
+                if members:
+                    groups.append(
+                        {
+                            "name": prefix + module + suffix,
+                            "params": members,
+                            "lr": config.lr * scale,
+                            "weight_decay": weight_decay,
+                        }
+                    )
     if not groups:
         raise ValueError("nothing to train: every module is frozen (all lr_scales are 0 or modules are frozen)")
     return AdamW(groups, lr=config.lr, betas=tuple(config.betas), eps=config.eps)

@@ -33,18 +33,27 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from vlajepa.config import ConfigError, JsonConfig
+from vlajepa.checkpoint import (
+    CONFIG_FILE,
+    NORMALIZATION_FILE,
+    WEIGHTS_FILE,
+    CheckpointError,
+    load_safetensors,
+    save_safetensors,
+)
+from vlajepa.config import ConfigError, JsonConfig, PolicyConfig
 from vlajepa.constants import ACTION, FUTURE_IS_PAD, FUTURE_LATENTS, FUTURE_VALUE, SUCCESS, TASK
 from vlajepa.data.latent_cache import build_latent_cache
 from vlajepa.data.windows import RobotWindows
 from vlajepa.envs.language import LANGUAGE, task_of_instruction, training_instructions
 from vlajepa.io_utils import atomic_write_json
 from vlajepa.nn.predictor import pool_latents
-from vlajepa.policies.planning import PlannerConfig, PlannerPolicy
+from vlajepa.normalize import Normalizer
+from vlajepa.policies.planning import PlannerConfig, PlannerHeads, PlannerPolicy
 from vlajepa.train.config import TrainConfig
 from vlajepa.train.metrics import MetricsLogger
 from vlajepa.train.optim import build_optimizer, build_scheduler
-from vlajepa.train.trainer import seed_everything
+from vlajepa.train.seeding import seed_everything
 
 TRAINING_FILE = "planner_training.json"  # beside the planner checkpoint: data, held-out episodes, timings
 DEFAULT_OPTIM = TrainConfig(steps=2000, batch_size=32, lr=5e-4)  # small models on cached latents: many cheap steps
@@ -111,23 +120,31 @@ class LatentEpisodes:
 
 
 def load_latent_episodes(
-    root: str | Path, policy: PlannerPolicy, *, cache_dir: str | Path, demonstrations: bool, progress: bool = True
+    root: str | Path,
+    planner: PlannerPolicy | PlannerHeads,
+    normalizer: Normalizer,
+    *,
+    cache_dir: str | Path,
+    demonstrations: bool,
+    progress: bool = True,
 ) -> LatentEpisodes:
-    """Encode (or reuse the cached latents of) every frame of the LeRobot dataset ``root``.
+    """Encode (or reuse the cached latents of) every frame of the LeRobot dataset ``root`` with the planner's
+    frozen encoder; actions are normalized with ``normalizer`` (the base policy's).
 
     ``demonstrations``: episodes without a ``next.success`` column succeed at their last frame (expert data);
     otherwise the column is required.
     """
-    windows = RobotWindows(root, policy.config, normalizer=policy.normalizer, future_images=False)
+    config, world_model = planner.config, planner.world_model
+    windows = RobotWindows(root, config, normalizer=normalizer, future_images=False)
     cache = build_latent_cache(
-        policy.world_model.encoder,
+        world_model.encoder,
         windows,
         name="robot" if demonstrations else "rollouts",  # a folder prefix; the key says what the latents are
         directory=cache_dir,
         progress=progress,
     )
-    views, pool = len(policy.config.cameras), policy.config.world_model.latent_pool
-    pooled = np.empty((len(cache), policy.world_model.tokens_per_frame, policy.world_model.latent_dim), np.float32)
+    views, pool = len(config.cameras), config.world_model.latent_pool
+    pooled = np.empty((len(cache), world_model.tokens_per_frame, world_model.latent_dim), np.float32)
     for first in range(0, len(cache), 1024):
         chunk = torch.from_numpy(np.array(cache.latents[first : first + 1024], dtype=np.float32))
         pooled[first : first + len(chunk)] = pool_latents(chunk[:, None], views, pool)[:, 0].numpy()
@@ -250,7 +267,9 @@ class WindowSampler:
         }
 
 
-def standardize(policy: PlannerPolicy, data: Sequence[LatentEpisodes], masks: Sequence[np.ndarray]) -> None:
+def standardize(
+    planner: PlannerPolicy | PlannerHeads, data: Sequence[LatentEpisodes], masks: Sequence[np.ndarray]
+) -> None:
     """Set the world model's latent statistics from the training frames and standardize every dataset in place."""
     rows = [
         episodes.latents[
@@ -261,10 +280,10 @@ def standardize(policy: PlannerPolicy, data: Sequence[LatentEpisodes], masks: Se
     ]
     flat = np.concatenate([r.reshape(-1, r.shape[-1]) for r in rows])
     mean, std = flat.mean(0), flat.std(0) + 1e-4
-    policy.world_model.latent_mean.copy_(torch.from_numpy(mean))
-    policy.world_model.latent_std.copy_(torch.from_numpy(std))
+    planner.world_model.latent_mean.copy_(torch.from_numpy(mean))
+    planner.world_model.latent_std.copy_(torch.from_numpy(std))
     for episodes in data:
-        episodes.standardize(policy.world_model)
+        episodes.standardize(planner.world_model)
 
 
 @dataclass
@@ -290,10 +309,14 @@ def train_planner(
     policy = PlannerPolicy(planner_config, seed=optim.seed)
     cache_dir = train_config.cache_dir or out / "latent_cache"
     data = [
-        load_latent_episodes(root, policy, cache_dir=cache_dir, demonstrations=True, progress=progress)
+        load_latent_episodes(
+            root, policy, policy.normalizer, cache_dir=cache_dir, demonstrations=True, progress=progress
+        )
         for root in train_config.robot
     ] + [
-        load_latent_episodes(root, policy, cache_dir=cache_dir, demonstrations=False, progress=progress)
+        load_latent_episodes(
+            root, policy, policy.normalizer, cache_dir=cache_dir, demonstrations=False, progress=progress
+        )
         for root in train_config.rollouts
     ]
     holdouts = [held_out(episodes, train_config.holdout_every) for episodes in data]
@@ -342,27 +365,33 @@ def train_planner(
     policy.eval()
     atomic_write_json(
         out / TRAINING_FILE,
-        {
-            "config": train_config.to_json(),
-            "datasets": [
-                {
-                    "root": episodes.root,
-                    "kind": "robot" if i < len(train_config.robot) else "rollouts",
-                    "episodes": episodes.num_episodes,
-                    "successful_episodes": int((episodes.success_at >= 0).sum()),
-                    "held_out": np.flatnonzero(mask).tolist(),
-                    "latent_cache": episodes.cache_key,
-                }
-                for i, (episodes, mask) in enumerate(zip(data, holdouts, strict=True))
-            ],
-            "frozen": policy.frozen_references(),
-            "steps": optim.steps,
-            "wall_time_s": round(wall, 1),
-            "final_logs": logs,
-        },
+        training_record(train_config, data, holdouts)
+        | {"frozen": policy.frozen_references(), "steps": optim.steps, "wall_time_s": round(wall, 1)}
+        | {"final_logs": logs},
     )
     policy.save_pretrained(out)  # config.json last: its presence marks a complete checkpoint
     return PlannerTrainResult(out, optim.steps, wall, logs)
+
+
+def training_record(
+    train_config: PlannerTrainConfig, data: Sequence[LatentEpisodes], holdouts: Sequence[np.ndarray]
+) -> dict[str, Any]:
+    """The data part of ``planner_training.json``: the config and, per dataset, its episodes and held-out ones
+    (what :func:`diagnose_planner` reads back)."""
+    return {
+        "config": train_config.to_json(),
+        "datasets": [
+            {
+                "root": episodes.root,
+                "kind": "robot" if i < len(train_config.robot) else "rollouts",
+                "episodes": episodes.num_episodes,
+                "successful_episodes": int((episodes.success_at >= 0).sum()),
+                "held_out": np.flatnonzero(mask).tolist(),
+                "latent_cache": episodes.cache_key,
+            }
+            for i, (episodes, mask) in enumerate(zip(data, holdouts, strict=True))
+        ],
+    }
 
 
 def read_training_record(directory: str | Path) -> dict[str, Any]:
@@ -531,6 +560,7 @@ def diagnose_planner(
         episodes = load_latent_episodes(
             entry["root"],
             policy,
+            policy.normalizer,
             cache_dir=record["config"].get("cache_dir") or Path(directory) / "latent_cache",
             demonstrations=entry["kind"] == "robot",
             progress=progress,
@@ -553,14 +583,98 @@ def diagnose_planner(
 def planner_config_for(base_policy: str | Path, **changes: Any) -> PlannerConfig:
     """A planner config around the checkpoint ``base_policy``: its observation/action interface, the planner's
     defaults, then ``changes`` (top-level fields; sub-configs as dicts or config objects)."""
-    from vlajepa.config import PolicyConfig
     from vlajepa.policies import load_policy_config
 
-    base = load_policy_config(base_policy)
+    return planner_config_from(load_policy_config(base_policy), str(Path(base_policy).resolve()), **changes)
+
+
+def planner_config_from(base: PolicyConfig, base_policy: str, **changes: Any) -> PlannerConfig:
+    """A planner config with the observation/action interface of the policy config ``base``, the planner's
+    defaults, then ``changes``; ``base_policy`` is the reference written into it."""
     shared = {name: getattr(base, name) for name in (f.name for f in dataclasses.fields(PolicyConfig))}
-    data = PlannerConfig(base_policy=str(Path(base_policy).resolve()), **shared).to_dict()
+    data = PlannerConfig(base_policy=base_policy, **shared).to_dict()
     for name, value in changes.items():
         if name not in data:
             raise ConfigError(f"unknown planner field {name!r}; known: {', '.join(data)}")
         data[name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
     return PlannerConfig.from_dict(data)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Inside a policy's training run
+# ----------------------------------------------------------------------------------------------------------
+
+PLANNER_DIR = "planner"  # inside every checkpoint of a run trained with `vlajepa train --planner`
+CO_TRAINED_BASE = ".."  # a co-trained planner's base policy: the checkpoint folder that holds it
+
+
+class PlannerCoTraining:
+    """The planner's world model and score trained inside a policy's own run (``vlajepa train --planner``).
+
+    Each optimizer step adds one planner batch, drawn from the run's robot dataset as ``vlajepa train-planner``
+    draws them (same windows, paraphrases, wrong-instruction negatives and held-out tenth of the episodes), to the
+    policy's batches; the planner's parameters are separate from the policy's and clipped separately, and its
+    sampler has its own random stream, so the policy trains exactly as it would alone. Every checkpoint gets a
+    planner in ``<checkpoint>/planner`` whose ``base_policy`` is ``..``: that very checkpoint. Demonstrations
+    show no failures, so its score has only demo progress and other tasks' instructions to learn from; the
+    separate stage (``vlajepa train-planner``) can add the trained policy's own rollouts afterwards.
+    """
+
+    def __init__(
+        self,
+        config: PlannerConfig,
+        robot: str,
+        normalizer: Normalizer,
+        *,
+        batch_size: int,
+        seed: int,
+        cache_dir: str | Path,
+        progress: bool = True,
+    ) -> None:
+        self.config = config.replace(base_policy=CO_TRAINED_BASE)
+        self.heads = PlannerHeads(self.config)
+        self.normalizer = normalizer
+        self.batch_size = batch_size
+        self.record_config = PlannerTrainConfig(robot=(robot,), cache_dir=str(cache_dir))
+        episodes = load_latent_episodes(
+            robot, self.heads, normalizer, cache_dir=cache_dir, demonstrations=True, progress=progress
+        )
+        self.holdouts = [held_out(episodes, self.record_config.holdout_every)]
+        self.data = [episodes]
+        standardize(self.heads, self.data, [~mask for mask in self.holdouts])
+        self.sampler = WindowSampler(
+            self.data,
+            [~mask for mask in self.holdouts],
+            self.config,
+            paraphrase_rate=self.record_config.paraphrase_rate,
+            wrong_instruction_rate=self.config.score.wrong_instruction_rate,
+            seed=seed,
+        )
+
+    def batch(self) -> dict[str, Any]:
+        return self.sampler.batch(self.batch_size)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The sampler's position (for an exact resume)."""
+        return {"rng": self.sampler.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sampler.rng.bit_generator.state = state["rng"]
+
+    def save(self, directory: Path, step: int) -> None:
+        """Write the planner checkpoint (``config.json`` last) and its training record into ``directory``."""
+        directory.mkdir(parents=True, exist_ok=True)
+        save_safetensors(directory / WEIGHTS_FILE, self.heads.checkpoint_state_dict())
+        self.normalizer.save(directory / NORMALIZATION_FILE)
+        frozen = {"base_policy": CO_TRAINED_BASE, **self.heads.frozen_references()}
+        record = training_record(self.record_config, self.data, self.holdouts)
+        atomic_write_json(directory / TRAINING_FILE, record | {"frozen": frozen, "steps": step, "co_trained": True})
+        self.config.save_json(directory / CONFIG_FILE)
+
+    def load(self, directory: Path) -> None:
+        """Load the weights of a planner :meth:`save` wrote (resuming a run)."""
+        path = directory / WEIGHTS_FILE
+        try:
+            self.heads.load_checkpoint_state_dict(load_safetensors(path))
+        except (OSError, ValueError) as err:
+            raise CheckpointError(f"{path}: the co-trained planner's weights do not load ({err})") from err

@@ -8,6 +8,10 @@ loss of ``batches_per_step`` homogeneous batches from the mixture, then: gradien
 policy's ``get_optim_params()`` groups, ONE scheduler step (however robot and video batches alternate), and the
 policy's ``on_optimizer_step()`` hook (an EMA target's update).
 
+With a planner config (``vlajepa train --planner``) the planner's world model and score train in the same steps
+on their own batches of the robot data (:class:`~vlajepa.train.planner.PlannerCoTraining`), without changing the
+policy's training: separate parameters, gradient clipping and random stream.
+
 Multi-process training goes through Hugging Face ``accelerate`` (DDP; gloo on CPU): launch the same command with
 ``accelerate launch --num_processes N [--cpu] -m vlajepa.cli train ...``. Each process takes its own slice of
 every global batch; every process draws the same source for a given step, so the same sub-networks receive
@@ -22,7 +26,6 @@ the step; the last checkpoint is left as it was.
 from __future__ import annotations
 
 import math
-import random
 import shutil
 import time
 from collections import defaultdict
@@ -36,6 +39,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from vlajepa.checkpoint import (
+    CONFIG_FILE,
     WEIGHTS_FILE,
     CheckpointError,
     load_normalizer,
@@ -50,15 +54,19 @@ from vlajepa.data.windows import MixtureLoader, RobotWindows, VideoWindows
 from vlajepa.io_utils import atomic_write_json
 from vlajepa.normalize import Normalizer
 from vlajepa.policies import PreTrainedPolicy, load_policy_config, make_policy
+from vlajepa.policies.planning import PlannerConfig
 from vlajepa.train import checkpoints as ckpt
 from vlajepa.train.augment import augment_batch, drop_instructions
 from vlajepa.train.config import RUNTIME_FIELDS, TrainConfig
 from vlajepa.train.metrics import MetricsLogger
 from vlajepa.train.optim import build_optimizer, build_scheduler
+from vlajepa.train.planner import PLANNER_DIR, PlannerCoTraining
+from vlajepa.train.seeding import seed_everything
 from vlajepa.train.weight_ema import RAW_WEIGHTS_FILE, WeightEMA
 
 ROBOT, VIDEO = "robot", "video"
 LATENT_CACHE_DIR = "latent_cache"
+PLANNER_GROUP_PREFIX = "planner_"  # optimizer groups of a co-trained planner
 
 
 class NonFiniteLossError(RuntimeError):
@@ -77,20 +85,27 @@ class TrainResult:
 
 
 class StepModule(nn.Module):
-    """The unit DDP wraps: one forward over every batch of an optimizer step, returning their mean loss.
+    """The unit DDP wraps: one forward over every batch of an optimizer step, returning their mean loss (and, with
+    a co-trained planner, its loss on its own batch, which is added to it for the backward pass).
 
     One forward per step (instead of one per batch) lets robot and video batches share a single gradient
     synchronisation, and DDP's unused-parameter search covers the action head on video-only steps.
     """
 
-    def __init__(self, policy: PreTrainedPolicy) -> None:
+    def __init__(self, policy: PreTrainedPolicy, planner: nn.Module | None = None) -> None:
         super().__init__()
         self.policy = policy
+        self.planner = planner
 
-    def forward(self, batches: list[dict[str, Any]]) -> tuple[Tensor, list[dict[str, float]]]:
+    def forward(
+        self, batches: list[dict[str, Any]], planner_batch: dict[str, Any] | None = None
+    ) -> tuple[Tensor, list[dict[str, float]], Tensor | None, dict[str, float]]:
         results = [self.policy(batch) for batch in batches]
         loss = torch.stack([loss for loss, _ in results]).mean()
-        return loss, [logs for _, logs in results]
+        planner_loss, planner_logs = None, {}
+        if self.planner is not None and planner_batch is not None:
+            planner_loss, planner_logs = self.planner(planner_batch)
+        return loss, [logs for _, logs in results], planner_loss, planner_logs
 
 
 def make_accelerator(precision: str):
@@ -116,12 +131,6 @@ def make_accelerator(precision: str):
         return Accelerator(**kwargs)
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (1 << 32))
-    torch.manual_seed(seed)
-
-
 class Trainer:
     """Train a policy on robot and/or video windows; see the module docstring.
 
@@ -129,6 +138,10 @@ class Trainer:
         policy_config: the policy to train (saved as ``config.json`` in every checkpoint).
         train_config: data, recipe and optimization (saved as ``train_config.json``).
         out: run folder: ``checkpoints/``, ``metrics.jsonl``, ``tensorboard/``, ``latent_cache/``.
+        planner: also train this planner's world model and score in the same steps, on the robot data
+            (:class:`~vlajepa.train.planner.PlannerCoTraining`); each checkpoint then holds the planner in
+            ``planner/`` (its ``config.json``), whose base policy is that checkpoint. A resumed run takes it from
+            its last checkpoint.
         resume: continue from ``<out>/checkpoints/last``; the configs must be the checkpoint's, except for
             :data:`~vlajepa.train.config.RUNTIME_FIELDS`.
         progress: show a progress bar (main process only).
@@ -140,6 +153,7 @@ class Trainer:
         train_config: TrainConfig,
         out: str | Path,
         *,
+        planner: PlannerConfig | None = None,
         resume: bool = False,
         progress: bool = True,
     ) -> None:
@@ -176,11 +190,18 @@ class Trainer:
                 "set train.latent_cache=off to augment (the encoder then runs on every batch) or augment_shift=0"
             )
         self.caches = self._build_caches() if self.use_cache else {}
+        self.planner = self._build_planner(planner, resume_from)
 
-        self.optimizer = build_optimizer(self.policy, train_config)
+        extra = {PLANNER_GROUP_PREFIX: self.planner.heads} if self.planner is not None else None
+        self.optimizer = build_optimizer(self.policy, train_config, extra=extra)
         self.scheduler = build_scheduler(self.optimizer, train_config)  # stepped by hand: once per optimizer step
-        self.step_module, self.optimizer = self.accelerator.prepare(StepModule(self.policy), self.optimizer)
-        self.trainable = [p for group in self.optimizer.param_groups for p in group["params"]]
+        heads = self.planner.heads.to(self.accelerator.device) if self.planner is not None else None
+        self.step_module, self.optimizer = self.accelerator.prepare(StepModule(self.policy, heads), self.optimizer)
+        # the policy's and a co-trained planner's parameters are clipped separately: the policy trains as it would
+        # without the planner
+        groups = self.optimizer.param_groups
+        self.trainable = [p for g in groups if not g["name"].startswith(PLANNER_GROUP_PREFIX) for p in g["params"]]
+        self.planner_params = [p for g in groups if g["name"].startswith(PLANNER_GROUP_PREFIX) for p in g["params"]]
         self.weight_ema = WeightEMA(self.policy, train_config.ema_weights) if train_config.ema_weights else None
         self.loader = MixtureLoader(
             self.windows,
@@ -310,6 +331,40 @@ class Trainer:
                 )
         return caches
 
+    def _build_planner(self, config: PlannerConfig | None, resume_from: Path | None) -> PlannerCoTraining | None:
+        """The co-trained planner (see the class docstring), or None; a resumed run takes its last checkpoint's."""
+        if resume_from is not None:
+            saved = resume_from / PLANNER_DIR
+            if not (saved / CONFIG_FILE).is_file():
+                return None
+            config = load_policy_config(saved)
+            if not isinstance(config, PlannerConfig):
+                raise CheckpointError(f"{saved}: a {config.type} config where the co-trained planner belongs")
+        if config is None:
+            return None
+        cfg = self.train_config
+        if ROBOT not in self.windows or not cfg.robot_actions:
+            raise ConfigError("planner: the co-trained planner learns from robot data with actions (train.robot)")
+        for name in ("cameras", "image_size", "action_dim", "chunk_size", "frame_stride"):
+            if getattr(config, name) != getattr(self.config, name):
+                raise ConfigError(
+                    f"planner.{name}={getattr(config, name)!r} differs from the policy's {getattr(self.config, name)!r}"
+                )
+        directory = Path(cfg.latent_cache_dir) if cfg.latent_cache_dir else self.out / LATENT_CACHE_DIR
+        with self.accelerator.main_process_first():  # the main process builds the latent cache, the others reuse it
+            planner = PlannerCoTraining(
+                config,
+                str(cfg.robot),
+                self.normalizer,
+                batch_size=cfg.batch_size,
+                seed=cfg.seed * 1000 + 7 + self.rank,
+                cache_dir=directory,
+                progress=self._show_bar,
+            )
+        if resume_from is not None:
+            planner.load(resume_from / PLANNER_DIR)
+        return planner
+
     @property
     def _show_bar(self) -> bool:
         return self.progress and self.is_main
@@ -336,6 +391,8 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt.load_torch(path / ckpt.OPTIMIZER_FILE))
         self.scheduler.load_state_dict(ckpt.load_torch(path / ckpt.SCHEDULER_FILE))
         self.loader.load_state_dict(state["data"])
+        if self.planner is not None:
+            self.planner.load_state_dict(state["planner"][str(self.rank)])
         ckpt.set_rng_state(ckpt.load_torch(path / ckpt.rng_file(self.rank)))
         self.step = int(state["step"])
         self.samples_seen = int(state["samples_seen"])
@@ -370,11 +427,17 @@ class Trainer:
         cfg = self.train_config
         named = [next(self.loader) for _ in range(cfg.batches_per_step)]
         batches = [self._prepare(source, batch) for source, batch in named]
+        planner_batch = self._planner_batch()
         self.step_module.train()
-        loss, logs = self.step_module(batches)
+        loss, logs, planner_loss, planner_logs = self.step_module(batches, planner_batch)
         mean_loss = self._global_mean(loss)
         if not math.isfinite(mean_loss):
             raise self._non_finite("the loss", mean_loss, logs)
+        if planner_loss is not None:
+            mean_planner_loss = self._global_mean(planner_loss)
+            if not math.isfinite(mean_planner_loss):
+                raise self._non_finite("the co-trained planner's loss", mean_planner_loss, [planner_logs])
+            loss = loss + planner_loss
         self.accelerator.backward(loss)
         norm = self.accelerator.clip_grad_norm_(self.trainable, cfg.grad_clip or math.inf)
         # DeepSpeed clips inside its engine (its config's gradient_clipping) and returns no norm here
@@ -382,6 +445,8 @@ class Trainer:
         if norm is not None and not math.isfinite(grad_norm):
             self.optimizer.zero_grad(set_to_none=True)
             raise self._non_finite("the gradient norm", grad_norm, logs)
+        if self.planner_params:
+            self.accelerator.clip_grad_norm_(self.planner_params, cfg.grad_clip or math.inf)
         learning_rates = {f"lr/{g['name']}": g["lr"] for g in self.optimizer.param_groups if "/" not in g["name"]}
         self.optimizer.step()
         self.scheduler.step()
@@ -397,7 +462,14 @@ class Trainer:
             metrics[f"batches/{source}"] = metrics.get(f"batches/{source}", 0) + 1
             for key, value in parts.items():
                 metrics.setdefault(f"{source}/{key}", []).append(value)
+        metrics |= {f"planner/{key}": value for key, value in planner_logs.items()}
         return {k: float(np.mean(v)) if isinstance(v, list) else v for k, v in metrics.items()}
+
+    def _planner_batch(self) -> dict[str, Any] | None:
+        if self.planner is None:
+            return None
+        device = self.accelerator.device
+        return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in self.planner.batch().items()}
 
     def train(self, until: int | None = None) -> TrainResult:
         """Run to ``train_config.steps`` (or stop early after step ``until``, as a kill would, with a checkpoint);
@@ -465,6 +537,8 @@ class Trainer:
                 save_safetensors(tmp / RAW_WEIGHTS_FILE, self.weight_ema.raw_state())
                 with self.weight_ema.swapped():
                     self.policy.save_pretrained(tmp)
+            if self.planner is not None:
+                self.planner.save(tmp / PLANNER_DIR, self.step)
             ckpt.save_torch(tmp / ckpt.OPTIMIZER_FILE, self.optimizer.state_dict())
             ckpt.save_torch(tmp / ckpt.SCHEDULER_FILE, self.scheduler.state_dict())
             self.train_config.save_json(tmp / ckpt.TRAIN_CONFIG_FILE)
@@ -479,9 +553,19 @@ class Trainer:
             "samples_seen": self.samples_seen,
             "world_size": self.world_size,
             "data": self.loader.state_dict(),
+            **({"planner": self._planner_states()} if self.planner is not None else {}),
             "latent_caches": {name: cache.key for name, cache in self.caches.items()},
             "frozen": self.policy.frozen_references(),
         }
+
+    def _planner_states(self) -> dict[str, Any]:
+        """Every process's planner sampler position, keyed by rank (gathered to the main process)."""
+        assert self.planner is not None
+        if self.world_size == 1:
+            return {"0": self.planner.state_dict()}
+        from accelerate.utils import gather_object
+
+        return {str(rank): state for rank, state in enumerate(gather_object([self.planner.state_dict()]))}
 
     @classmethod
     def resume(cls, out: str | Path, *, progress: bool = True, **changes: Any) -> Trainer:

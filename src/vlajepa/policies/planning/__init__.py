@@ -3,6 +3,6 @@ candidate chunks with an action- and language-conditioned latent world model and
 outcome best fits the instruction."""
 
 from vlajepa.policies.planning.configuration import PlannerConfig, ScoreConfig, WorldModelConfig
-from vlajepa.policies.planning.modeling import PlannerPolicy
+from vlajepa.policies.planning.modeling import PlannerHeads, PlannerPolicy
 
-__all__ = ["PlannerConfig", "PlannerPolicy", "ScoreConfig", "WorldModelConfig"]
+__all__ = ["PlannerConfig", "PlannerHeads", "PlannerPolicy", "ScoreConfig", "WorldModelConfig"]

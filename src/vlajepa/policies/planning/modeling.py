@@ -14,12 +14,15 @@ Each planning step, from the current observation only:
 Checkpoints hold the world model and the score only: the base policy is referenced by its directory
 (``base_policy``) and the frozen encoder by its package and hash, as a VLA-JEPA checkpoint references a frozen
 target. Training (``vlajepa train-planner``, :mod:`vlajepa.train.planner`) fits both on cached latents of
-demonstrations and of the base policy's own rollouts.
+demonstrations and of the base policy's own rollouts; ``vlajepa train --planner`` trains them inside the base
+policy's own run (:class:`PlannerHeads`), saving a planner beside each checkpoint whose ``base_policy`` is ``..``
+(a relative ``base_policy`` is read relative to the planner's folder).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -60,10 +63,12 @@ class PlannerPolicy(PreTrainedPolicy):
         cem_iterations: int | None = None,
         seed: int = 0,
         base: PreTrainedPolicy | None = None,
+        root: str | Path | None = None,
     ) -> None:
-        """``base``: the proposing policy (default: loaded from ``config.base_policy``; ``num_inference_steps``
-        goes to it); ``noise_scale``, ``num_candidates`` and ``cem_iterations`` override the config's
-        ``candidate_noise_scale``, ``num_candidates`` and ``cem_iterations``."""
+        """``base``: the proposing policy (default: loaded from ``config.base_policy``, relative to ``root`` when
+        that path is relative; ``num_inference_steps`` goes to it); ``noise_scale``, ``num_candidates`` and
+        ``cem_iterations`` override the config's ``candidate_noise_scale``, ``num_candidates`` and
+        ``cem_iterations``."""
         overrides = {
             name: value
             for name, value in (
@@ -85,8 +90,11 @@ class PlannerPolicy(PreTrainedPolicy):
             )
         if base is None:
             options = {} if num_inference_steps is None else {"num_inference_steps": num_inference_steps}
+            path = Path(config.base_policy)
+            if root is not None and not path.is_absolute():
+                path = Path(root) / path
             try:
-                base = load_policy(config.base_policy, **options)
+                base = load_policy(path, **options)
             except CheckpointError as err:
                 raise CheckpointError(f"base_policy: the planner's base policy does not load ({err})") from err
         for name in SHARED_FIELDS:
@@ -98,19 +106,7 @@ class PlannerPolicy(PreTrainedPolicy):
         self.base = base.eval().requires_grad_(False)
         if normalizer is None:
             self.set_normalizer(base.normalizer)
-        self.world_model = LatentWorldModel(
-            config.world_model,
-            action_dim=config.action_dim,
-            frame_stride=config.frame_stride,
-            image_size=config.image_size,
-            views=len(config.cameras),
-        )
-        self.score = LatentScore(
-            config.score,
-            latent_dim=self.world_model.latent_dim,
-            tokens=self.world_model.tokens_per_frame,
-            text_dim=self.world_model.text_dim,
-        )
+        self.world_model, self.score = build_world_model_and_score(config)
         self._generator = torch.Generator().manual_seed(seed)
         # A base policy that reads its current frame's features from a latent cache of the same frozen encoder gets
         # the world model's tokens of the frame instead of encoding it a second time.
@@ -136,68 +132,25 @@ class PlannerPolicy(PreTrainedPolicy):
 
     # ------------------------------------------------------------------ files and optimizer
 
+    @classmethod
+    def checkpoint_init_kwargs(cls, config: PlannerConfig, directory: str | Path) -> dict[str, Any]:
+        return {"root": directory}  # a relative base_policy (a co-trained planner's "..") is relative to it
+
     def frozen_prefixes(self) -> tuple[str, ...]:
         return ("base.", "world_model.encoder.")
 
     def frozen_references(self) -> dict[str, Any]:
-        references: dict[str, Any] = {"base_policy": self.config.base_policy}
-        encoder = self.config.world_model.encoder
-        if encoder.backbone != "vit":
-            from vlajepa.nn import efficientnet
-
-            references["world_model.encoder"] = {"package": efficientnet.PACKAGE, "sha256": efficientnet.WEIGHTS_SHA256}
-        else:
-            references["world_model.encoder"] = {"seed": self.config.world_model.encoder_seed}
-        return references
+        return {"base_policy": self.config.base_policy, **encoder_reference(self.config)}
 
     def get_optim_params(self) -> dict[str, list[nn.Parameter]]:
         """The world model (its frozen encoder excluded) and the score; the base policy never trains here."""
-        world_model = [
-            p for name, p in self.world_model.named_parameters() if not name.startswith("encoder.") and p.requires_grad
-        ]
-        return {"world_model": world_model, "score": [p for p in self.score.parameters() if p.requires_grad]}
+        return trainable_groups(self.world_model, self.score)
 
     # ------------------------------------------------------------------ training
 
     def forward(self, batch: Mapping[str, Any]) -> tuple[Tensor, dict[str, float]]:
-        """World-model loss (teacher forcing + rollout) and score loss on a batch of latent windows.
-
-        ``future.latents`` ``(b, T, n, d)``: standardized pooled latents of frames ``t, t+s, ...``; ``action``
-        ``(b, (T-1) s, A)`` normalized with ``action_is_pad``; ``future_is_pad`` ``(b, T)``; ``future.value``
-        ``(b, T)`` score targets; ``task``: the instructions (another task's when the value targets say so).
-        """
-        latents, actions = batch[FUTURE_LATENTS], batch[ACTION]
-        is_pad = batch[FUTURE_IS_PAD]
-        values = batch[FUTURE_VALUE]
-        instruction = self.world_model.instruction(batch[TASK])
-        valid = ~is_pad[:, 1:]  # (b, s): the predicted frames that exist
-        conditions = self.world_model.conditions(actions, instruction)
-        predicted = self.world_model.predictor(latents[:, :-1], conditions)
-        wm_loss = _masked_mean(_step_distance(predicted, latents[:, 1:]), valid)
-        total = wm_loss
-        logs = {"loss/wm": wm_loss.item()}
-        steps = min(self.config.world_model.predictor.rollout_steps, latents.shape[1] - 1)
-        imagined = predicted[:, :1]
-        if steps > 1:
-            imagined = self.world_model.predictor.rollout(
-                latents[:, 0], conditions[:, :steps], first_prediction=predicted[:, 0]
-            )
-            rollout_loss = _masked_mean(_step_distance(imagined, latents[:, 1 : steps + 1]), valid[:, :steps])
-            total = total + self.config.world_model.predictor.rollout_weight * rollout_loss
-            logs["loss/wm_rollout"] = rollout_loss.item()
-        # the score on real latents, and on imagined ones (detached: the score learns to read the world model's
-        # outputs, the world model is not bent towards high scores)
-        t = latents.shape[1]
-        real = self.score(rearrange(latents, "b t n d -> (b t) n d"), repeat(instruction, "b d -> (b t) d", t=t))
-        score_real = _masked_bce(real, values.reshape(-1), (~is_pad).reshape(-1))
-        r = imagined.shape[1]
-        dreamt = self.score(
-            rearrange(imagined.detach(), "b r n d -> (b r) n d"), repeat(instruction, "b d -> (b r) d", r=r)
-        )
-        score_imagined = _masked_bce(dreamt, values[:, 1 : r + 1].reshape(-1), valid[:, :r].reshape(-1))
-        total = total + score_real + score_imagined
-        logs |= {"loss/score": score_real.item(), "loss/score_imagined": score_imagined.item(), "loss": total.item()}
-        return total, logs
+        """World-model and score losses on a batch of latent windows (:func:`planner_loss`)."""
+        return planner_loss(self.config, self.world_model, self.score, batch)
 
     # ------------------------------------------------------------------ acting
 
@@ -284,7 +237,6 @@ class PlannerPolicy(PreTrainedPolicy):
         score = scores[0].float().cpu().numpy()
         return Plan(candidates=executed, scores=score, best=int(np.argmax(score)))
 
-
     @torch.inference_mode()
     def score_frame(self, image: np.ndarray, instruction: str) -> float:
         """The learned score (a value in ``[0, 1]``) of one camera frame ``uint8 (H, W, 3)`` under ``instruction``:
@@ -294,6 +246,114 @@ class PlannerPolicy(PreTrainedPolicy):
         frames = resize_frames(to_float_frames(np.asarray(image)[None]), self.config.image_size).to(self.device)
         latents = self.world_model.encode([frames])
         return float(torch.sigmoid(self.score(latents, self.world_model.instruction([instruction])))[0])
+
+
+def build_world_model_and_score(config: PlannerConfig) -> tuple[LatentWorldModel, LatentScore]:
+    """The planner's world model (with its frozen encoder) and score, as the config describes them."""
+    world_model = LatentWorldModel(
+        config.world_model,
+        action_dim=config.action_dim,
+        frame_stride=config.frame_stride,
+        image_size=config.image_size,
+        views=len(config.cameras),
+    )
+    score = LatentScore(
+        config.score,
+        latent_dim=world_model.latent_dim,
+        tokens=world_model.tokens_per_frame,
+        text_dim=world_model.text_dim,
+    )
+    return world_model, score
+
+
+def encoder_reference(config: PlannerConfig) -> dict[str, Any]:
+    """How a planner checkpoint names its frozen encoder: the weights' package and hash, or a ViT's seed."""
+    encoder = config.world_model.encoder
+    if encoder.backbone == "vit":
+        return {"world_model.encoder": {"seed": config.world_model.encoder_seed}}
+    from vlajepa.nn import efficientnet
+
+    return {"world_model.encoder": {"package": efficientnet.PACKAGE, "sha256": efficientnet.WEIGHTS_SHA256}}
+
+
+def trainable_groups(world_model: LatentWorldModel, score: LatentScore) -> dict[str, list[nn.Parameter]]:
+    """Optimizer groups of the planner: the world model without its frozen encoder, and the score."""
+    trainable = [p for name, p in world_model.named_parameters() if not name.startswith("encoder.") and p.requires_grad]
+    return {"world_model": trainable, "score": [p for p in score.parameters() if p.requires_grad]}
+
+
+class PlannerHeads(nn.Module):
+    """The planner's trainable part without its base policy: the world model and the score, with the planner's
+    parameter names (``world_model.*``, ``score.*``), so that a policy's training run can train them beside the
+    policy (``vlajepa train --planner``) and save them as a planner checkpoint of that run's own checkpoint."""
+
+    def __init__(self, config: PlannerConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.world_model, self.score = build_world_model_and_score(config)
+
+    def train(self, mode: bool = True) -> PlannerHeads:
+        super().train(mode)
+        self.world_model.encoder.eval()  # frozen
+        return self
+
+    def get_optim_params(self) -> dict[str, list[nn.Parameter]]:
+        return trainable_groups(self.world_model, self.score)
+
+    def frozen_references(self) -> dict[str, Any]:
+        return encoder_reference(self.config)
+
+    def checkpoint_state_dict(self) -> dict[str, Tensor]:
+        """What a planner checkpoint stores of these modules (the frozen encoder is a reference)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("world_model.encoder.")}
+
+    def load_checkpoint_state_dict(self, state: Mapping[str, Tensor]) -> None:
+        self.load_state_dict(dict(state), strict=False)  # the frozen encoder's weights are not in it
+        missing = sorted(set(self.checkpoint_state_dict()) - set(state))
+        if missing:
+            raise ValueError(f"{len(missing)} missing weights (e.g. {missing[0]!r})")
+
+    def forward(self, batch: Mapping[str, Any]) -> tuple[Tensor, dict[str, float]]:
+        return planner_loss(self.config, self.world_model, self.score, batch)
+
+
+def planner_loss(
+    config: PlannerConfig, world_model: LatentWorldModel, score: LatentScore, batch: Mapping[str, Any]
+) -> tuple[Tensor, dict[str, float]]:
+    """World-model loss (teacher forcing + rollout) and score loss on a batch of latent windows.
+
+    ``future.latents`` ``(b, T, n, d)``: standardized pooled latents of frames ``t, t+s, ...``; ``action``
+    ``(b, (T-1) s, A)`` normalized with ``action_is_pad``; ``future_is_pad`` ``(b, T)``; ``future.value``
+    ``(b, T)`` score targets; ``task``: the instructions (another task's when the value targets say so).
+    """
+    latents, actions = batch[FUTURE_LATENTS], batch[ACTION]
+    is_pad = batch[FUTURE_IS_PAD]
+    values = batch[FUTURE_VALUE]
+    instruction = world_model.instruction(batch[TASK])
+    valid = ~is_pad[:, 1:]  # (b, s): the predicted frames that exist
+    conditions = world_model.conditions(actions, instruction)
+    predicted = world_model.predictor(latents[:, :-1], conditions)
+    wm_loss = _masked_mean(_step_distance(predicted, latents[:, 1:]), valid)
+    total = wm_loss
+    logs = {"loss/wm": wm_loss.item()}
+    steps = min(config.world_model.predictor.rollout_steps, latents.shape[1] - 1)
+    imagined = predicted[:, :1]
+    if steps > 1:
+        imagined = world_model.predictor.rollout(latents[:, 0], conditions[:, :steps], first_prediction=predicted[:, 0])
+        rollout_loss = _masked_mean(_step_distance(imagined, latents[:, 1 : steps + 1]), valid[:, :steps])
+        total = total + config.world_model.predictor.rollout_weight * rollout_loss
+        logs["loss/wm_rollout"] = rollout_loss.item()
+    # the score on real latents, and on imagined ones (detached: the score learns to read the world model's
+    # outputs, the world model is not bent towards high scores)
+    t = latents.shape[1]
+    real = score(rearrange(latents, "b t n d -> (b t) n d"), repeat(instruction, "b d -> (b t) d", t=t))
+    score_real = _masked_bce(real, values.reshape(-1), (~is_pad).reshape(-1))
+    r = imagined.shape[1]
+    dreamt = score(rearrange(imagined.detach(), "b r n d -> (b r) n d"), repeat(instruction, "b d -> (b r) d", r=r))
+    score_imagined = _masked_bce(dreamt, values[:, 1 : r + 1].reshape(-1), valid[:, :r].reshape(-1))
+    total = total + score_real + score_imagined
+    logs |= {"loss/score": score_real.item(), "loss/score_imagined": score_imagined.item(), "loss": total.item()}
+    return total, logs
 
 
 def _step_distance(predicted: Tensor, target: Tensor) -> Tensor:
