@@ -12,24 +12,15 @@ import torch
 from safetensors.torch import load_file
 
 from benchmarks.synthetic import save_random_checkpoint, write_robot_dataset
-from helpers.models import random_batch, single_thread, tiny_config
+from helpers.models import TINY_SCORE, TINY_WORLD_MODEL, random_batch, single_thread, tiny_config
 from vlajepa.checkpoint import CheckpointError
 from vlajepa.config import ConfigError
 from vlajepa.constants import ACTION, FUTURE_IS_PAD, FUTURE_LATENTS, FUTURE_VALUE, OBS_STATE, TASK, image_key
-from vlajepa.nn.config import LanguageConfig, PredictorConfig, VisionConfig
+from vlajepa.nn.config import VisionConfig
 from vlajepa.policies import PlannerPolicy, load_policy
-from vlajepa.policies.planning import PlannerConfig, ScoreConfig, WorldModelConfig
+from vlajepa.policies.planning import PlannerConfig
 from vlajepa.train.config import TrainConfig
 from vlajepa.train.planner import PlannerTrainConfig, diagnose_planner, planner_config_for, train_planner
-
-TINY_WORLD_MODEL = WorldModelConfig(
-    encoder=VisionConfig(patch_size=8, dim=32, depth=1, heads=2, mlp_ratio=2.0),
-    latent_pool=2,
-    predictor=PredictorConfig(dim=32, depth=1, heads=2, mlp_ratio=2.0, residual=True, rollout_steps=2),
-    language=LanguageConfig(kind="tiny", dim=32, depth=1, heads=2, vocab_size=512, max_tokens=16),
-    max_steps=2,
-)
-TINY_SCORE = ScoreConfig(dim=32, depth=1, heads=2)
 
 
 @pytest.fixture(autouse=True)

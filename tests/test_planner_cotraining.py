@@ -12,8 +12,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from benchmarks.synthetic import write_robot_dataset
-from helpers.models import single_thread, tiny_config
-from test_planner import TINY_SCORE, TINY_WORLD_MODEL, observation
+from helpers.models import TINY_SCORE, TINY_WORLD_MODEL, single_thread, tiny_config
+from test_planner import observation
 from vlajepa.config import ConfigError
 from vlajepa.policies import PlannerPolicy, load_policy
 from vlajepa.train import checkpoints as ckpt

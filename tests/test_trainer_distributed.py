@@ -1,4 +1,5 @@
-"""Two CPU processes (gloo) through ``accelerate launch``: training runs, and parameters stay in sync.
+"""Two CPU processes (gloo) through ``accelerate launch``: training (with a co-trained planner) runs, and parameters
+stay in sync.
 
 This file is also the launched script: ``python tests/test_trainer_distributed.py OUT ROBOT VIDEO`` trains a tiny
 model and writes each process's final weights to ``OUT/rank<r>.safetensors``.
@@ -37,14 +38,18 @@ def test_two_processes_train_in_sync(tmp_path):
     state = json.loads((out / "checkpoints" / "last" / "training_state.json").read_text())
     assert state["world_size"] == 2 and state["samples_seen"] == 4 * 2 * 2  # steps x batch x processes
     assert (out / "checkpoints" / "last" / "rng_state_1.pt").is_file()
+    # the co-trained planner: trained on both processes, each with its own sampler position
+    assert sorted(state["planner"]) == ["0", "1"] and state["planner"]["0"] != state["planner"]["1"]
+    assert (out / "checkpoints" / "last" / "planner" / "config.json").is_file()
 
 
 def _worker(out: Path, robot: str, video: str) -> None:
     """Runs in each launched process."""
     import torch
 
-    from helpers.models import tiny_config
+    from helpers.models import TINY_SCORE, TINY_WORLD_MODEL, tiny_config
     from vlajepa.train.config import TrainConfig
+    from vlajepa.train.planner import CO_TRAINED_BASE, planner_config_from
     from vlajepa.train.trainer import Trainer
 
     torch.set_num_threads(1)
@@ -52,7 +57,8 @@ def _worker(out: Path, robot: str, video: str) -> None:
     config = TrainConfig(
         robot=robot, video=video, steps=4, batch_size=2, warmup_steps=1, log_every=1, tensorboard=False
     )  # robot and video batches alternate: the action head is unused on video steps
-    train_and_record(Trainer(tiny_config(), config, out, progress=False), out)
+    planner = planner_config_from(tiny_config(), CO_TRAINED_BASE, world_model=TINY_WORLD_MODEL, score=TINY_SCORE)
+    train_and_record(Trainer(tiny_config(), config, out, planner=planner, progress=False), out)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from vlajepa.nn.config import (
     TargetConfig,
     VisionConfig,
 )
+from vlajepa.policies.planning import ScoreConfig, WorldModelConfig
 from vlajepa.policies.vla_jepa import StudentConfig, VLAJEPAConfig
 
 TASKS = ("pick up the red block", "open the drawer", "press the button from the top")
@@ -48,6 +49,17 @@ def tiny_config(**changes: Any) -> VLAJEPAConfig:
         regularizer=RegularizerConfig(kind="sigreg", num_slices=16, num_points=17),
     )
     return dataclasses.replace(config, **changes)
+
+
+# a planner's world model and score at the tiny model's size (tests/test_planner*.py)
+TINY_WORLD_MODEL = WorldModelConfig(
+    encoder=VisionConfig(patch_size=8, dim=32, depth=1, heads=2, mlp_ratio=2.0),
+    latent_pool=2,
+    predictor=PredictorConfig(dim=32, depth=1, heads=2, mlp_ratio=2.0, residual=True, rollout_steps=2),
+    language=LanguageConfig(kind="tiny", dim=32, depth=1, heads=2, vocab_size=512, max_tokens=16),
+    max_steps=2,
+)
+TINY_SCORE = ScoreConfig(dim=32, depth=1, heads=2)
 
 
 def random_batch(

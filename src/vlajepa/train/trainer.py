@@ -530,6 +530,7 @@ class Trainer:
         ckpt.save_torch(tmp / ckpt.rng_file(self.rank), ckpt.get_rng_state())
         accelerator.wait_for_everyone()
         final = ckpt.checkpoints_root(self.out) / ckpt.step_name(self.step)
+        planner_states = self._planner_states() if self.planner is not None else None  # a collective: every process
         if self.is_main:
             if self.weight_ema is None:
                 self.policy.save_pretrained(tmp)
@@ -542,24 +543,24 @@ class Trainer:
             ckpt.save_torch(tmp / ckpt.OPTIMIZER_FILE, self.optimizer.state_dict())
             ckpt.save_torch(tmp / ckpt.SCHEDULER_FILE, self.scheduler.state_dict())
             self.train_config.save_json(tmp / ckpt.TRAIN_CONFIG_FILE)
-            atomic_write_json(tmp / ckpt.TRAINING_STATE_FILE, self._training_state())
+            atomic_write_json(tmp / ckpt.TRAINING_STATE_FILE, self._training_state(planner_states))
             ckpt.publish(self.out, self.step, self.train_config.keep_checkpoints)
         accelerator.wait_for_everyone()
         return final
 
-    def _training_state(self) -> dict[str, Any]:
+    def _training_state(self, planner_states: dict[str, Any] | None) -> dict[str, Any]:
         return {
             "step": self.step,
             "samples_seen": self.samples_seen,
             "world_size": self.world_size,
             "data": self.loader.state_dict(),
-            **({"planner": self._planner_states()} if self.planner is not None else {}),
+            **({"planner": planner_states} if planner_states is not None else {}),
             "latent_caches": {name: cache.key for name, cache in self.caches.items()},
             "frozen": self.policy.frozen_references(),
         }
 
     def _planner_states(self) -> dict[str, Any]:
-        """Every process's planner sampler position, keyed by rank (gathered to the main process)."""
+        """Every process's planner sampler position, keyed by rank (gathered from every process: call it on all)."""
         assert self.planner is not None
         if self.world_size == 1:
             return {"0": self.planner.state_dict()}
