@@ -89,6 +89,8 @@ def test_every_checkpoint_holds_a_planner_on_itself_that_loads_and_plans(runs):
     assert report["held_out_episodes"] == 1
     step_dirs = sorted(p for p in (runs["with"] / "checkpoints").iterdir() if p.name.isdigit())
     assert all((p / PLANNER_DIR / "config.json").is_file() for p in step_dirs)
+    through_link = load_policy(runs["with"] / "checkpoints" / ckpt.LAST / PLANNER_DIR)  # last is a symlink
+    assert all(torch.equal(through_link.base.state_dict()[k], v) for k, v in own_state.items())
 
 
 def test_a_copied_checkpoint_keeps_its_planner_on_itself(runs, tmp_path):
