@@ -224,8 +224,9 @@ class Pipeline:
         return f"{tag}_{self.args.image_size}px"
 
     def cameras(self) -> list[str]:
-        """The cameras of ``--cameras`` (empty: the environment's default camera, one view)."""
-        return parse_camera_list(self.args.cameras)
+        """The cameras of ``--cameras`` (empty: the environment's default camera, one view); a namespace built
+        without the option (a caller's own) means the default."""
+        return parse_camera_list(getattr(self.args, "cameras", None))
 
     def collect(self, kind: str, episodes: int) -> Path:
         noisy = kind == "robot" and self.args.action_noise > 0
