@@ -106,7 +106,8 @@ def test_the_collector_records_every_camera_and_a_two_camera_policy_trains_and_e
     # the policy's own rollouts record every camera it reads
     rollouts = tmp_path / "rollouts"
     argv = ["collect", "rollouts", "--policy", f"checkpoint:{checkpoint}", "--tasks", "reach",
-            "--episodes-per-task", "1", "--max-steps", "4", "--workers", "1", "--no-progress", "--out", str(rollouts)]  # fmt: skip
+            "--episodes-per-task", "1", "--max-steps", "4", "--workers", "1", "--no-progress",
+            "--out", str(rollouts)]  # fmt: skip
     assert main(argv) == 0
     assert set(KEYS) <= set(LeRobotDataset(rollouts).meta.features)
 
