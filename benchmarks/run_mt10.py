@@ -37,10 +37,19 @@ target encoder and ``--lam`` its latent action model (e.g. for a second training
 Evaluation: ``--episodes`` per task in distribution and
 ``--perturbed-episodes`` per task under each of the seven perturbations.
 
+Cameras: ``--cameras a,b`` records the robot data with every listed camera (its own data folder, suffix
+``_cam-a+b``, so one- and two-camera data never mix), trains every method with ``--set model.cameras=[a,b]`` (added
+here; a ``--set model.cameras=...`` of your own is refused) and evaluates with the cameras each checkpoint reads.
+Action-free video sets are single-view, so several cameras run the robot-only methods (``bc``,
+``vla-jepa-no-video`` with the ``ema`` or ``pretrained`` target).
+
 Results: ``<results>.json`` (rows in the evaluation schema plus a ``target`` field; top-level ``command``,
 ``wall_time_s`` and per-stage ``stages`` timings) and ``<results>.md``.
 
     python benchmarks/run_mt10.py --methods bc,vla-jepa-cotrain,vla-jepa-finetune --targets ema,frozen
+    # BC with two cameras and the pretrained frozen encoder
+    python benchmarks/run_mt10.py --methods bc --cameras workspace_oblique,corner \\
+        --set model.vision.backbone=efficientnet_lite0 --set model.vision.freeze=all
     # a pilot that proves the pipeline (minutes): 2 tasks, 3 demos, a few hundred steps, 2 episodes
     python benchmarks/run_mt10.py --tasks reach,drawer-close --demos 3 --videos 4 --steps 200 --batch-size 16 \\
         --encoder-steps 100 --episodes 2 --perturbed-episodes 1 --work outputs/mt10_pilot \\
@@ -214,12 +223,19 @@ class Pipeline:
         tag = tasks if tasks in ("mt10", "mt50") else "t" + hashlib.sha1(tasks.encode()).hexdigest()[:8]
         return f"{tag}_{self.args.image_size}px"
 
+    def cameras(self) -> list[str]:
+        """The cameras of ``--cameras`` (empty: the environment's default camera, one view); a namespace built
+        without the option (a caller's own) means the default."""
+        return parse_camera_list(getattr(self.args, "cameras", None))
+
     def collect(self, kind: str, episodes: int) -> Path:
         noisy = kind == "robot" and self.args.action_noise > 0
         still = kind == "video" and self.args.still_video_camera
         arm = self.args.video_arm if kind == "video" else "hidden"
+        cameras = self.cameras() if kind == "robot" else []  # the video set is single-view
         suffix = (
-            (f"_noise{self.args.action_noise:g}" if noisy else "")
+            (f"_cam-{'+'.join(cameras)}" if cameras else "")
+            + (f"_noise{self.args.action_noise:g}" if noisy else "")
             + ("_still" if still else "")
             + (f"_arm-{arm}" if arm != "hidden" else "")
             + (f"_{self.args.video_quality}" if self.args.video_quality != "lossless" else "")
@@ -239,6 +255,7 @@ class Pipeline:
                 "collect", kind, "--tasks", self.args.tasks, "--episodes-per-task", str(episodes), "--out", str(out),
                 "--image-size", str(self.args.image_size), "--seed", str(self.args.seed + (kind == "video")),
                 "--workers", str(self.args.workers), "--no-progress",
+                *(["--camera", ",".join(cameras)] if cameras else []),
                 *(["--action-noise", f"{self.args.action_noise:g}"] if noisy else []),
                 *(["--still-camera"] if still else []),
                 *(["--arm", arm] if arm != "hidden" else []),
@@ -254,6 +271,8 @@ class Pipeline:
         out = ["--config", args.config, "--steps", str(steps), "--threads", str(args.threads), "--no-progress"]
         if args.batch_size:
             out += ["--batch-size", str(args.batch_size)]
+        if self.cameras():
+            out += ["--set", f"model.cameras=[{','.join(self.cameras())}]"]
         for item in args.set:
             out += ["--set", item]
         return out
@@ -364,6 +383,19 @@ class Pipeline:
             ),
         )
         return with_extension(prefix, ".json")
+
+
+def parse_camera_list(text: str | None) -> list[str]:
+    """``--cameras a,b`` -> ``["a", "b"]`` (``None`` -> ``[]``); names are checked against the environment's."""
+    from vlajepa.commands.evaluate import parse_cameras
+
+    if text is None:
+        return []
+    try:
+        cameras = parse_cameras(text)
+    except ValueError as err:
+        raise SystemExit(f"[run_mt10] --cameras: {err}") from None
+    return [cameras] if isinstance(cameras, str) else list(cameras)
 
 
 def run_stages(run: str) -> list[str]:
@@ -511,6 +543,13 @@ def main() -> None:
                         help="resolution the data is collected at (its own data folder); the model's comes from "
                         "--config/--set, e.g. --set model.image_size=128 --set model.vision.patch_size=16, and "
                         "evaluation renders at the checkpoint's")
+    parser.add_argument("--cameras", default=None, metavar="A,B",
+                        help="comma-separated cameras of the robot data and of every model (e.g. "
+                        "workspace_oblique,corner): collected into their own data folder (suffix _cam-A+B) and passed "
+                        "to training as --set model.cameras=[A,B] automatically (do not --set model.cameras "
+                        "yourself); evaluation renders the checkpoint's cameras. Several cameras run robot-only "
+                        "methods (bc; vla-jepa-no-video with --targets ema or pretrained): video sets are single-view. "
+                        "Default: the environment's default camera")
     parser.add_argument(
         "--config", default="default", help="model + train preset (name or YAML file) for every method"
     )
@@ -547,6 +586,16 @@ def main() -> None:
     unknown = sorted(set(methods) - set(METHODS)) + sorted(set(targets) - set(KNOWN_TARGETS))
     if unknown:
         raise SystemExit(f"unknown methods or targets: {unknown}")
+    if args.cameras is not None:
+        cameras = parse_camera_list(args.cameras)
+        if any(item.split("=", 1)[0].strip() == "model.cameras" for item in args.set):
+            raise SystemExit("[run_mt10] --cameras sets model.cameras itself; drop --set model.cameras")
+        video_methods = [m for m in methods if m not in ("bc", "vla-jepa-no-video")]
+        if len(cameras) > 1 and (video_methods or ("vla-jepa-no-video" in methods and "frozen" in targets)):
+            raise SystemExit(
+                f"[run_mt10] --cameras {args.cameras}: the video set is single-view, so several cameras run bc and "
+                "vla-jepa-no-video with --targets ema or pretrained only"
+            )
 
     start = time.perf_counter()
     pipeline = Pipeline(args)

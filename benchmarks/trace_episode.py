@@ -97,7 +97,7 @@ def main() -> None:
     start = time.perf_counter()
     policy = VLAJEPAPolicy.from_pretrained(args.checkpoint)
     config = policy.config
-    env = MetaWorldEnv(args.task, image_size=config.image_size, camera=config.cameras[0])
+    env = MetaWorldEnv(args.task, image_size=config.image_size, camera=config.cameras)
     try:
         episodes = [trace(policy, env, int(seed)) for seed in args.seeds.split(",")]
     finally:

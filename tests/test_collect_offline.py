@@ -14,6 +14,7 @@ class PointEnv:
     """A 4-D point that moves by its action; the "expert" steers it to a fixed goal (privileged, like MetaWorld's)."""
 
     image_key = "observation.images.fake"
+    image_keys = (image_key,)
     max_steps = 40
     render_fps = 10.0
     instruction = "go to the goal"

@@ -45,7 +45,7 @@ def test_summary_pools_settings_and_compares_to_bc() -> None:
 
 def test_no_video_ablation_trains_on_bcs_robot_batches_with_the_world_model(tmp_path, monkeypatch) -> None:
     args = run_mt10.argparse.Namespace(work=str(tmp_path), threads=1, config="default", batch_size=None,
-                                       set=[], steps=10)
+                                       set=[], steps=10, cameras=None)
     pipeline = run_mt10.Pipeline(args)
     commands = {}
     monkeypatch.setattr(pipeline, "train", lambda name, command: commands.setdefault(name, command))
@@ -64,7 +64,8 @@ def test_no_video_ablation_trains_on_bcs_robot_batches_with_the_world_model(tmp_
 
 def test_lapa_gets_the_budget_and_data_of_vla_jepa_finetune(tmp_path, monkeypatch) -> None:
     args = run_mt10.argparse.Namespace(work=str(tmp_path), threads=1, config="default", batch_size=None, set=[],
-                                       steps=10, pretrain_fraction=0.5, lam_steps=7, encoder_steps=99)  # fmt: skip
+                                       steps=10, pretrain_fraction=0.5, lam_steps=7, encoder_steps=99,
+                                       cameras=None, lam=None)  # fmt: skip
     pipeline = run_mt10.Pipeline(args)
     commands, stages = {}, {}
     monkeypatch.setattr(pipeline, "train", lambda name, command: commands.setdefault(name, command))
@@ -174,3 +175,38 @@ def test_stale_robot_data_is_not_reused(tmp_path, monkeypatch) -> None:
     write_robot_dataset(tmp_path / "data" / "mt10_96px_robot_5_lerobot", (6, 6), tasks=balanced,
                         provenance={"expert": expert_provenance()})
     assert pipeline.collect("robot", 5).name == "mt10_96px_robot_5_lerobot"
+
+
+def test_cameras_get_their_own_robot_data_and_model_cameras(tmp_path, monkeypatch) -> None:
+    args = run_mt10.argparse.Namespace(work=str(tmp_path / "work"), threads=1, config="default", batch_size=None,
+                                       set=[], steps=10, cameras="workspace_oblique,corner", tasks="mt10",
+                                       image_size=96, action_noise=0.0, still_video_camera=False, video_arm="hidden",
+                                       video_quality="lossless", data_dir=str(tmp_path / "data"), seed=0,
+                                       workers=1)  # fmt: skip
+    pipeline = run_mt10.Pipeline(args)
+    commands = {}
+    monkeypatch.setattr(pipeline, "stage", lambda name, command, retry=None: commands.setdefault(name, command))
+    robot = pipeline.collect("robot", 10)
+    video = pipeline.collect("video", 50)
+    assert robot.name == "mt10_96px_robot_10_cam-workspace_oblique+corner"  # never mixed with one-camera data
+    assert video.name == "mt10_96px_video_50"  # the video set stays single-view
+    collect = commands["collect-robot"]
+    assert collect[collect.index("--camera") + 1] == "workspace_oblique,corner"
+    assert "--camera" not in commands["collect-video"]
+    train = pipeline.train_args(10)
+    assert train[train.index("--set") + 1] == "model.cameras=[workspace_oblique,corner]"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--methods", "vla-jepa-cotrain"], "the video set is single-view"),
+        (["--methods", "bc", "--set", "model.cameras=[corner]"], "drop --set model.cameras"),
+        (["--methods", "bc", "--cameras", "corner,nowhere"], "unknown camera 'nowhere'"),
+    ],
+)
+def test_cameras_refuse_what_cannot_run(extra, message, monkeypatch, tmp_path) -> None:
+    argv = ["run_mt10.py", "--cameras", "workspace_oblique,corner", "--work", str(tmp_path), *extra]
+    monkeypatch.setattr(run_mt10.sys, "argv", argv)
+    with pytest.raises(SystemExit, match=message):
+        run_mt10.main()

@@ -19,7 +19,7 @@ import multiprocessing as mp
 import multiprocessing.util as mp_util
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,8 @@ class CollectConfig:
     tasks: MetaWorld task names.
     episodes_per_task: successful episodes kept per task.
     image_size: square camera resolution.
-    camera: camera name (``None``: the environment default).
+    camera: camera name, or a tuple of names to record every one as its own video feature (robot data; the video
+        set films the first); ``None``: the environment default.
     seed: base seed; collection seeds start here (evaluation uses a disjoint range).
     workers: worker processes.
     domain_shift: film with the action-free domain shift (arm hidden/recoloured, moving camera, random scene).
@@ -66,7 +67,7 @@ class CollectConfig:
     tasks: tuple[str, ...]
     episodes_per_task: int = 10
     image_size: int = 96
-    camera: str | None = None
+    camera: str | tuple[str, ...] | None = None
     seed: int = 0
     workers: int = 2
     domain_shift: bool = False
@@ -79,6 +80,8 @@ class CollectConfig:
     arm: str = "hidden"
 
     def __post_init__(self) -> None:
+        if self.camera is not None and not isinstance(self.camera, str):
+            object.__setattr__(self, "camera", tuple(self.camera))  # a list from JSON or a caller: hashable
         video_quality(self.video_quality)
         if not (math.isfinite(self.action_noise) and self.action_noise >= 0.0):
             raise ValueError(f"action_noise must be a finite number >= 0, got {self.action_noise}")
@@ -102,21 +105,21 @@ class Attempt:
 
 @dataclass
 class Episode:
-    """One recorded episode: ``images`` [T, H, W, 3] uint8, ``state`` [T, S], ``action`` [T, 4] float32, what each
+    """One recorded episode: ``images`` maps each camera's observation key to its frames [T, H, W, 3] uint8 (in
+    camera order), ``state`` [T, S], ``action`` [T, 4] float32, what each
     executed action led to (``reward`` float32 [T], ``reached`` bool [T]: success after the step), the task
     ``progress`` of each frame's observation (float32 [T]), and ``environment_state`` [T, 9] float32 when the
     collection records it."""
 
     attempt: Attempt
     success: bool
-    images: np.ndarray
+    images: dict[str, np.ndarray]
     state: np.ndarray
     action: np.ndarray
     reward: np.ndarray
     reached: np.ndarray
     progress: np.ndarray
     instruction: str
-    image_key: str
     fps: float
     environment_state: np.ndarray | None = None
 
@@ -162,11 +165,13 @@ def run_attempt(attempt: Attempt) -> Episode:
     env = _env_for(attempt)
     obs, info = env.reset(seed=attempt.seed)
     noise_rng = np.random.default_rng([attempt.seed, 1])
-    images, states, actions, scene, rewards, reached, progress = [], [], [], [], [], [], []
+    images: dict[str, list[np.ndarray]] = {key: [] for key in env.image_keys}
+    states, actions, scene, rewards, reached, progress = [], [], [], [], [], []
     success = False
     for _ in range(env.max_steps):
         action = env.expert_action()
-        images.append(obs[env.image_key])
+        for key, frames in images.items():
+            frames.append(obs[key])
         states.append(obs[OBS_STATE])
         progress.append(info["progress"])
         if attempt.config.environment_state:
@@ -186,14 +191,13 @@ def run_attempt(attempt: Attempt) -> Episode:
     return Episode(
         attempt=attempt,
         success=success,
-        images=np.stack(images),
+        images={key: np.stack(frames) for key, frames in images.items()},
         state=np.stack(states).astype(np.float32),
         action=np.clip(np.stack(actions), -1.0, 1.0).astype(np.float32),
         reward=np.asarray(rewards, dtype=np.float32),
         reached=np.asarray(reached, dtype=bool),
         progress=np.asarray(progress, dtype=np.float32),
         instruction=env.instruction,
-        image_key=env.image_key,
         fps=env.render_fps,
         environment_state=np.stack(scene) if scene else None,
     )
@@ -339,7 +343,8 @@ def collect_robot_dataset(config: CollectConfig, root: str | Path, progress: boo
 
     def open_writer(first: Episode, provenance: dict[str, Any]) -> LeRobotDatasetWriter:
         features = robot_features(
-            first.image_key, first.images.shape[1:], first.action.shape[1:], config.environment_state
+            {key: frames.shape[1:] for key, frames in first.images.items()}, first.action.shape[1:],
+            config.environment_state,
         )
         encoding = video_quality(config.video_quality)
         return LeRobotDatasetWriter(
@@ -349,8 +354,7 @@ def collect_robot_dataset(config: CollectConfig, root: str | Path, progress: boo
 
     def add(writer: LeRobotDatasetWriter, episode: Episode) -> None:
         frames = robot_frames(
-            episode.image_key, episode.images, episode.state, episode.action, episode.reward, episode.reached,
-            episode.progress,
+            episode.images, episode.state, episode.action, episode.reward, episode.reached, episode.progress
         )
         if episode.environment_state is not None:
             frames[OBS_ENV_STATE] = episode.environment_state
@@ -360,7 +364,8 @@ def collect_robot_dataset(config: CollectConfig, root: str | Path, progress: boo
 
 
 def collect_video_set(config: CollectConfig, root: str | Path, progress: bool = True) -> CollectSummary:
-    """Collect an action-free, domain-shifted video set (mp4 + captions CSV) at ``root``."""
+    """Collect an action-free, domain-shifted video set (mp4 + captions CSV) at ``root``, filmed by the first
+    camera."""
     from vlajepa.data.videos import VideoSetWriter
 
     def open_writer(first: Episode, provenance: dict[str, Any]) -> VideoSetWriter:
@@ -371,18 +376,18 @@ def collect_video_set(config: CollectConfig, root: str | Path, progress: bool = 
         )
 
     def add(writer: VideoSetWriter, episode: Episode) -> None:
-        writer.add_video(episode.images, text=episode.instruction, task=episode.attempt.task)
+        writer.add_video(next(iter(episode.images.values())), text=episode.instruction, task=episode.attempt.task)
 
     return _write_episodes(config, open_writer, add, progress)
 
 
 def robot_features(
-    image_key: str,
-    image_shape: Sequence[int],
+    image_shapes: Mapping[str, Sequence[int]],
     action_shape: Sequence[int],
     environment_state: bool = False,
 ) -> dict:
-    """LeRobot ``features`` for one camera, the proprioceptive state, the action, what each action led to
+    """LeRobot ``features`` for each camera (``image_shapes``: observation key -> (H, W, 3), one video feature
+    each, in order), the proprioceptive state, the action, what each action led to
     (``next.reward``, ``next.success``, ``next.done``), the task ``progress`` of each frame and, with
     ``environment_state``, the simulator's object and goal positions. Datasets written before the outcome columns
     existed lack them and still load: readers and training windows ask only for the columns they use."""
@@ -390,7 +395,10 @@ def robot_features(
 
     names = list(STATE_NAMES)
     features = {
-        image_key: {"dtype": "video", "shape": list(image_shape), "names": ["height", "width", "channels"]},
+        **{
+            key: {"dtype": "video", "shape": list(shape), "names": ["height", "width", "channels"]}
+            for key, shape in image_shapes.items()
+        },
         OBS_STATE: {"dtype": "float32", "shape": [len(names)], "names": names},
         ACTION: {"dtype": "float32", "shape": list(action_shape), "names": ["dx", "dy", "dz", "gripper"]},
         REWARD: {"dtype": "float32", "shape": [1], "names": None},
@@ -405,20 +413,20 @@ def robot_features(
 
 
 def robot_frames(
-    image_key: str,
-    images: np.ndarray,
+    images: Mapping[str, np.ndarray],
     state: np.ndarray,
     action: np.ndarray,
     reward: np.ndarray,
     reached: np.ndarray,
     progress: np.ndarray,
 ) -> dict[str, np.ndarray]:
-    """One episode's columns for :func:`robot_features`: ``reached[t]`` is success after frame ``t``'s action; the
+    """One episode's columns for :func:`robot_features` (``images``: observation key -> frames [T, H, W, 3]):
+    ``reached[t]`` is success after frame ``t``'s action; the
     last frame is the episode's end (``next.done``)."""
     done = np.zeros(len(action), dtype=bool)
     done[-1] = True
     return {
-        image_key: images,
+        **images,
         OBS_STATE: np.asarray(state, dtype=np.float32),
         ACTION: np.asarray(action, dtype=np.float32),
         REWARD: np.asarray(reward, dtype=np.float32),

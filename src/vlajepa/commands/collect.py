@@ -15,6 +15,7 @@ examples:
   vlajepa collect robot --tasks mt10 --episodes-per-task 10 --out data/mt10_robot
   vlajepa collect video --tasks mt10 --episodes-per-task 50 --out data/mt10_video
   vlajepa collect robot --tasks mt10 --action-noise 0.3 --out data/mt10_robot_dart   # noise-injected (DART)
+  vlajepa collect robot --tasks mt10 --camera workspace_oblique,corner --out data/mt10_robot_2cam   # two cameras
   vlajepa collect rollouts --policy checkpoint:outputs/run/checkpoints/last --tasks mt10 --episodes-per-task 20 \\
       --out data/mt10_rollouts   # the policy's own episodes, successes and failures
 """
@@ -72,8 +73,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--camera",
+        "--cameras",
+        type=checked_by(_parse_cameras),
         default=None,
-        help="camera name (default: the environment's default; rollouts of a checkpoint: its training camera)",
+        help="camera name, or comma-separated names: robot and rollouts record every camera as its own video "
+        "feature (observation.images.<camera>), video films the first (default: the environment's default; "
+        "rollouts: the cameras the policy reads)",
     )
     parser.add_argument(
         "--seed",
@@ -149,6 +154,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def _parse_cameras(text: str) -> str | tuple[str, ...]:
+    from vlajepa.commands.evaluate import parse_cameras
+
+    return parse_cameras(text)
+
+
 def _parse_settings(text: str) -> tuple[str, ...]:
     from vlajepa.commands.evaluate import parse_settings
 
@@ -188,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
         tasks=parse_tasks(args.tasks),
         episodes_per_task=args.episodes_per_task,
         image_size=96 if args.image_size is None else args.image_size,
-        camera=args.camera,
+        camera=_parse_cameras(args.camera) if args.camera else None,
         seed=0 if args.seed is None else args.seed,
         workers=args.workers,
         domain_shift=args.kind == "video",
@@ -217,14 +228,14 @@ def run(args: argparse.Namespace) -> int:
 
 def _rollout_config(args: argparse.Namespace):
     """The evaluation config and policy source of ``collect rollouts``."""
-    from vlajepa.commands.evaluate import parse_policy, parse_settings, parse_tasks, rendering_for
+    from vlajepa.commands.evaluate import parse_cameras, parse_policy, parse_settings, parse_tasks, rendering_for
     from vlajepa.eval.rollouts import ROLLOUT_SEED
     from vlajepa.eval.runner import EvalConfig
 
     if args.episodes_per_task < 1:
         raise SystemExit(f"--episodes-per-task must be at least 1, got {args.episodes_per_task}")
     policy = parse_policy(args.policy, None, args.euler_steps, args.noise_scale)
-    camera, image_size = rendering_for(policy, args.camera, args.image_size)
+    camera, image_size = rendering_for(policy, parse_cameras(args.camera) if args.camera else None, args.image_size)
     config = EvalConfig(
         tasks=parse_tasks(args.tasks),
         settings=parse_settings(args.settings or "id"),

@@ -110,15 +110,55 @@ def parse_settings(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(settings))
 
 
-def rendering_for(policy: PolicySource, camera: str | None, image_size: int | None) -> tuple[str | None, int]:
-    """The camera and resolution to render for ``policy``: the ones given, else a checkpoint's training camera and
-    resolution (a trained policy reads those), else the environment's default camera at 96 px."""
+def parse_cameras(text: str) -> str | tuple[str, ...]:
+    """``--camera``: one camera name, or comma-separated names (every one rendered, each its own image key)."""
+    from vlajepa.envs.scene import CAMERAS
+
+    names = tuple(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    if not names:
+        raise ValueError("--camera needs at least one camera name")
+    for name in names:
+        if name not in CAMERAS:
+            raise ValueError(f"unknown camera {name!r}; expected one of {', '.join(CAMERAS)}")
+    return names[0] if len(names) == 1 else names
+
+
+def _one_or_tuple(cameras: tuple[str, ...]) -> str | tuple[str, ...]:
+    return cameras[0] if len(cameras) == 1 else tuple(cameras)
+
+
+def rendering_for(
+    policy: PolicySource, camera: str | tuple[str, ...] | None, image_size: int | None
+) -> tuple[str | tuple[str, ...] | None, int]:
+    """The cameras and resolution to render for ``policy``: a checkpoint's training cameras (every one; a trained
+    policy reads exactly those) and resolution, a served policy's cameras (from the server's metadata), else the
+    environment's default camera; at 96 px unless given. A ``camera`` given for a checkpoint or a served policy
+    must be the cameras it reads (a different set could only fail at the first observation)."""
+    wanted: tuple[str, ...] | None = None
     if policy.kind == "checkpoint":
         from vlajepa.policies import load_policy_config
 
         trained = load_policy_config(policy.kwargs["path"])
-        camera = trained.cameras[0] if camera is None else camera
+        wanted = tuple(trained.cameras)
         image_size = trained.image_size if image_size is None else image_size
+    elif policy.kind == "remote":
+        from vlajepa.serve import RemotePolicy
+
+        with RemotePolicy(
+            policy.kwargs["url"], api_key_file=policy.kwargs.get("api_key_file"), ca_file=policy.kwargs.get("ca_file")
+        ) as remote:
+            spec = remote.spec
+        wanted = tuple(image.camera for image in spec.images)
+        fixed = [image.height for image in spec.images if not image.any_size]
+        image_size = (fixed[0] if fixed else None) if image_size is None else image_size
+    if wanted is not None:
+        given = (camera,) if isinstance(camera, str) else camera
+        if given is not None and set(given) != set(wanted):
+            raise ValueError(
+                f"--camera {','.join(given)}: the {policy.kind} policy reads the cameras {','.join(wanted)}; "
+                "render those (leave --camera out)"
+            )
+        camera = _one_or_tuple(wanted if given is None else tuple(given))
     return camera, 96 if image_size is None else image_size
 
 
@@ -172,7 +212,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="camera resolution in pixels (default: a checkpoint's training resolution, else 96)",
     )
     parser.add_argument(
-        "--camera", default=None, help="camera name (default: a checkpoint's camera, else the environment's default)"
+        "--camera",
+        "--cameras",
+        type=checked_by(parse_cameras),
+        default=None,
+        help="camera name, or comma-separated names for a several-camera policy (default: the cameras a checkpoint "
+        "or a served policy reads, else the environment's default); videos show the first camera",
     )
     parser.add_argument(
         "--n-action-steps",
@@ -243,7 +288,7 @@ def run(args: argparse.Namespace) -> int:
     options = planner_options(args)
     if args.planner is not None:
         policy = PolicySource("checkpoint", {**policy.kwargs, **options}, args.name or "planner")
-    camera, image_size = rendering_for(policy, args.camera, args.image_size)
+    camera, image_size = rendering_for(policy, parse_cameras(args.camera) if args.camera else None, args.image_size)
     config = EvalConfig(
         tasks=parse_tasks(args.tasks),
         settings=parse_settings(args.settings),

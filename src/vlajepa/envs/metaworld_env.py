@@ -1,14 +1,22 @@
 """A gymnasium environment over any of the 50 MetaWorld v3 tasks, shaped like a LeRobot dataset frame.
 
-Observations are ``{image_key(camera): uint8 [S, S, 3], OBS_STATE: float32 [4], TASK: str}``; actions are 4-D
-(Δxyz, gripper) in [-1, 1]. ``reset(seed)`` is deterministic: the same seed gives the same object and goal
-positions and the same pixels, including under a perturbation or domain shift (both are seeded per episode).
+Observations are ``{image_key(camera): uint8 [S, S, 3] for each camera, OBS_STATE: float32 [4], TASK: str}``;
+actions are 4-D (Δxyz, gripper) in [-1, 1]. ``reset(seed)`` is deterministic: the same seed gives the same object
+and goal positions and the same pixels, including under a perturbation or domain shift (both are seeded per episode).
 
 Task progress: ``reset`` and ``step`` report ``info["progress"]``, MetaWorld's dense reward of the state just
 reached divided by its maximum (the v3 tasks' reward functions return values in ``[0, 10]``, 10 at the goal), so a
 number in ``[0, 1]`` comparable across tasks. It is shaped, not monotone in true progress (e.g. it rewards a grasp
 before the object moves). ``get_sim_state``/``set_sim_state`` snapshot and restore the whole simulation within an
 episode, so the same actions after a restore give bit-identical observations, rewards and success.
+
+Several cameras: ``camera`` may name one view or a sequence of views; each step renders one image per camera from
+the same simulator state. Perturbations and the domain shift change the scene, not one picture, so every view sees
+them alike: a camera perturbation (and the domain shift's camera motion) applies the same relative move
+(:class:`ViewChange`: orbit, zoom, look-at shift, field of view) to each camera's own view, as if the cameras were
+mounted on one rig that moved; lighting, background and arm edits are model edits that every render shows; sensor
+noise is drawn independently for each image (each camera is its own sensor), in camera order, from the episode's
+noise stream. With one camera everything is exactly as before, draw for draw.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import copy  # noqa: E402
 import string  # noqa: E402
 import warnings  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -95,7 +104,8 @@ class MetaWorldEnv(gym.Env):
     Args:
         task: task name, with or without the ``-v3`` suffix.
         image_size: side of the square RGB image in pixels.
-        camera: a view from ``scene.CAMERAS``; the default shows every MT10 object clearly at 96 px.
+        camera: a view from ``scene.CAMERAS``, or a sequence of distinct views (one image each per observation,
+            see the module docstring); the default shows every MT10 object clearly at 96 px.
         max_steps: episode step limit; None takes the per-task table in ``tasks.MAX_STEPS``.
         perturbation: an optional robustness perturbation applied to every episode.
         domain_shift: an optional "human video" appearance shift (arm hidden, moving camera, random scene).
@@ -110,7 +120,7 @@ class MetaWorldEnv(gym.Env):
         self,
         task: str,
         image_size: int = 96,
-        camera: str = DEFAULT_CAMERA,
+        camera: str | Sequence[str] = DEFAULT_CAMERA,
         max_steps: int | None = None,
         perturbation: Perturbation | None = None,
         domain_shift: DomainShift | None = None,
@@ -121,14 +131,20 @@ class MetaWorldEnv(gym.Env):
             raise ValueError(
                 f"instruction_split must be 'canonical', 'train' or 'heldout' (got {instruction_split!r})"
             )
-        if camera not in CAMERAS:
-            raise ValueError(f"unknown camera {camera!r}; expected one of {', '.join(CAMERAS)}")
+        cameras = (camera,) if isinstance(camera, str) else tuple(camera)
+        if not cameras:
+            raise ValueError("camera: at least one camera is required")
+        if len(set(cameras)) != len(cameras):
+            raise ValueError(f"camera: duplicate cameras in {cameras}")
+        for name in cameras:
+            if name not in CAMERAS:
+                raise ValueError(f"unknown camera {name!r}; expected one of {', '.join(CAMERAS)}")
         if image_size < 8 or image_size > 480:
             raise ValueError(f"image_size must be in [8, 480] (the offscreen buffer), not {image_size}")
         self._max_steps = int(max_steps) if max_steps is not None else task_max_steps(self._task)
         if self._max_steps < 1:
             raise ValueError(f"max_steps must be positive, got {max_steps}")
-        self._camera = camera
+        self._cameras = cameras
         self._image_size = int(image_size)
         self._perturbation = perturbation
         self._domain_shift = domain_shift
@@ -141,16 +157,16 @@ class MetaWorldEnv(gym.Env):
         apply_fast_render_settings(self._mw.model)
         self._renderer = FrameRenderer(self._mw.model, self._image_size)
         self._editor = SceneEditor(self._mw.model, self._renderer)
-        self._base_view = resolve_view(self._mw.model, self._mw.data, camera)
+        self._base_views = tuple(resolve_view(self._mw.model, self._mw.data, name) for name in cameras)
         self._expert = ENV_POLICY_MAP[self._task]()
         self._closed = False
 
-        self._image_key = image_key(camera)
+        self._image_keys = tuple(image_key(name) for name in cameras)
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32)
         size = self._image_size
         self.observation_space = gym.spaces.Dict(
             {
-                self._image_key: gym.spaces.Box(0, 255, shape=(size, size, 3), dtype=np.uint8),
+                **{key: gym.spaces.Box(0, 255, shape=(size, size, 3), dtype=np.uint8) for key in self._image_keys},
                 OBS_STATE: gym.spaces.Box(-np.inf, np.inf, shape=(len(STATE_NAMES),), dtype=np.float32),
                 TASK: gym.spaces.Text(max_length=256, charset=string.printable),
             }
@@ -196,11 +212,22 @@ class MetaWorldEnv(gym.Env):
 
     @property
     def camera(self) -> str:
-        return self._camera
+        """The first camera (the only one of a one-camera env); ``render()`` and episode videos show it."""
+        return self._cameras[0]
+
+    @property
+    def cameras(self) -> tuple[str, ...]:
+        return self._cameras
 
     @property
     def image_key(self) -> str:
-        return self._image_key
+        """The observation key of the first camera."""
+        return self._image_keys[0]
+
+    @property
+    def image_keys(self) -> tuple[str, ...]:
+        """The observation key of every camera, in camera order."""
+        return self._image_keys
 
     @property
     def max_steps(self) -> int:
@@ -236,8 +263,13 @@ class MetaWorldEnv(gym.Env):
 
     @property
     def view(self) -> CameraView:
-        """The unperturbed view of ``camera``."""
-        return self._base_view
+        """The unperturbed view of ``camera`` (the first camera)."""
+        return self._base_views[0]
+
+    @property
+    def views(self) -> tuple[CameraView, ...]:
+        """The unperturbed view of every camera, in camera order."""
+        return self._base_views
 
     # -- gym API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
@@ -319,7 +351,7 @@ class MetaWorldEnv(gym.Env):
             self._plan.rng.bit_generator.state = wrapper["plan_rng"]
 
     def render(self) -> np.ndarray | None:
-        """The last observed image."""
+        """The last observed image of the first camera."""
         return self._last_image
 
     def render_view(self, view: CameraView) -> np.ndarray:
@@ -411,8 +443,9 @@ class MetaWorldEnv(gym.Env):
         self._mw._last_rand_vec = shifted
         return shifted
 
-    def _current_view(self) -> CameraView:
-        view = self._base_view
+    def _current_view(self, base: CameraView) -> CameraView:
+        """``base`` moved by this episode's camera perturbation and the domain shift's camera motion now."""
+        view = base
         if self._plan is not None and self._plan.view is not None:
             view = view.moved(self._plan.view)
         if self._shift is not None:
@@ -422,18 +455,22 @@ class MetaWorldEnv(gym.Env):
     def _observation(self, render: bool = True) -> dict[str, Any]:
         raw = self._raw_obs
         state = state_from_raw(raw)
-        image = self._renderer.render(self._mw.data, self._current_view()) if render else None
+        images: list[np.ndarray | None] = [
+            self._renderer.render(self._mw.data, self._current_view(base)) if render else None
+            for base in self._base_views
+        ]
         if self._plan is not None and self._plan.noise is not None:
             # Draw the image noise even without a frame (its draws do not depend on the pixels), so skipping
             # renders leaves the noise of every later observation unchanged.
             blank = np.zeros((self._image_size, self._image_size, 3), dtype=np.uint8)
-            noisy = self._plan.noise.noisy_image(blank if image is None else image, self._plan.rng)
-            image = None if image is None else noisy
+            noise, rng = self._plan.noise, self._plan.rng
+            noisy = [noise.noisy_image(blank if image is None else image, rng) for image in images]
+            images = [None if image is None else frame for image, frame in zip(images, noisy, strict=True)]
             state = self._plan.noise.noisy_state(state, self._plan.rng)
-        if image is None:
+        if not render:
             return {OBS_STATE: state, TASK: self._instruction}
-        self._last_image = image
-        return {self._image_key: image, OBS_STATE: state, TASK: self._instruction}
+        self._last_image = images[0]
+        return {**dict(zip(self._image_keys, images, strict=True)), OBS_STATE: state, TASK: self._instruction}
 
 
 def _plain_attributes(env: Any) -> dict[str, Any]:

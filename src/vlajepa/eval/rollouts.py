@@ -2,10 +2,10 @@
 
 Demonstrations never show a bad outcome, so a world model or a progress score trained on them alone cannot tell a
 bad action chunk from a good one. These rollouts can: every episode is kept, with the columns of the expert robot
-data (:func:`vlajepa.collect.robot_features`: image, state, the *executed* action, ``next.reward``,
-``next.success``, ``next.done``, ``progress``) and the episode's success, setting and seed in the episode table.
-The instruction is the one the policy saw. The data therefore load and train exactly like expert data
-(``vlajepa train --robot DIR``).
+data (:func:`vlajepa.collect.robot_features`: every camera the policy reads, state, the *executed* action,
+``next.reward``, ``next.success``, ``next.done``, ``progress``) and the episode's success, setting and seed in the
+episode table. The instruction is the one the policy saw. The data therefore load and train exactly like expert
+data (``vlajepa train --robot DIR``).
 
 Episodes run through the evaluation harness (:func:`vlajepa.eval.runner.iter_episodes`), so a rollout dataset's
 episode ``e`` of task ``i`` is the episode an evaluation with the same seed would run. The default seed keeps them
@@ -101,7 +101,7 @@ def collect_rollouts(
             trajectory = result.trajectory
             if writer is None:
                 features = robot_features(
-                    trajectory.image_key, trajectory.images.shape[1:], trajectory.action.shape[1:]
+                    {key: frames.shape[1:] for key, frames in trajectory.images.items()}, trajectory.action.shape[1:]
                 )
                 writer = LeRobotDatasetWriter(
                     root, fps=trajectory.fps, features=features, robot_type="sawyer",
@@ -109,8 +109,8 @@ def collect_rollouts(
                     codec=encoding.codec, crf=encoding.crf, pix_fmt=encoding.pix_fmt,
                 )
             frames = robot_frames(
-                trajectory.image_key, trajectory.images, trajectory.state, trajectory.action, trajectory.reward,
-                trajectory.success, trajectory.progress,
+                trajectory.images, trajectory.state, trajectory.action, trajectory.reward, trajectory.success,
+                trajectory.progress,
             )
             writer.add_episode(frames, task=result.instruction, metadata=_episode_metadata(result))
             seeds.append(result.seed)

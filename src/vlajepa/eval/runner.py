@@ -37,7 +37,8 @@ class EvalConfig:
     perturbed_episodes: episodes per (task, setting) for perturbed settings (``None``: same as ``episodes``).
     severity: perturbation severity level used for every perturbed setting.
     image_size: square camera resolution in pixels.
-    camera: camera name (``None``: the environment's default camera).
+    camera: camera name, or a tuple of names (``None``: the environment's default camera); every observation the
+        policy gets holds one image per camera (``vlajepa eval`` passes a checkpoint's ``cameras``).
     n_action_steps: actions executed from each predicted chunk before asking again (``None``: the whole chunk).
     max_steps: episode step limit (``None``: the per-task table of ``vlajepa.envs``).
     workers: worker processes (1 runs in this process, useful for debugging).
@@ -55,7 +56,7 @@ class EvalConfig:
     perturbed_episodes: int | None = None
     severity: int = 2
     image_size: int = 96
-    camera: str | None = None
+    camera: str | tuple[str, ...] | None = None
     n_action_steps: int | None = None
     max_steps: int | None = None
     workers: int = 2
@@ -63,6 +64,10 @@ class EvalConfig:
     task_seed_stride: int = 10_000
     videos: int = 0
     group_size: int = 5
+
+    def __post_init__(self) -> None:
+        if self.camera is not None and not isinstance(self.camera, str):
+            object.__setattr__(self, "camera", tuple(self.camera))  # a list from a caller or JSON: hashable
 
     def episodes_for(self, setting: str) -> int:
         if setting == ID_SETTING or self.perturbed_episodes is None:
@@ -76,15 +81,15 @@ class EvalConfig:
 @dataclass(frozen=True)
 class Trajectory:
     """Every control step of a recorded episode, row ``t`` shaped like a LeRobot robot frame: the observation at
-    ``t`` (``images`` uint8 [T, H, W, 3], ``state`` float32 [T, S]) and its task ``progress`` (float32 [T]), the
+    ``t`` (``images``: each camera's observation key -> uint8 [T, H, W, 3], in camera order; ``state`` float32
+    [T, S]) and its task ``progress`` (float32 [T]), the
     action executed at ``t`` (``action`` float32 [T, A], clipped to the action space as the environment executes
     it) and what that action led to (``reward`` float32 [T], ``success`` bool [T]). ``final_image`` is the
-    observation after the last action: a video shows it, a dataset frame cannot (it has no action). ``image_key``
-    names the camera stream and ``fps`` the control rate."""
+    observation after the last action, from the first camera: a video shows it, a dataset frame cannot (it has no
+    action). ``fps`` is the control rate."""
 
-    image_key: str
     fps: float
-    images: np.ndarray
+    images: dict[str, np.ndarray]
     state: np.ndarray
     action: np.ndarray
     reward: np.ndarray
@@ -153,7 +158,8 @@ def run_episode(
     seed_policy(policy, seed)
     policy.reset()
     low, high = env.action_space.low, env.action_space.high
-    columns: dict[str, list] = {name: [] for name in ("images", "state", "action", "reward", "success", "progress")}
+    columns: dict[str, list] = {name: [] for name in ("state", "action", "reward", "success", "progress")}
+    images: dict[str, list[np.ndarray]] = {key: [] for key in env.image_keys}
     steps, success, total_reward = 0, False, 0.0
     done = False
     while not done:
@@ -167,7 +173,8 @@ def run_episode(
         executed = chunk[: n_action_steps or len(chunk)]
         for i, action in enumerate(executed):
             if record:
-                columns["images"].append(obs[env.image_key])
+                for key, frames in images.items():
+                    frames.append(obs[key])
                 columns["state"].append(obs[OBS_STATE])
                 columns["progress"].append(info["progress"])
                 columns["action"].append(np.clip(action, low, high))
@@ -185,9 +192,8 @@ def run_episode(
     trajectory = None
     if record:
         trajectory = Trajectory(
-            image_key=env.image_key,
             fps=env.render_fps,
-            images=np.stack(columns["images"]),
+            images={key: np.stack(frames) for key, frames in images.items()},
             state=np.stack(columns["state"]).astype(np.float32),
             action=np.stack(columns["action"]).astype(np.float32),
             reward=np.asarray(columns["reward"], dtype=np.float32),
@@ -212,7 +218,8 @@ def _run_group(group: _Group) -> list[EpisodeResult]:
             )
             video = None
             if record and group.video_dir is not None:
-                frames = np.concatenate([trajectory.images, trajectory.final_image[None]])
+                first = trajectory.images[env.image_key]  # videos show the first camera
+                frames = np.concatenate([first, trajectory.final_image[None]])
                 video = _save_video(frames, group, seed, env.render_fps)
             diagnostics = getattr(policy, "episode_diagnostics", None)
             results.append(
