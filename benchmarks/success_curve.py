@@ -16,7 +16,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from vlajepa.eval.report import current_command, make_row, success_cell
+from vlajepa.eval.report import current_command, success_cell, summarize
 from vlajepa.io_utils import atomic_write, read_json, write_report_files
 
 
@@ -37,14 +37,8 @@ def curve_rows(evals: list[tuple[int, Path]], batch_size: int, frames: int) -> l
         report = read_json(path, SystemExit, "evaluation result")
         if not isinstance(report, dict) or not isinstance(report.get("rows"), list):
             raise SystemExit(f"{path}: no 'rows' list (is it a `vlajepa eval` result?)")
-        pooled: dict[tuple[str, str], list[int]] = {}
-        for row in report["rows"]:
-            totals = pooled.setdefault((row["method"], row["setting"]), [0, 0])
-            totals[0] += row["successes"]
-            totals[1] += row["episodes"]
-        for (method, setting), (successes, episodes) in pooled.items():
-            epoch = round(step * batch_size / frames, 2)
-            rows.append(make_row(method, "all", setting, successes, episodes, step=step, epoch=epoch, source=str(path)))
+        epoch = round(step * batch_size / frames, 2)
+        rows += [pooled | {"step": step, "epoch": epoch, "source": str(path)} for pooled in summarize(report["rows"])]
     return rows
 
 

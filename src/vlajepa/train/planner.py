@@ -286,6 +286,38 @@ def standardize(
         episodes.standardize(planner.world_model)
 
 
+def training_data(
+    planner: PlannerPolicy | PlannerHeads,
+    normalizer: Normalizer,
+    train_config: PlannerTrainConfig,
+    *,
+    cache_dir: str | Path,
+    seed: int,
+    progress: bool = True,
+) -> tuple[list[LatentEpisodes], list[np.ndarray], WindowSampler]:
+    """The datasets of ``train_config`` as latent episodes, standardized with statistics of their training episodes
+    (set on ``planner``'s world model), each dataset's held-out mask, and the sampler of training windows."""
+    data = [
+        load_latent_episodes(root, planner, normalizer, cache_dir=cache_dir, demonstrations=True, progress=progress)
+        for root in train_config.robot
+    ] + [
+        load_latent_episodes(root, planner, normalizer, cache_dir=cache_dir, demonstrations=False, progress=progress)
+        for root in train_config.rollouts
+    ]
+    holdouts = [held_out(episodes, train_config.holdout_every) for episodes in data]
+    train_masks = [~mask for mask in holdouts]
+    standardize(planner, data, train_masks)
+    sampler = WindowSampler(
+        data,
+        train_masks,
+        planner.config,
+        paraphrase_rate=train_config.paraphrase_rate,
+        wrong_instruction_rate=planner.config.score.wrong_instruction_rate,
+        seed=seed,
+    )
+    return data, holdouts, sampler
+
+
 @dataclass
 class PlannerTrainResult:
     checkpoint: Path
@@ -307,28 +339,13 @@ def train_planner(
     optim = train_config.optim
     seed_everything(optim.seed)
     policy = PlannerPolicy(planner_config, seed=optim.seed)
-    cache_dir = train_config.cache_dir or out / "latent_cache"
-    data = [
-        load_latent_episodes(
-            root, policy, policy.normalizer, cache_dir=cache_dir, demonstrations=True, progress=progress
-        )
-        for root in train_config.robot
-    ] + [
-        load_latent_episodes(
-            root, policy, policy.normalizer, cache_dir=cache_dir, demonstrations=False, progress=progress
-        )
-        for root in train_config.rollouts
-    ]
-    holdouts = [held_out(episodes, train_config.holdout_every) for episodes in data]
-    train_masks = [~mask for mask in holdouts]
-    standardize(policy, data, train_masks)
-    sampler = WindowSampler(
-        data,
-        train_masks,
-        planner_config,
-        paraphrase_rate=train_config.paraphrase_rate,
-        wrong_instruction_rate=planner_config.score.wrong_instruction_rate,
+    data, holdouts, sampler = training_data(
+        policy,
+        policy.normalizer,
+        train_config,
+        cache_dir=train_config.cache_dir or out / "latent_cache",
         seed=optim.seed,
+        progress=progress,
     )
 
     policy.train()
@@ -636,19 +653,8 @@ class PlannerCoTraining:
         self.normalizer = normalizer
         self.batch_size = batch_size
         self.record_config = PlannerTrainConfig(robot=(robot,), cache_dir=str(cache_dir))
-        episodes = load_latent_episodes(
-            robot, self.heads, normalizer, cache_dir=cache_dir, demonstrations=True, progress=progress
-        )
-        self.holdouts = [held_out(episodes, self.record_config.holdout_every)]
-        self.data = [episodes]
-        standardize(self.heads, self.data, [~mask for mask in self.holdouts])
-        self.sampler = WindowSampler(
-            self.data,
-            [~mask for mask in self.holdouts],
-            self.config,
-            paraphrase_rate=self.record_config.paraphrase_rate,
-            wrong_instruction_rate=self.config.score.wrong_instruction_rate,
-            seed=seed,
+        self.data, self.holdouts, self.sampler = training_data(
+            self.heads, normalizer, self.record_config, cache_dir=cache_dir, seed=seed, progress=progress
         )
 
     def batch(self) -> dict[str, Any]:

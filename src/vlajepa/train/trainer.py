@@ -55,6 +55,7 @@ from vlajepa.io_utils import atomic_write_json
 from vlajepa.normalize import Normalizer
 from vlajepa.policies import PreTrainedPolicy, load_policy_config, make_policy
 from vlajepa.policies.planning import PlannerConfig
+from vlajepa.policies.planning.modeling import check_interface
 from vlajepa.train import checkpoints as ckpt
 from vlajepa.train.augment import augment_batch, drop_instructions
 from vlajepa.train.config import RUNTIME_FIELDS, TrainConfig
@@ -345,11 +346,7 @@ class Trainer:
         cfg = self.train_config
         if ROBOT not in self.windows or not cfg.robot_actions:
             raise ConfigError("planner: the co-trained planner learns from robot data with actions (train.robot)")
-        for name in ("cameras", "image_size", "action_dim", "chunk_size", "frame_stride"):
-            if getattr(config, name) != getattr(self.config, name):
-                raise ConfigError(
-                    f"planner.{name}={getattr(config, name)!r} differs from the policy's {getattr(self.config, name)!r}"
-                )
+        check_interface(config, self.config, "the policy")
         directory = Path(cfg.latent_cache_dir) if cfg.latent_cache_dir else self.out / LATENT_CACHE_DIR
         with self.accelerator.main_process_first():  # the main process builds the latent cache, the others reuse it
             planner = PlannerCoTraining(

@@ -32,7 +32,7 @@ from einops import rearrange, repeat
 from torch import Tensor, nn
 
 from vlajepa.checkpoint import CheckpointError
-from vlajepa.config import ConfigError
+from vlajepa.config import ConfigError, PolicyConfig
 from vlajepa.constants import ACTION, FUTURE_IS_PAD, FUTURE_LATENTS, FUTURE_VALUE, TASK, image_key
 from vlajepa.data.windows import resize_frames, to_float_frames
 from vlajepa.normalize import Normalizer
@@ -97,12 +97,7 @@ class PlannerPolicy(PreTrainedPolicy):
                 base = load_policy(path, **options)
             except CheckpointError as err:
                 raise CheckpointError(f"base_policy: the planner's base policy does not load ({err})") from err
-        for name in SHARED_FIELDS:
-            if getattr(base.config, name) != getattr(config, name):
-                raise ConfigError(
-                    f"{name}={getattr(config, name)!r} differs from the base policy's "
-                    f"{getattr(base.config, name)!r} ({config.base_policy})"
-                )
+        check_interface(config, base.config, "the base policy", f" ({config.base_policy})")
         self.base = base.eval().requires_grad_(False)
         if normalizer is None:
             self.set_normalizer(base.normalizer)
@@ -246,6 +241,16 @@ class PlannerPolicy(PreTrainedPolicy):
         frames = resize_frames(to_float_frames(np.asarray(image)[None]), self.config.image_size).to(self.device)
         latents = self.world_model.encode([frames])
         return float(torch.sigmoid(self.score(latents, self.world_model.instruction([instruction])))[0])
+
+
+def check_interface(config: PlannerConfig, base: PolicyConfig, owner: str, detail: str = "") -> None:
+    """ConfigError naming the first observation/action field (:data:`SHARED_FIELDS`) where the planner's config
+    differs from its base policy's config ``base`` (``owner`` names that policy in the message)."""
+    for name in SHARED_FIELDS:
+        if getattr(base, name) != getattr(config, name):
+            raise ConfigError(
+                f"planner.{name}={getattr(config, name)!r} differs from {owner}'s {getattr(base, name)!r}{detail}"
+            )
 
 
 def build_world_model_and_score(config: PlannerConfig) -> tuple[LatentWorldModel, LatentScore]:
