@@ -1,23 +1,21 @@
-"""Training throughput: samples/s of the default configuration, and of a frozen target with and without the
-latent cache, plus peak memory.
+"""Training throughput: samples/s of the default configuration (a frozen pretrained encoder with its features
+cached) and of the ViT preset with a frozen or an EMA target, with and without the caches, plus peak memory.
 
 Each configuration runs in a fresh child process (so its peak RSS is its own): build the trainer (data windows,
 model, latent cache if any), run ``--warmup`` optimizer steps untimed, then time ``--steps`` optimizer steps of
-the robot:video 1:1 mixture with the default ``train:`` settings (batch 32). Data: synthetic 96x96 LeRobot and
+the robot:video 1:1 mixture with the preset's ``train:`` settings (batch 32). Data: synthetic 96x96 LeRobot and
 video sets written on the fly (the model's cost does not depend on pixel content), or ``--robot``/``--video``.
 
 Configurations:
-- ``default``: the ``default`` preset as is: a frozen target (random weights here; a pretrained encoder costs the
-  same) with its latents precomputed once (``latent_cache: disk``), frozen MiniLM instructions;
-- ``default-1-worker``: the same with one DataLoader worker process (loading overlaps compute);
-- ``frozen-no-cache``: the frozen target encoding every future frame at every step (the cache's speed-up);
-- ``ema``: the EMA target (the student's vision encoder's moving average), which cannot be cached;
-- ``pretrained-cached``: the student's vision and the frozen target are one frozen ImageNet EfficientNet-Lite0
-  (``vision.backbone: efficientnet_lite0, freeze: all``); its features of every frame are cached once, so a step
-  runs neither encoder (the student reads the current frame's cached features);
-- ``pretrained-no-cache``: the same encoder run on every frame of every batch (the feature cache's speed-up).
-  Both pretrained configurations train without the image shift (``augment_shift: 0``), which cached features cannot
-  take.
+- ``default``: the ``default`` preset as is: the student's vision and the frozen target are one frozen ImageNet
+  EfficientNet-Lite0 whose features of every frame are cached once (``latent_cache: disk``), so a step runs neither
+  encoder (the student reads the current frame's cached features); frozen MiniLM instructions;
+- ``default-no-cache``: the same encoder run on every frame of every batch (the feature cache's speed-up);
+- ``vit``: the ``vit`` preset (a ViT trained from scratch) with a frozen target (random weights here; a pretrained
+  one costs the same) whose latents are precomputed once;
+- ``vit-1-worker``: the same with one DataLoader worker process (loading overlaps compute);
+- ``vit-no-cache``: the frozen target encoding every future frame at every step (the latent cache's speed-up);
+- ``vit-ema``: the EMA target (the student's vision encoder's moving average), which cannot be cached.
 
 Writes ``benchmarks/results/perf/train_perf.json`` and ``.md`` (with the exact command and the machine's load).
 
@@ -47,14 +45,18 @@ from benchmarks.synthetic import write_robot_dataset, write_video_set  # noqa: E
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "perf"
-CONFIG = preset_path("default")
+CONFIG = preset_path("default")  # its data interface (image size, camera, batch) is every configuration's
 CONFIGURATIONS = {
-    "default": {"target": "frozen", "latent_cache": "disk", "workers": 0},
-    "default-1-worker": {"target": "frozen", "latent_cache": "disk", "workers": 1},
-    "frozen-no-cache": {"target": "frozen", "latent_cache": "off", "workers": 0},
-    "ema": {"target": "ema", "latent_cache": "off", "workers": 0},
-    "pretrained-cached": {"target": "frozen", "latent_cache": "disk", "workers": 0, "vision": "efficientnet_lite0"},
-    "pretrained-no-cache": {"target": "frozen", "latent_cache": "off", "workers": 0, "vision": "efficientnet_lite0"},
+    "default": {"preset": "default", "target": "frozen", "latent_cache": "disk", "workers": 0},
+    "default-no-cache": {"preset": "default", "target": "frozen", "latent_cache": "off", "workers": 0},
+    "vit": {"preset": "vit", "target": "frozen", "latent_cache": "disk", "workers": 0},
+    "vit-1-worker": {"preset": "vit", "target": "frozen", "latent_cache": "disk", "workers": 1},
+    "vit-no-cache": {"preset": "vit", "target": "frozen", "latent_cache": "off", "workers": 0},
+    "vit-ema": {"preset": "vit", "target": "ema", "latent_cache": "off", "workers": 0},
+}
+SPEEDUPS = {  # report key: (cached configuration, the same without the cache)
+    "feature_cache_speedup": ("default", "default-no-cache"),
+    "latent_cache_speedup": ("vit", "vit-no-cache"),
 }
 
 
@@ -79,19 +81,19 @@ def child(args: argparse.Namespace) -> None:
     """One configuration: print a JSON line with setup time, throughput and peak memory."""
     import torch
 
-    from vlajepa.nn.config import TargetConfig, VisionConfig
+    from vlajepa.nn.config import TargetConfig
     from vlajepa.policies.vla_jepa import VLAJEPAConfig
     from vlajepa.train.config import TrainConfig
     from vlajepa.train.trainer import Trainer
 
     torch.set_num_threads(args.threads)
     spec = CONFIGURATIONS[args.child]
-    model_config = VLAJEPAConfig.from_yaml(CONFIG)
-    target = TargetConfig(kind="frozen", seed=0) if spec["target"] == "frozen" else TargetConfig(kind="ema")
-    model_config = model_config.replace(target=target)
-    if spec.get("vision"):
-        model_config = model_config.replace(vision=VisionConfig(backbone=spec["vision"], freeze="all"))
-    train_config = TrainConfig.from_yaml(CONFIG).replace(
+    preset = preset_path(spec["preset"])
+    model_config = VLAJEPAConfig.from_yaml(preset)
+    if spec["preset"] == "vit":  # a frozen target of random weights (no pretrain-encoder step), or the EMA one
+        target = TargetConfig(kind="frozen", seed=0) if spec["target"] == "frozen" else TargetConfig(kind="ema")
+        model_config = model_config.replace(target=target)
+    train_config = TrainConfig.from_yaml(preset).replace(
         robot=args.robot,
         video=args.video,
         tensorboard=False,
@@ -99,8 +101,6 @@ def child(args: argparse.Namespace) -> None:
         latent_cache=spec["latent_cache"],
         latent_cache_dir=str(Path(args.work) / "latent_cache"),
     )
-    if spec.get("vision"):  # cached features carry no pixels to shift; both pretrained runs train alike
-        train_config = train_config.replace(augment_shift=0)
     started = time.perf_counter()
     trainer = Trainer(model_config, train_config, Path(args.work) / args.child, progress=False)
     setup_s = time.perf_counter() - started
@@ -111,6 +111,7 @@ def child(args: argparse.Namespace) -> None:
     result = {
         "configuration": args.child,
         **spec,
+        "vision": model_config.vision.backbone,
         "setup_s": round(setup_s, 2),
         **timing,
         "peak_rss_mb": round(own, 1),
@@ -140,7 +141,7 @@ def markdown(report: dict) -> str:
         f"Machine: {report['machine']['cpus']} CPUs, torch {report['machine']['torch']}, "
         f"{report['threads']} torch thread(s) per process; load average before / after: "
         f"{report['load_before']} / {report['load_after']} (other work on the machine slows every number).",
-        f"Model: the `default` preset ({report['image_size']} px, T={report['clip_length']}); "
+        f"Model: the preset each configuration names ({report['image_size']} px, T={report['clip_length']}); "
         f"batch {report['batch_size']} per optimizer step, robot:video 1:1 alternating; "
         f"{report['warmup']} warm-up + {report['steps']} timed steps per configuration. Data: {report['data']}.",
         "",
@@ -151,18 +152,17 @@ def markdown(report: dict) -> str:
     for r in report["results"]:
         rss = f"{r['peak_rss_mb']}" + (f" (+{r['peak_rss_worker_mb']} worker)" if r["peak_rss_worker_mb"] else "")
         lines.append(
-            f"| {r['configuration']} | {r.get('vision', 'vit')} | {r['target']} | {r['latent_cache']} | {r['workers']} "
+            f"| {r['configuration']} | {r['vision']} | {r['target']} | {r['latent_cache']} | {r['workers']} "
             f"| {r['samples_per_s']} "
             f"| {r['step_s_median']} | {r['setup_s']} | {rss} |"
         )
-    speedup = report.get("latent_cache_speedup")
-    if speedup:
-        lines += ["", f"Latent cache speed-up (frozen target, default vs frozen-no-cache): x{speedup} samples/s; setup "
-                  "includes building the cache."]
-    speedup = report.get("feature_cache_speedup")
-    if speedup:
-        lines += ["", f"Feature cache speed-up (frozen pretrained student vision and target, pretrained-cached vs "
-                  f"pretrained-no-cache): x{speedup} samples/s; setup includes building the cache."]
+    for key, (cached, uncached) in SPEEDUPS.items():
+        if key in report:
+            lines += [
+                "",
+                f"{key.replace('_', ' ').capitalize()}: x{report[key]} samples/s ({cached} against "
+                f"{uncached}); setup includes building the cache.",
+            ]
     return "\n".join(lines) + "\n"
 
 
@@ -231,14 +231,9 @@ def main() -> None:
         else f"robot {args.robot}, video {args.video}",
         "results": results,
     }
-    if "default" in by_name and "frozen-no-cache" in by_name:
-        report["latent_cache_speedup"] = round(
-            by_name["default"]["samples_per_s"] / by_name["frozen-no-cache"]["samples_per_s"], 2
-        )
-    if "pretrained-cached" in by_name and "pretrained-no-cache" in by_name:
-        report["feature_cache_speedup"] = round(
-            by_name["pretrained-cached"]["samples_per_s"] / by_name["pretrained-no-cache"]["samples_per_s"], 2
-        )
+    for key, (cached, uncached) in SPEEDUPS.items():
+        if cached in by_name and uncached in by_name:
+            report[key] = round(by_name[cached]["samples_per_s"] / by_name[uncached]["samples_per_s"], 2)
     out = Path(args.out)
     write_report_files(out / "train_perf", report, markdown(report))
     print(markdown(report))

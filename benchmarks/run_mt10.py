@@ -17,10 +17,10 @@ Methods (``--methods``) and target encoders (``--targets``):
 - ``vla-jepa-no-video`` (ablation): the world-model loss on the robot batches only, no video. It sees exactly
   BC's robot windows, so against BC it isolates the auxiliary world-model loss, and against co-training the video
   batches (a frozen target encoder is still the one pretrained on the video set);
-- target ``ema`` (EMA of the student's vision encoder), ``frozen`` (``vlajepa pretrain-encoder`` on the video
-  set, run once per data set and shared by every method that uses it) or ``pretrained`` (frozen with no weights file
-  of its own: with ``--set model.vision.backbone=efficientnet_lite0 --set model.vision.freeze=all`` the student's
-  own ImageNet backbone, whose features are cached once per data set).
+- target ``pretrained`` (the default: frozen with no weights file of its own, i.e. with the ``default`` preset the
+  student's own ImageNet EfficientNet-Lite0, whose features are cached once per data set), ``ema`` (EMA of the
+  student's vision encoder) or ``frozen`` (``vlajepa pretrain-encoder`` on the video set, run once per data set and
+  shared by every method that uses it; a ViT preset such as ``--config vit``).
 
 The same budget for every method: ``--steps`` optimizer steps on robot batches with actions (the same number of
 robot windows). The world-model methods add the video on top, at the same extra cost: co-training averages one
@@ -46,10 +46,11 @@ Action-free video sets are single-view, so several cameras run the robot-only me
 Results: ``<results>.json`` (rows in the evaluation schema plus a ``target`` field; top-level ``command``,
 ``wall_time_s`` and per-stage ``stages`` timings) and ``<results>.md``.
 
-    python benchmarks/run_mt10.py --methods bc,vla-jepa-cotrain,vla-jepa-finetune --targets ema,frozen
-    # BC with two cameras and the pretrained frozen encoder
-    python benchmarks/run_mt10.py --methods bc --cameras workspace_oblique,corner \\
-        --set model.vision.backbone=efficientnet_lite0 --set model.vision.freeze=all
+    python benchmarks/run_mt10.py --methods bc,vla-jepa-cotrain,vla-jepa-finetune
+    # the ViT trained from scratch, against an EMA target and a frozen one pretrained on the video
+    python benchmarks/run_mt10.py --config vit --methods bc,vla-jepa-cotrain --targets ema,frozen
+    # BC with two cameras
+    python benchmarks/run_mt10.py --methods bc --cameras workspace_oblique,corner
     # a pilot that proves the pipeline (minutes): 2 tasks, 3 demos, a few hundred steps, 2 episodes
     python benchmarks/run_mt10.py --tasks reach,drawer-close --demos 3 --videos 4 --steps 200 --batch-size 16 \\
         --encoder-steps 100 --episodes 2 --perturbed-episodes 1 --work outputs/mt10_pilot \\
@@ -77,8 +78,7 @@ from vlajepa.io_utils import with_extension, write_report_files
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("bc", "vla-jepa-cotrain", "vla-jepa-finetune", "vla-jepa-no-video", "lapa")
 NO_TARGET = ("bc", "lapa")  # methods without a target encoder: one run each, rows with target "none"
-TARGETS = ("ema", "frozen")  # the default --targets
-KNOWN_TARGETS = (*TARGETS, "pretrained")  # pretrained needs a pretrained, frozen model.vision (see above)
+TARGETS = ("pretrained", "ema", "frozen")  # pretrained needs a pretrained model.vision, frozen a ViT (see above)
 # `vlajepa pretrain-encoder` through its command module, for a CLI registry that does not list it yet.
 PRETRAIN_ENCODER = (
     "import argparse, sys; from vlajepa.commands import pretrain_encoder as c; p = argparse.ArgumentParser(); "
@@ -519,11 +519,31 @@ def plot_settings(display_rows: list[dict[str, Any]], path: Path) -> None:
     plot_report({"rows": pooled}, path, title="MT10 success rate, pooled over the ten tasks")
 
 
+def check_targets(config: str, overrides: list[str], targets: list[str]) -> None:
+    """Refuse, before any stage runs, a target the vision encoder of ``config`` (with the ``--set`` overrides)
+    cannot have: ``pretrained`` needs a pretrained backbone (on a ViT it would be frozen random features), ``frozen``
+    a ViT (``vlajepa pretrain-encoder`` trains one)."""
+    from vlajepa.commands.train import apply_overrides
+    from vlajepa.policies import VLAJEPAConfig
+    from vlajepa.presets import preset_path
+
+    model = VLAJEPAConfig.from_yaml(preset_path(config)).to_dict()
+    apply_overrides({"model": model}, [item for item in overrides if item.startswith("model.")])
+    backbone = model["vision"]["backbone"]
+    wrong = {"pretrained": backbone == "vit", "frozen": backbone != "vit"}
+    for target in targets:
+        if wrong.get(target):
+            raise SystemExit(
+                f"[run_mt10] --targets {target} with --config {config}, whose vision encoder is {backbone}: "
+                "the pretrained target needs a pretrained backbone, the frozen one a ViT (e.g. --config vit)"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {METHODS}")
-    parser.add_argument("--targets", default=",".join(TARGETS),
-                        help="comma-separated subset of ema,frozen,pretrained (default: ema,frozen)")
+    parser.add_argument("--targets", default="pretrained",
+                        help="comma-separated subset of pretrained,ema,frozen (default: pretrained)")
     parser.add_argument("--tasks", default="mt10", help="mt10 or a comma-separated list of task names")
     parser.add_argument("--demos", type=int, default=10, help="robot demonstrations per task")
     parser.add_argument("--action-noise", type=float, default=0.0,
@@ -583,9 +603,11 @@ def main() -> None:
     args = parser.parse_args()
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
-    unknown = sorted(set(methods) - set(METHODS)) + sorted(set(targets) - set(KNOWN_TARGETS))
+    unknown = sorted(set(methods) - set(METHODS)) + sorted(set(targets) - set(TARGETS))
     if unknown:
         raise SystemExit(f"unknown methods or targets: {unknown}")
+    if any(m not in NO_TARGET for m in methods):
+        check_targets(args.config, args.set, targets)
     if args.cameras is not None:
         cameras = parse_camera_list(args.cameras)
         if any(item.split("=", 1)[0].strip() == "model.cameras" for item in args.set):

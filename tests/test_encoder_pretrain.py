@@ -78,3 +78,9 @@ def test_cli_writes_a_loadable_encoder(tmp_path, capsys):
     assert args.func(args) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["steps"] == 3 and (out / "encoder.safetensors").is_file()
+    # the default preset's encoder is the packaged, pretrained EfficientNet-Lite0: nothing to pretrain
+    args = parser.parse_args(["pretrain-encoder", "--video", str(videos), "--out", str(tmp_path / "no"),
+                              "--config", "default"])
+    with pytest.raises(SystemExit, match="pretrained efficientnet_lite0.*--config vit"):
+        args.func(args)
+    assert not (tmp_path / "no").exists()

@@ -33,7 +33,7 @@ from vlajepa.train.config import TrainConfig
 
 venv = Path(sys.prefix).resolve()
 assert Path(vlajepa.__file__).resolve().is_relative_to(venv), f"vlajepa imported from {vlajepa.__file__}"
-assert preset_names() == ("default", "paper", "pretrained", "tiny"), preset_names()
+assert preset_names() == ("default", "paper", "tiny", "vit"), preset_names()
 tiny = preset_path("tiny")
 assert tiny.resolve().is_relative_to(venv), tiny
 assert VLAJEPAConfig.from_yaml(tiny).image_size == 32 and TrainConfig.from_yaml(tiny).steps == 20

@@ -75,10 +75,12 @@ def test_config_rejects_unknown_and_missing_fields():
 
 
 def test_yaml_presets_load_and_tiny_matches_code():
-    assert preset_names() == ("default", "paper", "pretrained", "tiny")
+    assert preset_names() == ("default", "paper", "tiny", "vit")
     assert VLAJEPAConfig.from_yaml(preset_path("tiny")) == tiny_config()
-    default = VLAJEPAConfig.from_yaml(preset_path("default"))
-    assert default.image_size == 96 and default.language.kind == "minilm"
+    for name in ("default", "vit"):
+        benchmark = VLAJEPAConfig.from_yaml(preset_path(name))
+        assert benchmark.image_size == 96 and benchmark.language.kind == "minilm", name
+    assert VLAJEPAConfig.from_yaml(preset_path("vit")).vision.backbone == "vit"
 
 
 def test_a_preset_is_a_name_or_a_yaml_file(tmp_path):
@@ -86,7 +88,7 @@ def test_a_preset_is_a_name_or_a_yaml_file(tmp_path):
     own.write_text("model:\n  image_size: 48\n")
     assert preset_path(own) == own and preset_path(str(own)) == own
     assert preset_path("tiny").name == "tiny.yaml"
-    with pytest.raises(ConfigError, match=r"'tiniest' not found.*\(default, paper, pretrained, tiny\)"):
+    with pytest.raises(ConfigError, match=r"'tiniest' not found.*\(default, paper, tiny, vit\)"):
         preset_path("tiniest")
 
 

@@ -193,12 +193,12 @@ def test_train_asks_a_frozen_target_for_weights_unless_it_is_a_pretrained_backbo
         _check_frozen_target(tiny_config(target=TargetConfig(kind="frozen")).to_dict(), args, Path("preset.yaml"))
 
 
-def test_the_pretrained_preset_caches_a_frozen_backbone_and_trains_without_pixel_shifts():
+def test_the_default_preset_caches_a_frozen_pretrained_backbone_and_trains_without_pixel_shifts():
     from vlajepa.policies.vla_jepa import VLAJEPAConfig
     from vlajepa.presets import preset_path
     from vlajepa.train import TrainConfig
 
-    config = VLAJEPAConfig.from_yaml(preset_path("pretrained"))
-    train = TrainConfig.from_yaml(preset_path("pretrained"))
+    config = VLAJEPAConfig.from_yaml(preset_path("default"))
+    train = TrainConfig.from_yaml(preset_path("default"))
     assert config.vision.backbone == "efficientnet_lite0" and config.reads_cached_features
     assert train.augment_shift == 0 and train.instruction_dropout == 0.3

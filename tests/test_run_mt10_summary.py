@@ -210,3 +210,15 @@ def test_cameras_refuse_what_cannot_run(extra, message, monkeypatch, tmp_path) -
     monkeypatch.setattr(run_mt10.sys, "argv", argv)
     with pytest.raises(SystemExit, match=message):
         run_mt10.main()
+
+
+def test_targets_must_fit_the_vision_encoder() -> None:
+    """The default preset's pretrained encoder is its own frozen target; pretrain-encoder's frozen target is a ViT's:
+    a mismatch is refused before any stage runs (a ViT's "pretrained" target would be frozen random features)."""
+    run_mt10.check_targets("default", [], ["pretrained", "ema"])
+    run_mt10.check_targets("vit", [], ["ema", "frozen"])
+    run_mt10.check_targets("vit", ["model.vision.backbone=efficientnet_lite0", "train.seed=1"], ["pretrained"])
+    with pytest.raises(SystemExit, match="--targets frozen with --config default.*efficientnet_lite0"):
+        run_mt10.check_targets("default", [], ["frozen"])
+    with pytest.raises(SystemExit, match="--targets pretrained with --config vit"):
+        run_mt10.check_targets("vit", [], ["pretrained"])

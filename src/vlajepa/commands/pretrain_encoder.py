@@ -12,11 +12,12 @@ from vlajepa.commands.arguments import config_preset, existing_path
 EPILOG = """\
 examples:
   vlajepa pretrain-encoder --video data/mt10_video --out outputs/encoder
-  vlajepa train --robot data/mt10_robot --video data/mt10_video \\
-      --target-checkpoint outputs/encoder/encoder.safetensors --out outputs/cotrain_frozen
+  vlajepa train --config vit --robot data/mt10_robot --video data/mt10_video \\
+      --target-checkpoint outputs/encoder/encoder.safetensors --out outputs/cotrain_vit
 
 The encoder's architecture is the --config preset's model.vision (and image_size), so the checkpoint fits that
 preset's `target: {kind: frozen}` as is. outputs/encoder/encoder_config.json holds the exact target section.
+The `default` preset needs no such step: its frozen target is the packaged, ImageNet-pretrained EfficientNet-Lite0.
 """
 
 
@@ -38,9 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="output folder (encoder.safetensors, encoder_config.json)")
     parser.add_argument(
         "--config",
-        default="default",
+        default="vit",
         type=config_preset,
-        help="preset name or YAML file whose model.vision is trained (default: default)",
+        help="preset name or YAML file whose ViT model.vision is trained (default: vit)",
     )
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps (default 1000)")
     parser.add_argument("--batch-size", type=int, default=None, help="frames per step (default 64)")
@@ -67,6 +68,11 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     model_config = VLAJEPAConfig.from_yaml(preset_path(args.config))
     vision = model_config.target.vision or model_config.vision
+    if vision.backbone != "vit":
+        raise SystemExit(
+            f"--config {args.config}: its vision encoder is the pretrained {vision.backbone}, whose weights come from "
+            "its package; pretrain-encoder trains a ViT (e.g. --config vit)"
+        )
     overrides = {
         "steps": args.steps,
         "batch_size": args.batch_size,
