@@ -261,7 +261,7 @@ def main() -> None:
                         help="write a fine-tuned encoder here (pretrain-encoder format)")
     parser.add_argument("--train", required=True, help="dataset with observation.environment_state to fit on")
     parser.add_argument("--heldout", required=True, help="the same label on demonstrations from other seeds")
-    parser.add_argument("--config", default="default", help="preset or YAML file: a random encoder's shape")
+    parser.add_argument("--config", default="vit", help="preset or YAML file: a random ViT encoder's shape")
     parser.add_argument("--stride", type=int, default=2, help="use every k-th training frame (held-out: 2k)")
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch-size", type=int, default=64)

@@ -7,12 +7,14 @@ import argparse
 from vlajepa.commands.train import add_training_arguments, run_training
 
 EPILOG = """\
-examples (the default frozen target's weights come from `vlajepa pretrain-encoder`; --target ema needs none):
-  vlajepa pretrain --video data/mt10_video --target-checkpoint outputs/encoder/encoder.safetensors \\
-      --out outputs/pretrain
-  vlajepa pretrain --video data/mt10_video --robot data/mt10_robot --mix 1:3 --target ema --out outputs/pretrain
-  vlajepa train --init-from outputs/pretrain/checkpoints/last --robot data/mt10_robot \\
-      --target-checkpoint outputs/encoder/encoder.safetensors --out outputs/finetune
+examples (the default preset's frozen target is its packaged ImageNet encoder; the vit preset's comes from
+`vlajepa pretrain-encoder`):
+  vlajepa pretrain --video data/mt10_video --robot data/mt10_robot --mix 1:3 --out outputs/pretrain
+  vlajepa train --init-from outputs/pretrain/checkpoints/last --robot data/mt10_robot --out outputs/finetune
+  vlajepa pretrain --config vit --video data/mt10_video --target-checkpoint outputs/encoder/encoder.safetensors \\
+      --out outputs/pretrain_vit
+  vlajepa train --init-from outputs/pretrain_vit/checkpoints/last --robot data/mt10_robot \\
+      --target-checkpoint outputs/encoder/encoder.safetensors --out outputs/finetune_vit
 
 Robot windows join as world-model data (their actions are not used) unless --robot-actions is given, in which
 case robot batches cost L_action + beta * L_wm as in co-training. Resume with --resume, as for `vlajepa train`.

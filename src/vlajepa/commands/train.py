@@ -19,17 +19,19 @@ METHODS = ("vla-jepa", "bc", "lapa-latent", "lapa")
 
 EPILOG = """\
 recipes:
-  co-training (robot + action-free video, from scratch) against the default frozen target, which
-  `vlajepa pretrain-encoder` learns from the video first (or pass --target ema instead):
+  co-training (robot + action-free video, from scratch); the default preset's frozen ImageNet encoder is both
+  the student's vision and the world model's target, its features computed once per dataset:
+    vlajepa train --robot data/mt10_robot --video data/mt10_video --out outputs/cotrain
+  the same with the vit preset (a ViT from scratch), whose frozen target `vlajepa pretrain-encoder` learns from
+  the video first (or pass --target ema instead):
     vlajepa pretrain-encoder --video data/mt10_video --out outputs/encoder
-    vlajepa train --robot data/mt10_robot --video data/mt10_video \\
-        --target-checkpoint outputs/encoder/encoder.safetensors --out outputs/cotrain
+    vlajepa train --config vit --robot data/mt10_robot --video data/mt10_video \\
+        --target-checkpoint outputs/encoder/encoder.safetensors --out outputs/cotrain_vit
   behaviour cloning (no world model, robot data only):
     vlajepa train --method bc --robot data/mt10_robot --out outputs/bc
-  fine-tuning a pretrained world model (see `vlajepa pretrain`; the frozen target is a reference, so give it
-  again):
-    vlajepa train --init-from outputs/pretrain/checkpoints/last --robot data/mt10_robot \\
-        --target-checkpoint outputs/encoder/encoder.safetensors --out outputs/finetune
+  fine-tuning a pretrained world model (see `vlajepa pretrain`; a frozen target's weights file is a reference,
+  so a --config vit run gives its --target-checkpoint again):
+    vlajepa train --init-from outputs/pretrain/checkpoints/last --robot data/mt10_robot --out outputs/finetune
   world-model action selection trained in the same run (a planner in every checkpoint's planner/ folder):
     vlajepa train --method bc --robot data/mt10_robot --out outputs/bc --planner
     vlajepa eval --planner outputs/bc/checkpoints/last/planner
@@ -118,9 +120,10 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
         "--target",
         choices=("ema", "frozen", "random"),
         default=None,
-        help="target encoder: ema (moving average of the student's vision encoder), frozen (a self-supervised "
-        "encoder from `vlajepa pretrain-encoder`, given with --target-checkpoint) or random (frozen random "
-        "features, a baseline)",
+        help="target encoder: frozen (a pretrained backbone's packaged weights, or for a ViT a self-supervised "
+        "encoder from `vlajepa pretrain-encoder` given with --target-checkpoint), ema (moving average of the "
+        "student's vision encoder) or random (frozen without a weights file: a pretrained backbone's packaged "
+        "weights, a ViT's random features)",
     )
     model.add_argument(
         "--target-checkpoint",
