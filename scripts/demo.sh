@@ -25,7 +25,7 @@ command -v vlajepa >/dev/null || { echo "[demo] vlajepa is not installed: run \`
 OUT="${VLAJEPA_DEMO_DIR:-outputs/demo}"
 case "$OUT" in /*) ;; *) [ -n "${VLAJEPA_DEMO_DIR:-}" ] && OUT="$caller/$OUT" ;; esac
 EPISODES="${VLAJEPA_DEMO_EPISODES:-5}"
-STEPS="${VLAJEPA_DEMO_STEPS:-1200}"
+STEPS="${VLAJEPA_DEMO_STEPS:-4000}"
 BATCH="${VLAJEPA_DEMO_BATCH:-16}"
 EVAL_EPISODES="${VLAJEPA_DEMO_EVAL_EPISODES:-5}"
 THREADS="${VLAJEPA_DEMO_THREADS:-2}"
