@@ -16,7 +16,7 @@ Methods (``--methods``) and target encoders (``--targets``):
   head), so a ``--set model.FIELD`` must name a field LAPA has too (not e.g. ``model.wm_weight``);
 - ``vla-jepa-no-video`` (ablation): the world-model loss on the robot batches only, no video. It sees exactly
   BC's robot windows, so against BC it isolates the auxiliary world-model loss, and against co-training the video
-  batches (a frozen target encoder is still the one pretrained on the video set);
+  batches (with the ``frozen`` target, the encoder is still the one pretrained on the video set);
 - target ``pretrained`` (the default: frozen with no weights file of its own, i.e. with the ``default`` preset the
   student's own ImageNet EfficientNet-Lite0, whose features are cached once per data set), ``ema`` (EMA of the
   student's vision encoder) or ``frozen`` (``vlajepa pretrain-encoder`` on the video set, run once per data set and
