@@ -92,8 +92,7 @@ def main() -> None:
     start = time.perf_counter()
     jobs = []  # (name, policy, evaluation config, variants)
     for name, path in args.checkpoint:
-        cameras = tuple(load_policy_config(path).cameras)  # render every camera the policy was trained on
-        camera = cameras[0] if len(cameras) == 1 else cameras
+        camera = load_policy_config(path).cameras  # render every camera the policy was trained on
         jobs.append((name, f"checkpoint:{path}", dataclasses.replace(base, camera=camera), variants(args)))
     if args.training_seeds:  # the expert must solve the replayed seeds for them to be the demonstrations' starts
         jobs.append(("expert", "expert", base, [("training_seeds", {"training_seeds": True})]))

@@ -117,3 +117,20 @@ def test_collect_parses_a_comma_separated_camera_list(tmp_path, capsys):
     assert main(["collect", "robot", "--tasks", "reach", "--camera", "corner,nowhere", "--out", str(out)]) == 2
     assert "unknown camera 'nowhere'" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_configs_hold_one_camera_as_its_name_and_several_as_a_tuple():
+    """Collection and evaluation configs normalize their camera option alike (``constants.camera_setting``): a list
+    becomes a hashable tuple, and one camera is its name however it was given."""
+    from vlajepa.eval.runner import EvalConfig
+
+    def collect(camera):
+        return CollectConfig(tasks=("reach-v3",), camera=camera)
+
+    def evaluate(camera):
+        return EvalConfig(tasks=("reach-v3",), camera=camera)
+
+    for make in (collect, evaluate):
+        assert make(["corner"]).camera == "corner" and make(("corner",)).camera == "corner"
+        assert make(["workspace_oblique", "corner"]).camera == ("workspace_oblique", "corner")
+        assert make(None).camera is None and make("corner").camera == "corner"

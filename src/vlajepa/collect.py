@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from vlajepa.constants import ACTION, DONE, OBS_ENV_STATE, OBS_STATE, PROGRESS, REWARD, SUCCESS
+from vlajepa.constants import ACTION, DONE, OBS_ENV_STATE, OBS_STATE, PROGRESS, REWARD, SUCCESS, camera_setting
 from vlajepa.data.video_io import video_quality
 
 ATTEMPT_STRIDE = 100_000  # seeds of different tasks never overlap for fewer attempts than this
@@ -80,8 +80,7 @@ class CollectConfig:
     arm: str = "hidden"
 
     def __post_init__(self) -> None:
-        if self.camera is not None and not isinstance(self.camera, str):
-            object.__setattr__(self, "camera", tuple(self.camera))  # a list from JSON or a caller: hashable
+        object.__setattr__(self, "camera", camera_setting(self.camera))
         video_quality(self.video_quality)
         if not (math.isfinite(self.action_noise) and self.action_noise >= 0.0):
             raise ValueError(f"action_noise must be a finite number >= 0, got {self.action_noise}")

@@ -1,4 +1,7 @@
-"""Feature keys shared by datasets, environments, policies and the server (LeRobot naming)."""
+"""Feature keys shared by datasets, environments, policies and the server (LeRobot naming), and the camera option
+that names their image streams."""
+
+from collections.abc import Sequence
 
 OBS_IMAGES = "observation.images"  # prefix: one key per camera, e.g. "observation.images.corner2"
 OBS_STATE = "observation.state"
@@ -16,6 +19,16 @@ PAD_SUFFIX = "_is_pad"
 def image_key(camera: str) -> str:
     """LeRobot feature key of the RGB stream of ``camera``."""
     return f"{OBS_IMAGES}.{camera}"
+
+
+def camera_setting(camera: str | Sequence[str] | None) -> str | tuple[str, ...] | None:
+    """A camera option as the collection and evaluation configs hold it: ``None`` (the environment's default), one
+    name, or a tuple of several. A list (from JSON or a caller) becomes a tuple, so the config stays hashable, and a
+    single camera is its name however it was given, so one-camera runs record the same config either way."""
+    if camera is None or isinstance(camera, str):
+        return camera
+    cameras = tuple(camera)
+    return cameras[0] if len(cameras) == 1 else cameras
 ACTION_IS_PAD = ACTION + PAD_SUFFIX  # bool (H,): action steps past the episode end (masked out of the loss)
 
 # Future clip of the world model (target-encoder input only, never the student's).

@@ -13,6 +13,7 @@ from vlajepa.commands.arguments import (
     planner_options,
     policy_argument,
 )
+from vlajepa.constants import camera_setting
 from vlajepa.envs import PERTURBATIONS
 from vlajepa.eval.policies import PolicySource
 
@@ -120,11 +121,7 @@ def parse_cameras(text: str) -> str | tuple[str, ...]:
     for name in names:
         if name not in CAMERAS:
             raise ValueError(f"unknown camera {name!r}; expected one of {', '.join(CAMERAS)}")
-    return names[0] if len(names) == 1 else names
-
-
-def _one_or_tuple(cameras: tuple[str, ...]) -> str | tuple[str, ...]:
-    return cameras[0] if len(cameras) == 1 else tuple(cameras)
+    return camera_setting(names)
 
 
 def rendering_for(
@@ -158,7 +155,7 @@ def rendering_for(
                 f"--camera {','.join(given)}: the {policy.kind} policy reads the cameras {','.join(wanted)}; "
                 "render those (leave --camera out)"
             )
-        camera = _one_or_tuple(wanted if given is None else tuple(given))
+        camera = camera_setting(wanted if given is None else given)
     return camera, 96 if image_size is None else image_size
 
 

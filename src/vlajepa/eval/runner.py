@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from vlajepa.constants import OBS_STATE
+from vlajepa.constants import OBS_STATE, camera_setting
 from vlajepa.eval.policies import PolicySource, build_policy
 from vlajepa.policies.protocol import Policy, seed_policy
 
@@ -66,8 +66,7 @@ class EvalConfig:
     group_size: int = 5
 
     def __post_init__(self) -> None:
-        if self.camera is not None and not isinstance(self.camera, str):
-            object.__setattr__(self, "camera", tuple(self.camera))  # a list from a caller or JSON: hashable
+        object.__setattr__(self, "camera", camera_setting(self.camera))
 
     def episodes_for(self, setting: str) -> int:
         if setting == ID_SETTING or self.perturbed_episodes is None:
